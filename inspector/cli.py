@@ -1,0 +1,190 @@
+"""The ``inspector`` command line: train, eval, inspect, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from inspector.errors import InspectorError
+from inspector.settings import Settings, get_settings
+
+EPILOG = "Settings also come from INSPECTOR_* environment variables (see docs/configuration.md); options win."
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", type=Path, help="working folder for models, caches and demo data (default: var)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: auto = cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", type=Path, action="append", required=required, metavar="DIR",
+                   help="a product folder or a folder of product folders (manifest.csv or images/<defect_type>/, "
+                        "plus manual.md); repeat for several")
+    p.add_argument("--product", action="append", metavar="ID", help="only these products (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection station.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model on every product in the data, calibrate on val, report test",
+                       description="Train the cross-modal classifier on the train split of every product, stop early "
+                                   "and calibrate thresholds on val, print metrics on test, save the checkpoint.",
+                       epilog=EPILOG)
+    _add_data(t)
+    _add_common(t)
+    t.add_argument("--out", type=Path, help="checkpoint folder (default: <home>/models/current)")
+    t.add_argument("--backbone", help="image encoder: efficientnet_lite0 (default), efficientnet_lite1, "
+                                      "efficientnet_lite2, dinov2_vits14")
+    t.add_argument("--fusion", help="concat, late, gated, cross_attention (default), low_rank")
+    t.add_argument("--text-source", choices=["manual", "ids"],
+                   help="manual (default) or ids: ablate the manual (image-only baseline)")
+    t.add_argument("--mode", choices=["frozen", "finetune"],
+                   help="frozen (default): cached backbone features, fast on CPU; finetune: last stages learn")
+    t.add_argument("--trainable-stages", type=int, help="finetune mode: backbone stages that learn (default 2)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (default 40; early stopping on val)")
+    t.add_argument("--batch-size", type=int, help="batch size (default 64)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--views", type=int, help="frozen mode: cached views per train image, 1 clean + augmented "
+                                             "(default 2)")
+    t.add_argument("--shots", type=int, help="use at most this many train images per (product, class)")
+    t.add_argument("--target-frr", type=float, help="false-reject rate promised on good parts (default 0.01)")
+    t.add_argument("--json", type=Path, metavar="OUT", help="also write the model card (with metrics) here")
+
+    e = sub.add_parser("eval", help="metrics of a saved model on a split, with the thresholds from its card",
+                       epilog=EPILOG)
+    _add_data(e)
+    _add_common(e)
+    e.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+    e.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON here")
+
+    i = sub.add_parser("inspect", help="verdicts for images of one product", epilog=EPILOG,
+                       description="Print accept / warn / reject for each image, the defect type in the manual's "
+                                   "words and the confidence. Unreadable images are reported and skipped.")
+    _add_common(i)
+    i.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    i.add_argument("--product", required=True, metavar="ID", help="the product the images show")
+    i.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
+    i.add_argument("--manual", type=Path, help="use this manual.md for the product instead of the one in the model")
+    i.add_argument("--no-manual", action="store_true", help="ignore the manual: image-only verdicts")
+    i.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+
+    d = sub.add_parser("demo", help="build the solar-cell demo, train, evaluate and inspect held-out cells",
+                       epilog=EPILOG)
+    _add_common(d)
+    d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
+    d.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = get_settings().model_copy(deep=True)
+    if getattr(args, "home", None):
+        s.home = args.home
+    if getattr(args, "device", None):
+        s.model.device = args.device
+    for opt, (group, field) in {
+        "backbone": ("model", "backbone"), "fusion": ("model", "fusion"), "text_source": ("model", "text_source"),
+        "mode": ("train", "mode"), "trainable_stages": ("train", "trainable_stages"), "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "seed": ("train", "seed"),
+        "views": ("train", "views"), "target_frr": ("verdict", "target_frr"),
+    }.items():
+        value = getattr(args, opt, None)
+        if value is not None:
+            setattr(getattr(s, group), field, value)
+    return s
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from inspector.report import metrics_table
+    from inspector.training import train_model
+
+    s = _settings(args)
+    out = args.out or s.default_model
+    card = train_model(s, args.data, out, args.product, args.shots, progress=not args.quiet)
+    if card["data"]["bad_count"]:
+        print(f"skipped {card['data']['bad_count']} unusable rows:", *card["data"]["bad_rows"][:10], sep="\n  ")
+    print(metrics_table(card["metrics"]["val"], "val (used for early stopping and calibration)"))
+    if "test" in card["metrics"]:
+        print()
+        print(metrics_table(card["metrics"]["test"], "test (held out)"))
+    print(f"\nsaved {out}")
+    if args.json:
+        args.json.write_text(json.dumps(card, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from inspector.report import metrics_table
+    from inspector.training import evaluate_checkpoint
+
+    s = _settings(args)
+    result = evaluate_checkpoint(s, args.model or s.default_model, args.data, args.split, args.product,
+                                 progress=not args.quiet)
+    for b in result["bad_rows"][:10]:
+        print(f"skipped {b}")
+    print(metrics_table(result["metrics"], f"{args.split} split"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from inspector.engine import Engine
+    from inspector.manual import load_manual
+    from inspector.report import verdict_line
+
+    s = _settings(args)
+    engine = Engine(args.model or s.default_model, s.model.device, s.max_image_pixels, s.cache_dir)
+    if args.no_manual:
+        engine.set_manual(args.product, None)
+    elif args.manual:
+        engine.set_manual(args.product, load_manual(args.manual, args.product))
+    failed = 0
+    for path, v in zip(args.images, engine.inspect_files(args.product, args.images), strict=True):
+        if isinstance(v, Exception):
+            failed += 1
+            msg = str(v) if isinstance(v, InspectorError) else f"{path}: {type(v).__name__}: {v}"
+            print(json.dumps({"image": str(path), "error": msg}) if args.json else f"ERROR   {msg}")
+        elif args.json:
+            print(json.dumps({"image": str(path), **v.to_dict()}))
+        else:
+            print(verdict_line(str(path), v))
+    return 1 if failed == len(args.images) else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inspector.demo import run_demo
+
+    return run_demo(_settings(args), args.per_class, progress=not args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from models import WeightsUnavailableError
+    from models.registry import UnknownNameError
+
+    handler = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "demo": cmd_demo}[args.command]
+    try:
+        return handler(args)
+    except InspectorError as exc:
+        print(f"inspector: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, WeightsUnavailableError, UnknownNameError, ValidationError) as exc:
+        print(f"inspector: error: {exc}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Labelled images and their manuals, from either supported layout.
+
+- Manifest layout (the shared data): ``<product>/manifest.csv`` with columns
+  image,product,label,defect_type,split,mask,source, plus ``<product>/manual.md``.
+- Folder layout: ``<product>/images/<defect_type>/*`` plus ``<product>/manual.md``; the split
+  is assigned from a hash of the file name (70/15/15), so it never changes between runs.
+
+A root may be one product folder or a folder of product folders. Rows that cannot be used
+(missing file, defect type the manual does not describe) are reported with file and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspector.errors import DataError, ManualError
+from inspector.manual import Manual, load_manual
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    product: str
+    defect_type: str  # "ok" or one of the manual's defect types
+    split: str
+    mask: Path | None = None
+
+    @property
+    def is_defect(self) -> bool:
+        return self.defect_type != "ok"
+
+
+@dataclass(frozen=True)
+class BadRow:
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+@dataclass
+class Dataset:
+    manuals: dict[str, Manual] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    bad: list[BadRow] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Sample]:
+        return [s for s in self.samples if s.split == name]
+
+    def products(self) -> list[str]:
+        return sorted(self.manuals)
+
+    def fingerprint(self) -> str:
+        """Hash of what was trained on (paths, labels, splits), recorded in the model card."""
+        h = hashlib.sha256()
+        for s in sorted(self.samples, key=lambda s: str(s.path)):
+            h.update(f"{s.product}|{s.path.name}|{s.defect_type}|{s.split}\n".encode())
+        return h.hexdigest()
+
+    def merge(self, other: Dataset) -> None:
+        clash = set(self.manuals) & set(other.manuals)
+        if clash:
+            raise DataError(f"product(s) {sorted(clash)} appear in more than one data folder")
+        self.manuals.update(other.manuals)
+        self.samples.extend(other.samples)
+        self.bad.extend(other.bad)
+
+    def check_bad_share(self, max_share: float) -> None:
+        total = len(self.samples) + len(self.bad)
+        if total and len(self.bad) / total > max_share:
+            shown = "\n  ".join(map(str, self.bad[:10]))
+            raise DataError(
+                f"{len(self.bad)} of {total} rows are unusable (over the {max_share:.0%} allowed):\n  {shown}"
+            )
+
+
+def hash_split(name: str, fractions: tuple[float, float] = (0.70, 0.85)) -> str:
+    u = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if u < fractions[0] else "val" if u < fractions[1] else "test"
+
+
+def _manifest_product(folder: Path, manual: Manual) -> Dataset:
+    ds = Dataset(manuals={manual.product: manual})
+    manifest = folder / "manifest.csv"
+    with open(manifest, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"image", "defect_type", "split"} - set(reader.fieldnames or [])
+        if missing:
+            raise DataError(f"{manifest}: missing column(s) {sorted(missing)}")
+        for i, row in enumerate(reader, start=2):
+            where = f"{manifest}:{i} ({row.get('image')})"
+            path = folder / (row.get("image") or "")
+            defect = (row.get("defect_type") or "").strip()
+            split = (row.get("split") or "").strip()
+            if not row.get("image") or not path.is_file():
+                ds.bad.append(BadRow(where, "image file missing"))
+            elif defect != "ok" and defect not in manual.defects:
+                ds.bad.append(BadRow(where, f"defect type '{defect}' is not described in {folder / 'manual.md'}"))
+            elif split not in SPLITS:
+                ds.bad.append(BadRow(where, f"split '{split}' is not one of {SPLITS}"))
+            else:
+                mask = folder / row["mask"] if row.get("mask") else None
+                ds.samples.append(Sample(path, manual.product, defect, split, mask))
+    return ds
+
+
+def _folder_product(folder: Path, manual: Manual) -> Dataset:
+    ds = Dataset(manuals={manual.product: manual})
+    for class_dir in sorted(p for p in (folder / "images").iterdir() if p.is_dir()):
+        defect = class_dir.name
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if defect != "ok" and defect not in manual.defects:
+                ds.bad.append(BadRow(str(path), f"defect type '{defect}' is not described in the manual"))
+            else:
+                ds.samples.append(Sample(path, manual.product, defect, hash_split(f"{defect}/{path.name}")))
+    return ds
+
+
+def load_product(folder: Path) -> Dataset:
+    folder = Path(folder)
+    manual = load_manual(folder / "manual.md", folder.name)
+    if (folder / "manifest.csv").is_file():
+        return _manifest_product(folder, manual)
+    if (folder / "images").is_dir():
+        return _folder_product(folder, manual)
+    raise DataError(f"{folder}: no manifest.csv and no images/<defect_type>/ folders")
+
+
+def _is_product(folder: Path) -> bool:
+    return (folder / "manual.md").exists() or (folder / "manifest.csv").exists()
+
+
+def load_dataset(roots: list[Path] | Path, products: list[str] | None = None) -> Dataset:
+    """Load every product under ``roots`` (optionally only ``products``)."""
+    roots = [roots] if isinstance(roots, Path | str) else roots
+    ds = Dataset()
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise DataError(f"{root}: data folder not found")
+        folders = [root] if _is_product(root) else sorted(p for p in root.iterdir() if p.is_dir() and _is_product(p))
+        if not folders:
+            raise DataError(f"{root}: no product folders (each needs manual.md and manifest.csv or images/)")
+        for folder in folders:
+            if products and folder.name not in products:
+                continue
+            try:
+                ds.merge(load_product(folder))
+            except ManualError as exc:
+                raise DataError(str(exc)) from None
+    if products:
+        unknown = set(products) - set(ds.manuals)
+        if unknown:
+            raise DataError(f"unknown product(s) {sorted(unknown)}; found {ds.products()}")
+    if not ds.samples:
+        raise DataError(f"no usable images under {', '.join(map(str, roots))}")
+    return ds

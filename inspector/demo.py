@@ -1,0 +1,103 @@
+"""Demo data that any machine has: real electroluminescence images of solar cells from the
+``elpv-dataset`` PyPI package (Buerhop-Lutz, Deitsch et al., CC BY-NC-SA 4.0), written out in
+the manifest layout with the manuals in ``inspector/demo_manuals``.
+
+Expert labels are defect probabilities: 0 -> ok, 1/3 -> suspect_damage, 2/3 and 1 -> cell_damage.
+Splits are a stable hash of the file name (70/15/15).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import shutil
+from pathlib import Path
+
+from inspector.dataset import hash_split
+from inspector.errors import DataError
+
+MANUALS = Path(__file__).parent / "demo_manuals"
+PRODUCTS = {"mono": "solar-cell-mono", "poly": "solar-cell-poly"}
+
+
+def _label(probability: float) -> str:
+    if probability < 0.1:
+        return "ok"
+    return "suspect_damage" if probability < 0.5 else "cell_damage"
+
+
+def elpv_root() -> Path:
+    spec = importlib.util.find_spec("elpv_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("demo data needs the PyPI package 'elpv-dataset' (pip install elpv-dataset)")
+    return Path(spec.submodule_search_locations[0]) / "data"
+
+
+def build_demo(dest: Path, per_class: int | None = None) -> Path:
+    """Write the demo products under ``dest`` (idempotent) and return it.
+
+    ``per_class`` caps images per (product, class) for a quicker demo; None keeps all 2,624.
+    """
+    src = elpv_root()
+    rows = []
+    for line in (src / "labels.csv").read_text().splitlines():
+        if line.strip():
+            path, prob, kind = line.split()
+            rows.append((path, float(prob), kind))
+    seen: dict[tuple[str, str], int] = {}
+    manifests: dict[str, list[dict]] = {p: [] for p in PRODUCTS.values()}
+    for path, prob, kind in sorted(rows):
+        product, label = PRODUCTS[kind], _label(prob)
+        n = seen.get((product, label), 0)
+        if per_class is not None and n >= per_class:
+            continue
+        seen[(product, label)] = n + 1
+        name = Path(path).name
+        rel = f"images/{label}/{name}"
+        target = dest / product / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / path, target)
+        manifests[product].append({
+            "image": rel, "product": product, "label": "ok" if label == "ok" else "defect",
+            "defect_type": label, "split": hash_split(name), "mask": "", "source": f"elpv-dataset/{path} p={prob:.2f}",
+        })
+    for product, items in manifests.items():
+        folder = dest / product
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(MANUALS / f"{product}.md", folder / "manual.md")
+        with open(folder / "manifest.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["image", "product", "label", "defect_type", "split", "mask", "source"])
+            w.writeheader()
+            w.writerows(items)
+    return dest
+
+
+def run_demo(settings, per_class: int | None = None, progress: bool = True) -> int:
+    """Build the demo data, train on it, print val/test metrics and inspect held-out cells."""
+    from inspector.dataset import load_dataset
+    from inspector.engine import Engine
+    from inspector.report import metrics_table, verdict_line
+    from inspector.training import train_model
+
+    data = build_demo(settings.home / "demo", per_class)
+    print(f"demo data: {data} (elpv-dataset: electroluminescence images of solar cells)")
+    out = settings.default_model
+    card = train_model(settings, [data], out, progress=progress)
+    print(metrics_table(card["metrics"]["val"], "\nval (early stopping and calibration)"))
+    print(metrics_table(card["metrics"]["test"], "\ntest (held out)"))
+    print(f"\nmodel saved to {out}\n\ninspecting held-out cells:")
+    engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+    test = load_dataset([data]).split("test")
+    for product in sorted({s.product for s in test}):
+        for defect in ("ok", "suspect_damage", "cell_damage"):
+            picks = [s for s in test if s.product == product and s.defect_type == defect][:2]
+            for s, v in zip(picks, engine.inspect_files(product, [s.path for s in picks]), strict=True):
+                print(f"  truth {defect:15}", verdict_line(s.path.name, v))
+    home = settings.home
+    print(
+        "\nnext:\n"
+        f"  inspector inspect --home {home} --product solar-cell-mono {data}/solar-cell-mono/images/cell_damage/*.png\n"
+        f"  inspector eval --home {home} --data {data} --json {home}/eval.json"
+    )
+    return 0

@@ -1,0 +1,168 @@
+"""The inference engine: images of a product in, verdicts in the manual's words out.
+
+One checkpoint serves every product it was trained on, and any product whose manual it is
+given (a new product is a new manual). Manual embeddings are computed once per manual
+version and kept. Without a manual the verdict comes from the image alone and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inspector.errors import ManualError, UnknownProductError
+from inspector.images import load_image
+from inspector.manual import Manual, parse_manual
+from inspector.text_bank import TextBank
+from inspector.training import resolve_device
+from models import Thresholds, create_image_encoder, create_text_encoder, load_checkpoint
+from models.transforms import preprocess
+
+_NO_MANUAL = object()
+
+
+@dataclass
+class Verdict:
+    product: str
+    verdict: str  # accept | warn | reject
+    defect_type: str | None  # the manual's id for the defect, None when accepted or image-only
+    confidence: float  # probability of what the verdict says (ok, or the named defect)
+    defect_score: float  # calibrated P(defective): the number the thresholds cut
+    reason: str  # the manual's section for the defect, quoted, or why it was accepted
+    image_only: bool = False
+    class_scores: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+    attention: np.ndarray | None = field(default=None, repr=False)  # [h, w] where the model looked
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("attention")
+        return d
+
+
+class Engine:
+    def __init__(self, model_dir: Path, device: str = "auto", max_pixels: int = 40_000_000,
+                 cache_dir: Path | None = None) -> None:
+        self.device = resolve_device(device)
+        self.model, self.card, extra = load_checkpoint(model_dir, str(self.device))
+        self.model_dir = Path(model_dir)
+        self.encoder = create_image_encoder(self.card["backbone"]).to(self.device).eval()
+        if extra:  # fine-tuned checkpoints carry their own backbone weights
+            self.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
+        source = self.card.get("text_source", "manual")
+        text_encoder = create_text_encoder(self.card["text_encoder"]) if source == "manual" else None
+        self.bank = TextBank(text_encoder, self.model.cfg.text_dim, cache_dir, source)
+        self.max_pixels = max_pixels
+        self.manuals: dict[str, Manual | object] = {}
+        for pid, info in self.card["products"].items():
+            if info.get("manual"):
+                self.manuals[pid] = parse_manual(info["manual"], f"model card ({pid})", pid)
+
+    @property
+    def version(self) -> str:
+        return f"{self.model_dir.name}@{self.card['created_at']}"
+
+    def set_manual(self, product: str, manual: Manual | None) -> None:
+        """Give the engine a product's (new) manual; ``None`` means the product has none."""
+        self.manuals[product] = manual if manual is not None else _NO_MANUAL
+
+    def set_manual_text(self, product: str, text: str | None, source: str = "manual") -> None:
+        if text is None or not text.strip():
+            self.set_manual(product, None)
+            return
+        try:
+            self.set_manual(product, parse_manual(text, source, product))
+        except ManualError:
+            self.set_manual(product, None)  # an unusable manual must not stop the line: image-only
+            raise
+
+    def _thresholds(self, product: str, image_only: bool) -> tuple[Thresholds, list[str]]:
+        info = self.card["products"].get(product)
+        key = "image_only" if image_only else "thresholds"
+        if info is None:
+            fallback = self.card["calibration"]["image_only_fallback" if image_only else "fallback"]
+            return Thresholds(**fallback), ["uncalibrated: product not in training data, thresholds of all products"]
+        flags = []
+        if not image_only and isinstance(self.manuals.get(product), Manual):
+            if self.manuals[product].sha256 != info["manual_sha256"]:
+                flags.append("manual changed since calibration")
+        return Thresholds(**info[key]), flags
+
+    @torch.inference_mode()
+    def inspect_arrays(self, product: str, images: list[np.ndarray]) -> list[Verdict]:
+        """Classify images (uint8 [H, W, 3]) of one product in one batch."""
+        if product not in self.manuals and product not in self.card["products"]:
+            known = sorted(set(self.manuals) | set(self.card["products"]))
+            raise UnknownProductError(f"unknown product '{product}'; known: {', '.join(known)}")
+        start = time.perf_counter()
+        enc = self.encoder
+        x = torch.stack([preprocess(im, enc.input_size, enc.mean, enc.std) for im in images]).to(self.device)
+        manual = self.manuals.get(product, _NO_MANUAL)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            tokens, pooled = enc(x)
+            if isinstance(manual, Manual):
+                text = self.bank.embed(manual).to(self.device)  # [C, Dt], cached per manual version
+                B, C = len(images), text.shape[0]
+                out = self.model(tokens, pooled, text.expand(B, -1, -1), torch.ones(B, C, dtype=torch.bool,
+                                                                                   device=self.device))
+                probs = torch.softmax(out.class_logits.float() / self.model.class_temperature, -1).cpu().numpy()
+                attn = out.attention.float().cpu().numpy() if out.attention is not None else None
+            else:
+                logit = self.model.image_only_defect_logit(pooled)
+                scores = torch.sigmoid(logit.float() / self.model.defect_temperature).cpu().numpy()
+        ms = (time.perf_counter() - start) * 1000 / len(images)
+        if not isinstance(manual, Manual):
+            th, flags = self._thresholds(product, image_only=True)
+            return [self._image_only(product, float(s), th, flags, ms) for s in scores]
+        th, flags = self._thresholds(product, image_only=False)
+        return [self._fused(manual, p, None if attn is None else attn[i], th, flags, ms) for i, p in enumerate(probs)]
+
+    def _fused(self, manual: Manual, p: np.ndarray, attn, th: Thresholds, flags: list[str], ms: float) -> Verdict:
+        score = float(1 - p[0])
+        band = th.verdict(score)
+        classes = manual.classes
+        top = int(np.argmax(p[1:]) + 1)  # the most likely defect type
+        grid = None
+        if attn is not None:
+            side = int(round(attn.shape[-1] ** 0.5))
+            cls = top if band != "accept" else 0
+            grid = attn[cls].reshape(side, side) if side * side == attn.shape[-1] else None
+        if band == "accept":
+            reason = f"looks like a good part (defect score {score:.3f} <= {th.warn:.3f})"
+            return Verdict(manual.product, band, None, float(p[0]), score, reason, False,
+                           dict(zip(classes, map(float, p), strict=True)), flags, ms, grid)
+        section = manual.defects[classes[top]]
+        reason = f"{section.name}: {section.text}"
+        return Verdict(manual.product, band, section.name, float(p[top]), score, reason, False,
+                       dict(zip(classes, map(float, p), strict=True)), flags, ms, grid)
+
+    def _image_only(self, product: str, score: float, th: Thresholds, flags: list[str], ms: float) -> Verdict:
+        band = th.verdict(score)
+        reason = (
+            f"image-only (no usable manual for '{product}'): defect score {score:.3f}; "
+            f"reject above {th.reject:.3f}, review above {th.warn:.3f}"
+        )
+        conf = score if band != "accept" else 1 - score
+        return Verdict(product, band, None, conf, score, reason, True, {}, ["image-only", *flags], ms)
+
+    def inspect_files(self, product: str, paths: list[Path], batch_size: int = 16) -> list[Verdict | Exception]:
+        """Per file a Verdict, or the error that file raised (the others still get inspected)."""
+        results: list[Verdict | Exception] = [None] * len(paths)  # type: ignore[list-item]
+        size = 2 * self.encoder.input_size
+        for start in range(0, len(paths), batch_size):
+            good, arrays = [], []
+            for i in range(start, min(start + batch_size, len(paths))):
+                try:
+                    arrays.append(load_image(paths[i], max_pixels=self.max_pixels, draft_size=size))
+                    good.append(i)
+                except Exception as exc:  # noqa: BLE001 - reported per file, never stops the batch
+                    results[i] = exc
+            if arrays:
+                for i, v in zip(good, self.inspect_arrays(product, arrays), strict=True):
+                    results[i] = v
+        return results

@@ -1,0 +1,74 @@
+"""Typed settings: the one place environment variables are read.
+
+Every field can be set as ``INSPECTOR_<FIELD>`` or, nested, ``INSPECTOR_<GROUP>__<FIELD>``
+(e.g. ``INSPECTOR_MODEL__FUSION=late``). CLI options override these per command.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelSettings(BaseModel):
+    backbone: str = "efficientnet_lite0"
+    text_encoder: str = "minilm_l6"
+    fusion: str = "cross_attention"
+    hidden_dim: int = Field(256, ge=8)
+    text_source: Literal["manual", "ids"] = "manual"  # "ids" ablates the manual (image-only baseline)
+    device: str = "auto"  # auto = cuda when available, else cpu
+
+
+class TrainSettings(BaseModel):
+    mode: Literal["frozen", "finetune"] = "frozen"
+    trainable_stages: int = Field(2, ge=0)  # finetune mode: last N backbone stages learn
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    patience: int = Field(8, ge=1)
+    seed: int = 0
+    views: int = Field(2, ge=1)  # frozen mode: cached views per train image (1 clean + augmented)
+    max_bad_share: float = Field(0.05, ge=0, le=1)  # refuse to train when more of the data is unusable
+
+
+class VerdictSettings(BaseModel):
+    target_frr: float = Field(0.01, gt=0, lt=1)  # promised false-reject rate on good parts
+    warn_frr: float = Field(0.05, gt=0, lt=1)  # good parts allowed into the operator-review band
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INSPECTOR_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    home: Path = Path("var")  # models, caches and demo data live under here
+    max_image_pixels: int = Field(40_000_000, ge=64)
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    verdict: VerdictSettings = VerdictSettings()
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def default_model(self) -> Path:
+        return self.models_dir / "current"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

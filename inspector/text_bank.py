@@ -1,0 +1,64 @@
+"""Class-description embeddings per product, cached per (manual hash, text encoder).
+
+``text_source="ids"`` swaps every description for a fixed random vector per class: the
+model then learns class embeddings from images alone. That is the manual-ablated baseline,
+with the rest of the architecture unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from inspector.manual import Manual
+from models import TextEncoder
+
+
+def id_vectors(product: str, classes: list[str], dim: int) -> torch.Tensor:
+    """One fixed unit vector per (product, class), independent of any text."""
+    out = []
+    for c in classes:
+        seed = int(hashlib.sha1(f"{product}/{c}".encode()).hexdigest()[:12], 16)
+        out.append(torch.nn.functional.normalize(torch.randn(dim, generator=torch.Generator().manual_seed(seed)), dim=0))
+    return torch.stack(out)
+
+
+class TextBank:
+    """Embeds manuals lazily and keeps them: the engine never re-encodes an unchanged manual."""
+
+    def __init__(self, encoder: TextEncoder | None, dim: int, cache_dir: Path | None, source: str = "manual") -> None:
+        if source == "manual" and encoder is None:
+            raise ValueError("text_source 'manual' needs a text encoder")
+        self.encoder, self.dim, self.source = encoder, dim, source
+        self.dir = Path(cache_dir) / "text" / (encoder.name if encoder else "ids") if cache_dir else None
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def embed(self, manual: Manual) -> torch.Tensor:
+        """-> [C, dim] for ``manual.classes`` (``ok`` first)."""
+        if self.source == "ids":
+            return id_vectors(manual.product, manual.classes, self.dim)
+        key = manual.sha256
+        if key in self._memo:
+            return self._memo[key]
+        path = self.dir / f"{key}.pt" if self.dir else None
+        if path is not None and path.exists():
+            emb = torch.load(path, weights_only=True)
+        else:
+            emb = self.encoder(manual.class_texts()).float()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(emb, path)
+        self._memo[key] = emb
+        return emb
+
+    def padded(self, manuals: list[Manual]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> bank [P, Cmax, dim], mask [P, Cmax] for products in ``manuals`` order."""
+        embs = [self.embed(m) for m in manuals]
+        width = max(e.shape[0] for e in embs)
+        bank = torch.zeros(len(embs), width, self.dim)
+        mask = torch.zeros(len(embs), width, dtype=torch.bool)
+        for p, e in enumerate(embs):
+            bank[p, : e.shape[0]], mask[p, : e.shape[0]] = e, True
+        return bank, mask

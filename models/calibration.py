@@ -1,0 +1,82 @@
+"""Turning scores into verdicts a quality engineer can trust.
+
+- Temperature scaling makes probabilities honest (fitted on val, never on test).
+- A split-conformal quantile of good-part scores sets the reject threshold so that the
+  false-reject rate on good parts stays at or below a target, with no defect images needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.losses import masked_cross_entropy
+
+
+def fit_temperature(logits: torch.Tensor, target: torch.Tensor, binary: bool = False) -> float:
+    """Temperature T > 0 minimising NLL of logits / T on held-out data."""
+    if logits.numel() == 0:
+        return 1.0
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+    logits, target = logits.detach().float().clone(), target.detach().clone()  # may come from inference mode
+
+    def nll() -> torch.Tensor:
+        opt.zero_grad()
+        scaled = logits / log_t.exp()
+        loss = (
+            F.binary_cross_entropy_with_logits(scaled, target.float()) if binary else masked_cross_entropy(scaled, target)
+        )
+        loss.backward()
+        return loss
+
+    opt.step(nll)
+    t = float(log_t.detach().exp())
+    return min(max(t, 0.05), 20.0) if math.isfinite(t) else 1.0
+
+
+def defect_score(class_logits: torch.Tensor, class_temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """P(not ok) from class logits [B, C] whose class 0 is ``ok`` -> [B]."""
+    return 1 - torch.softmax(class_logits.float() / class_temperature, dim=-1)[:, 0]
+
+
+@dataclass
+class Thresholds:
+    """Verdict bands on the defect score: accept <= warn < review <= reject < defect."""
+
+    warn: float
+    reject: float
+    target_frr: float
+    n_good: int
+    guaranteed: bool  # False when too few good parts were seen to promise target_frr
+
+    def verdict(self, score: float) -> str:
+        if score > self.reject:
+            return "reject"
+        return "warn" if score > self.warn else "accept"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conformal_quantile(good_scores: np.ndarray, alpha: float) -> tuple[float, bool]:
+    """Threshold t with P(score of a new good part > t) <= alpha (split conformal).
+
+    Needs n >= 1/alpha - 1 good scores; with fewer it returns the largest one and says so.
+    """
+    s = np.sort(np.asarray(good_scores, dtype=np.float64))
+    n = len(s)
+    if n == 0:
+        return 0.5, False
+    k = math.ceil((n + 1) * (1 - alpha))
+    return (float(s[k - 1]), True) if k <= n else (float(s[-1]), False)
+
+
+def calibrate_thresholds(good_scores: np.ndarray, target_frr: float = 0.01, warn_frr: float = 0.05) -> Thresholds:
+    reject, guaranteed = conformal_quantile(good_scores, target_frr)
+    warn, _ = conformal_quantile(good_scores, max(warn_frr, target_frr))
+    return Thresholds(min(warn, reject), reject, target_frr, int(len(good_scores)), guaranteed)

@@ -1,0 +1,53 @@
+"""The cross-modal defect classifier: fusion + heads over image features and manual text.
+
+It works on encoder outputs, so the same module trains on cached frozen features (fast on a
+CPU) or behind a trainable image encoder (fine-tuning); see ``FineTuneModel``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.encoders.image import ImageEncoder
+from models.fusion import create_fusion
+from models.heads import ClassScorer, DefectHead
+from models.types import ClassifierOutput, FusionConfig
+
+
+class CrossModalClassifier(nn.Module):
+    def __init__(self, cfg: FusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.fusion = create_fusion(cfg)
+        self.scorer = ClassScorer(self.fusion.out_dim)
+        self.defect_head = DefectHead(cfg.image_dim, cfg.text_dim, cfg.hidden_dim, cfg.dropout, cfg.text_dropout)
+        # Temperatures fitted on the val split after training (calibration), stored with the weights.
+        self.register_buffer("class_temperature", torch.ones(()))
+        self.register_buffer("defect_temperature", torch.ones(()))
+
+    def forward(
+        self, tokens: torch.Tensor, pooled: torch.Tensor, text: torch.Tensor, mask: torch.Tensor
+    ) -> ClassifierOutput:
+        """tokens [B, N, Di], pooled [B, Di], text [B, C, Dt], mask [B, C] (True = real class)."""
+        fused, attention = self.fusion(tokens, pooled, text)  # [B, C, H], [B, C, N] | None
+        class_logits = self.scorer(fused, mask)  # [B, C]
+        m = mask.unsqueeze(-1).to(text.dtype)  # [B, C, 1]
+        context = (text * m).sum(1) / m.sum(1).clamp(min=1)  # [B, Dt]: the product as its manual describes it
+        return ClassifierOutput(class_logits, self.defect_head(pooled, context), attention)
+
+    def image_only_defect_logit(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Defect logit [B] without any manual text."""
+        return self.defect_head(pooled, None)
+
+
+class FineTuneModel(nn.Module):
+    """Image encoder + classifier trained end to end (the encoder's last stages unfrozen)."""
+
+    def __init__(self, encoder: ImageEncoder, classifier: CrossModalClassifier) -> None:
+        super().__init__()
+        self.encoder, self.classifier = encoder, classifier
+
+    def forward(self, images: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        tokens, pooled = self.encoder(images)
+        return self.classifier(tokens, pooled, text, mask)

@@ -1,0 +1,64 @@
+"""Evaluation metrics for one product's predictions (numpy in, plain dicts out)."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    edges = np.linspace(0, 1, bins + 1)
+    ece, n = 0.0, len(confidence)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            ece += inside.sum() / n * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(ece)
+
+
+def product_metrics(
+    classes: list[str],
+    true: np.ndarray,
+    probs: np.ndarray,
+    score: np.ndarray,
+    reject_threshold: float,
+    warn_threshold: float,
+    target_frr: float,
+) -> dict:
+    """Metrics of one product.
+
+    Args:
+        classes: the product's classes, ``ok`` first.
+        true: [M] true class index into ``classes``.
+        probs: [M, C] calibrated class probabilities.
+        score: [M] defect score (higher = more likely defective).
+        reject_threshold / warn_threshold: the val-calibrated verdict bands.
+        target_frr: the false-reject rate promised on good parts.
+    """
+    pred = probs.argmax(1)
+    seen = sorted(set(true.tolist()))
+    defect = true != 0
+    out: dict = {
+        "n": int(len(true)),
+        "accuracy": float((pred == true).mean()),
+        "macro_f1": float(f1_score(true, pred, labels=seen, average="macro", zero_division=0)),
+        "per_class_recall": {classes[c]: float((pred[true == c] == c).mean()) for c in seen},
+        "confusion": {
+            "labels": list(classes),
+            "matrix": confusion_matrix(true, pred, labels=list(range(len(classes)))).tolist(),
+        },
+        "ece": expected_calibration_error(probs.max(1), pred == true),
+    }
+    if defect.any() and (~defect).any():
+        out["auroc"] = float(roc_auc_score(defect, score))
+    if defect.any():
+        out["escape_rate"] = float((score[defect] <= reject_threshold).mean())  # defects not rejected
+        out["escape_to_accept_rate"] = float((score[defect] <= warn_threshold).mean())  # not even sent to review
+        out["defect_type_macro_f1"] = float(
+            f1_score(true[defect], pred[defect], labels=sorted(set(true[defect].tolist())), average="macro", zero_division=0)
+        )
+    if (~defect).any():
+        out["false_reject_rate"] = float((score[~defect] > reject_threshold).mean())
+        out["warn_rate_good"] = float(((score[~defect] > warn_threshold) & (score[~defect] <= reject_threshold)).mean())
+        out["target_frr"] = target_frr
+    return out

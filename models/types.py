@@ -1,0 +1,50 @@
+"""Typed contracts shared by training, evaluation and the inference engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Shape of the fused classifier; saved in the model card and rebuilt from it."""
+
+    fusion: str = "cross_attention"
+    image_dim: int = 1280
+    text_dim: int = 384
+    hidden_dim: int = 256
+    heads: int = 4
+    rank: int = 8  # low_rank fusion only
+    dropout: float = 0.1
+    text_dropout: float = 0.3  # modality dropout on the product-context path (see heads.DefectHead)
+    image_only: bool = False  # ablation: learned class embeddings instead of the manual's text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ClassifierOutput(NamedTuple):
+    """What the classifier returns for a batch.
+
+    class_logits: [B, C] scores of each image against its product's classes (padding = -inf).
+    defect_logit: [B] logit of "this part is defective", usable without any manual.
+    attention: [B, C, N] where each class description looked in the image (cross_attention only).
+    """
+
+    class_logits: torch.Tensor
+    defect_logit: torch.Tensor
+    attention: torch.Tensor | None = None
+
+
+@dataclass
+class ProductTexts:
+    """A product's manual reduced to what the model needs: one text per class, ``ok`` first."""
+
+    product: str
+    classes: list[str]
+    texts: list[str]
+    overview: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)

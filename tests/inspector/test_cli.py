@@ -1,0 +1,90 @@
+"""End to end through the CLI: train -> eval -> inspect on generated images, plus bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from inspector.cli import main
+from inspector.dataset import load_dataset
+
+
+def test_help_explains_every_command():
+    out = subprocess.run([sys.executable, "-m", "inspector", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--data", "--fusion", "--text-source", "--mode", "--shots", "--target-frr", "--views"):
+        assert option in out.stdout
+
+
+def test_train_beats_chance_by_a_wide_margin(trained_model):
+    card = json.loads((trained_model / "card.json").read_text())
+    test = card["metrics"]["test"]["washer"]
+    assert test["accuracy"] > 0.8 and test["auroc"] > 0.9  # chance: 0.33 and 0.5
+    assert card["products"]["washer"]["classes"] == ["ok", "scratch", "spot"]
+    assert card["backbone"] == "efficientnet_lite0" and card["fusion_config"]["fusion"] == "cross_attention"
+    assert len(card["products"]["washer"]["manual_sha256"]) == 64 and card["data"]["fingerprint"]
+
+
+def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--data", str(synthetic_root), "--home", str(home), "--model", str(trained_model),
+                 "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["split"] == "test" and result["metrics"]["washer"]["n"] > 0
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_inspect_names_the_defect_in_the_manuals_words(trained_model, synthetic_root, home, capsys):
+    test = [s for s in load_dataset(synthetic_root).split("test") if s.defect_type == "scratch"]
+    assert main(["inspect", "--product", "washer", "--home", str(home), "--model", str(trained_model), "--json",
+                 *[str(s.path) for s in test]]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    named = [r for r in rows if r["defect_type"] == "scratch"]
+    assert len(named) >= 0.7 * len(rows)
+    assert all(r["verdict"] in ("warn", "reject") for r in named)
+    assert "long thin dark line" in named[0]["reason"]  # quoted from the manual
+
+
+def test_inspect_reports_bad_images_and_goes_on(trained_model, synthetic_root, home, tmp_path, capsys):
+    good = next(s.path for s in load_dataset(synthetic_root).split("test"))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.full((50, 50, 4), 200, np.uint8), "RGBA").save(rgba)
+    code = main(["inspect", "--product", "washer", "--home", str(home), "--model", str(trained_model),
+                 str(broken), str(good), str(rgba)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[0].startswith("ERROR") and "broken.png" in out[0]
+    assert out[1].split()[0] in ("ACCEPT", "WARN", "REJECT") and out[2].split()[0] in ("ACCEPT", "WARN", "REJECT")
+
+
+def test_unknown_product_is_one_line_not_a_traceback(trained_model, synthetic_root, home, capsys):
+    good = next(s.path for s in load_dataset(synthetic_root).split("test"))
+    code = main(["inspect", "--product", "gear", "--home", str(home), "--model", str(trained_model), str(good)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("inspector: error: unknown product 'gear'") and "Traceback" not in err
+
+
+def test_missing_model_and_bad_manual(trained_model, synthetic_root, home, tmp_path, capsys):
+    good = next(s.path for s in load_dataset(synthetic_root).split("test"))
+    assert main(["inspect", "--product", "washer", "--home", str(tmp_path), str(good)]) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    bad = tmp_path / "manual.md"
+    bad.write_text("# Washer\n## Good part\nfine\n")
+    assert main(["inspect", "--product", "washer", "--home", str(home), "--model", str(trained_model),
+                 "--manual", str(bad), str(good)]) == 2
+    assert "no defect sections" in capsys.readouterr().err
+
+
+def test_broken_config_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys):
+    from inspector.settings import get_settings
+
+    monkeypatch.setenv("INSPECTOR_TRAIN__EPOCHS", "many")
+    get_settings.cache_clear()
+    try:
+        assert main(["train", "--data", str(synthetic_root), "--home", str(tmp_path)]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "epochs" in capsys.readouterr().err

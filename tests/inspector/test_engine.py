@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from inspector.engine import Engine
+from inspector.errors import UnknownProductError
+from inspector.images import load_image
+from inspector.manual import parse_manual
+from tests.helpers.synthetic import MANUAL, make_image
+
+
+@pytest.fixture(scope="module")
+def engine(trained_model, home):
+    return Engine(trained_model, "cpu", cache_dir=home / "cache")
+
+
+def images(kind, n=6):
+    rng = np.random.default_rng(123)
+    return [np.repeat(make_image(kind, rng)[..., None], 3, 2) for _ in range(n)]
+
+
+def test_batch_verdicts_with_scores_and_attention(engine):
+    verdicts = engine.inspect_arrays("washer", images("spot") + images("ok"))
+    assert len(verdicts) == 12
+    spots, oks = verdicts[:6], verdicts[6:]
+    assert sum(v.defect_type == "spot" for v in spots) >= 4
+    assert sum(v.verdict == "accept" for v in oks) >= 4
+    v = spots[0]
+    assert set(v.class_scores) == {"ok", "scratch", "spot"} and abs(sum(v.class_scores.values()) - 1) < 1e-4
+    assert v.attention is not None and v.attention.ndim == 2
+    assert not v.image_only and v.latency_ms > 0
+
+
+def test_missing_manual_gives_an_image_only_verdict(engine):
+    engine.set_manual("washer", None)
+    try:
+        verdicts = engine.inspect_arrays("washer", images("scratch", 3) + images("ok", 3))
+    finally:
+        engine.set_manual("washer", parse_manual(MANUAL.format(product="washer")))
+    assert all(v.image_only and "image-only" in v.flags and v.defect_type is None for v in verdicts)
+    assert np.mean([v.defect_score for v in verdicts[:3]]) > np.mean([v.defect_score for v in verdicts[3:]])
+
+
+def test_new_product_onboarded_by_manual_alone(engine):
+    """A product the model never saw: its manual is enough to get named defects (thresholds flagged)."""
+    engine.set_manual("washer-b", parse_manual(MANUAL.format(product="washer-b")))
+    verdicts = engine.inspect_arrays("washer-b", images("scratch", 4))
+    assert all("uncalibrated" in v.flags[0] for v in verdicts)
+    assert all(v.product == "washer-b" and v.class_scores for v in verdicts)
+
+
+def test_edited_manual_is_flagged_and_reembedded_once(engine):
+    edited = MANUAL.format(product="washer").replace("round dark blob", "round dark blob or ring")
+    engine.set_manual("washer", parse_manual(edited))
+    try:
+        v = engine.inspect_arrays("washer", images("spot", 1))[0]
+        assert "manual changed since calibration" in v.flags
+        assert len(engine.bank._memo) >= 2  # the old and the new version, each embedded once
+    finally:
+        engine.set_manual("washer", parse_manual(MANUAL.format(product="washer")))
+
+
+def test_unknown_product(engine):
+    with pytest.raises(UnknownProductError, match="unknown product 'gear'; known: washer"):
+        engine.inspect_arrays("gear", images("ok", 1))
+
+
+def test_inspect_files_keeps_going_past_a_bad_file(engine, tmp_path, synthetic_root):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    good = next((synthetic_root / "washer" / "images" / "ok").iterdir())
+    assert load_image(good).shape[2] == 3
+    results = engine.inspect_files("washer", [bad, good])
+    assert isinstance(results[0], Exception) and "bad.jpg" in str(results[0])
+    assert results[1].verdict in ("accept", "warn", "reject")

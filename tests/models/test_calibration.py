@@ -1,0 +1,49 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.calibration import calibrate_thresholds, conformal_quantile, fit_temperature
+from models.losses import masked_cross_entropy
+from models.metrics import expected_calibration_error
+
+
+def test_conformal_threshold_holds_the_false_reject_target_on_fresh_good_parts():
+    from scipy.stats import beta
+
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(2000):
+        t, guaranteed = conformal_quantile(rng.beta(2, 8, 500), 0.01)
+        assert guaranteed
+        rates.append(beta.sf(t, 2, 8))  # exact FRR of this threshold on the good-part distribution
+    # marginal guarantee E[FRR] <= alpha; 3 standard errors of Monte Carlo slack
+    assert np.mean(rates) <= 0.01 + 3 * np.std(rates) / np.sqrt(len(rates))
+    assert np.mean(rates) > 0.008  # and not wastefully conservative
+
+
+def test_too_few_good_parts_is_flagged_not_hidden():
+    th = calibrate_thresholds(np.array([0.1, 0.2, 0.3]), target_frr=0.01)
+    assert not th.guaranteed and th.reject == 0.3 and th.n_good == 3
+    assert th.verdict(0.05) == "accept" and th.verdict(0.31) == "reject"
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 5) * 2
+    target = torch.distributions.Categorical(logits=true_logits).sample()
+    t = fit_temperature(true_logits * 3, target)  # over-confident by 3x
+    assert abs(t - 3) < 0.3
+
+
+def test_masked_cross_entropy_matches_torch_and_ignores_padding():
+    logits, target = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    torch.testing.assert_close(masked_cross_entropy(logits, target), F.cross_entropy(logits, target))
+    padded = torch.cat([logits, torch.full((8, 2), float("-inf"))], 1)
+    torch.testing.assert_close(masked_cross_entropy(padded, target, 0.1), F.cross_entropy(logits, target,
+                                                                                          label_smoothing=0.1))
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    conf = np.full(1000, 0.7)
+    correct = np.arange(1000) % 10 < 7
+    assert expected_calibration_error(conf, correct) < 1e-9
