@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--mode", choices=["frozen", "finetune"],
                    help="frozen (default): cached backbone features, fast on CPU; finetune: last stages learn")
     t.add_argument("--trainable-stages", type=int, help="finetune mode: backbone stages that learn (default 2)")
-    t.add_argument("--epochs", type=int, help="maximum epochs (default 40; early stopping on val)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping on val)")
     t.add_argument("--batch-size", type=int, help="batch size (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     _add_common(d)
     d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
-    d.add_argument("--epochs", type=int, help="maximum epochs (default 40)")
+    d.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
     return parser
 
 

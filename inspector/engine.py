@@ -86,7 +86,7 @@ class Engine:
         key = "image_only" if image_only else "thresholds"
         if info is None:
             fallback = self.card["calibration"]["image_only_fallback" if image_only else "fallback"]
-            return Thresholds(**fallback), ["uncalibrated: product not in training data, thresholds of all products"]
+            return Thresholds(**fallback), ["uncalibrated: product not in training data, P(defect) > 0.5 rejects"]
         flags = []
         if not image_only and isinstance(self.manuals.get(product), Manual):
             if self.manuals[product].sha256 != info["manual_sha256"]:

@@ -26,10 +26,10 @@ class ModelSettings(BaseModel):
 class TrainSettings(BaseModel):
     mode: Literal["frozen", "finetune"] = "frozen"
     trainable_stages: int = Field(2, ge=0)  # finetune mode: last N backbone stages learn
-    epochs: int = Field(40, ge=1)
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
-    patience: int = Field(8, ge=1)
+    patience: int = Field(6, ge=1)
     seed: int = 0
     views: int = Field(2, ge=1)  # frozen mode: cached views per train image (1 clean + augmented)
     max_bad_share: float = Field(0.05, ge=0, le=1)  # refuse to train when more of the data is unusable

@@ -37,6 +37,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     num_workers: int = 0
     progress: bool = True
+    min_steps_per_epoch: int = 25  # few-shot sets would otherwise take a handful of steps in all
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,20 +116,16 @@ def train(
     device = torch.device(cfg.device)
     model.to(device)
     generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = (
-        WeightedRandomSampler(balanced_weights(sample_keys), len(sample_keys), generator=generator)
-        if cfg.balanced
-        else None
-    )
+    draws = max(len(sample_keys), cfg.min_steps_per_epoch * cfg.batch_size)
+    weights = balanced_weights(sample_keys) if cfg.balanced else torch.ones(len(sample_keys), dtype=torch.double)
+    sampler = WeightedRandomSampler(weights, draws, replacement=True, generator=generator)
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        shuffle=sampler is None,
-        generator=generator if sampler is None else None,
         collate_fn=collate,
         num_workers=cfg.num_workers,
-        drop_last=len(train_set) > cfg.batch_size,
+        drop_last=True,
     )
     val_loader = (
         DataLoader(val_set, batch_size=256, collate_fn=collate, num_workers=cfg.num_workers) if val_set else None
