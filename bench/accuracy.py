@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspector.settings import Settings  # noqa: E402
-from inspector.training import prepare, train_model  # noqa: E402
-from models import calibrate_thresholds, list_fusions, product_metrics  # noqa: E402
+from inspector.settings import Settings
+from inspector.training import prepare, train_model
+from models import calibrate_thresholds, list_fusions, product_metrics
 
 KEYS = ["macro_f1", "defect_type_macro_f1", "auroc", "escape_rate", "false_reject_rate", "ece"]
 LOW_DATA_PRODUCTS = ["magnetic-tile", "pcb"]
@@ -52,10 +52,10 @@ def logistic_baseline(prep, settings: Settings) -> dict:
             f1 = f1_score(yva, clf.predict(scaler.transform(xva)), average="macro")
             if best is None or f1 > best[0]:
                 best = (f1, clf)
-        clf = best[1]
+        clf, n_classes = best[1], len(m.classes)
 
-        def probs(x, clf=clf):
-            p = np.zeros((len(x), len(m.classes)))
+        def probs(x, clf=clf, scaler=scaler, n=n_classes):
+            p = np.zeros((len(x), n))
             p[:, clf.classes_] = clf.predict_proba(scaler.transform(x))
             return p
 
@@ -103,20 +103,31 @@ def markdown(result: dict) -> str:
         "",
     ]
     for product in result["products"]:
-        lines += [f"## {product}", "", "| method | macro-F1 | type-F1 | AUROC | escape | FRR | ECE |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {product}",
+            "",
+            "| method | macro-F1 | type-F1 | AUROC | escape | FRR | ECE |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for method, table in result["methods"].items():
             row = table.get(product, {})
             lines.append(f"| {method} | " + " | ".join(fmt(row.get(k)) for k in KEYS) + " |")
         lines.append("")
     if result.get("low_data"):
-        lines += ["## Low data: fused vs image-only", "",
-                  "Train images per (product, class) capped at N (sampled from train per seed); one model on all "
-                  "products; test macro-F1.", "", "| product | N | fused (manual) | image-only (ids) | gain |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "## Low data: fused vs image-only",
+            "",
+            "Train images per (product, class) capped at N (sampled from train per seed); one model on all "
+            "products; test macro-F1.",
+            "",
+            "| product | N | fused (manual) | image-only (ids) | gain |",
+            "|---|---|---|---|---|",
+        ]
         for row in result["low_data"]:
-            lines.append(f"| {row['product']} | {row['shots']} | {fmt(row['fused'])} | {fmt(row['image_only'])} | "
-                         f"{row['fused'][0] - row['image_only'][0]:+.3f} |")
+            lines.append(
+                f"| {row['product']} | {row['shots']} | {fmt(row['fused'])} | {fmt(row['image_only'])} | "
+                f"{row['fused'][0] - row['image_only'][0]:+.3f} |"
+            )
         lines.append("")
     if result.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
@@ -138,16 +149,22 @@ def main() -> None:
     start = time.time()
     torch.set_num_threads(2)
     base = Settings(home=args.home)
-    preps = {src: prepare(base.model_copy(update={"model": base.model.model_copy(update={"text_source": src})}),
-                          [args.data]) for src in ("manual", "ids")}
+    preps = {
+        src: prepare(base.model_copy(update={"model": base.model.model_copy(update={"text_source": src})}), [args.data])
+        for src in ("manual", "ids")
+    }
 
     def run(fusion: str, source: str, seed: int, shots: int | None = None) -> dict:
         s = base.model_copy(deep=True)
         s.model.fusion, s.model.text_source, s.train.seed = fusion, source, seed
         t = time.time()
         card = train_model(s, [args.data], None, shots=shots, progress=False, prepared=preps[source])
-        print(f"  {fusion:16} {source:6} seed {seed} shots {shots}: {time.time() - t:.0f}s, "
-              f"best epoch {card['train']['best_epoch']}", file=sys.stderr, flush=True)
+        print(
+            f"  {fusion:16} {source:6} seed {seed} shots {shots}: {time.time() - t:.0f}s, "
+            f"best epoch {card['train']['best_epoch']}",
+            file=sys.stderr,
+            flush=True,
+        )
         return card["metrics"]["test"]
 
     methods: dict[str, list[dict]] = {}
@@ -161,8 +178,14 @@ def main() -> None:
         image_only = [run("cross_attention", "ids", s, shots) for s in args.seeds]
         fs, io = summarise(fused), summarise(image_only)
         for product in LOW_DATA_PRODUCTS:
-            low.append({"product": product, "shots": shots, "fused": fs[product]["macro_f1"],
-                        "image_only": io[product]["macro_f1"]})
+            low.append(
+                {
+                    "product": product,
+                    "shots": shots,
+                    "fused": fs[product]["macro_f1"],
+                    "image_only": io[product]["macro_f1"],
+                }
+            )
     result = {
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),

@@ -20,9 +20,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--data", type=Path, action="append", required=required, metavar="DIR",
-                   help="a product folder or a folder of product folders (manifest.csv or images/<defect_type>/, "
-                        "plus manual.md); repeat for several")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=required,
+        metavar="DIR",
+        help="a product folder or a folder of product folders (manifest.csv or images/<defect_type>/, "
+        "plus manual.md); repeat for several",
+    )
     p.add_argument("--product", action="append", metavar="ID", help="only these products (repeatable)")
 
 
@@ -30,42 +36,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inspector", description="Visual quality inspection station.", epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train one model on every product in the data, calibrate on val, report test",
-                       description="Train the cross-modal classifier on the train split of every product, stop early "
-                                   "and calibrate thresholds on val, print metrics on test, save the checkpoint.",
-                       epilog=EPILOG)
+    t = sub.add_parser(
+        "train",
+        help="train one model on every product in the data, calibrate on val, report test",
+        description="Train the cross-modal classifier on the train split of every product, stop early "
+        "and calibrate thresholds on val, print metrics on test, save the checkpoint.",
+        epilog=EPILOG,
+    )
     _add_data(t)
     _add_common(t)
     t.add_argument("--out", type=Path, help="checkpoint folder (default: <home>/models/current)")
-    t.add_argument("--backbone", help="image encoder: efficientnet_lite0 (default), efficientnet_lite1, "
-                                      "efficientnet_lite2, dinov2_vits14")
+    t.add_argument(
+        "--backbone",
+        help="image encoder: efficientnet_lite0 (default), efficientnet_lite1, efficientnet_lite2, dinov2_vits14",
+    )
     t.add_argument("--fusion", help="concat, late, gated, cross_attention (default), low_rank")
-    t.add_argument("--text-source", choices=["manual", "ids"],
-                   help="manual (default) or ids: ablate the manual (image-only baseline)")
-    t.add_argument("--mode", choices=["frozen", "finetune"],
-                   help="frozen (default): cached backbone features, fast on CPU; finetune: last stages learn")
+    t.add_argument(
+        "--text-source",
+        choices=["manual", "ids"],
+        help="manual (default) or ids: ablate the manual (image-only baseline)",
+    )
+    t.add_argument(
+        "--mode",
+        choices=["frozen", "finetune"],
+        help="frozen (default): cached backbone features, fast on CPU; finetune: last stages learn",
+    )
     t.add_argument("--trainable-stages", type=int, help="finetune mode: backbone stages that learn (default 2)")
     t.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping on val)")
     t.add_argument("--batch-size", type=int, help="batch size (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
-    t.add_argument("--views", type=int, help="frozen mode: cached views per train image, 1 clean + augmented "
-                                             "(default 2)")
+    t.add_argument(
+        "--views", type=int, help="frozen mode: cached views per train image, 1 clean + augmented (default 2)"
+    )
     t.add_argument("--shots", type=int, help="use at most this many train images per (product, class)")
     t.add_argument("--target-frr", type=float, help="false-reject rate promised on good parts (default 0.01)")
     t.add_argument("--json", type=Path, metavar="OUT", help="also write the model card (with metrics) here")
 
-    e = sub.add_parser("eval", help="metrics of a saved model on a split, with the thresholds from its card",
-                       epilog=EPILOG)
+    e = sub.add_parser(
+        "eval", help="metrics of a saved model on a split, with the thresholds from its card", epilog=EPILOG
+    )
     _add_data(e)
     _add_common(e)
     e.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
     e.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
     e.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON here")
 
-    i = sub.add_parser("inspect", help="verdicts for images of one product", epilog=EPILOG,
-                       description="Print accept / warn / reject for each image, the defect type in the manual's "
-                                   "words and the confidence. Unreadable images are reported and skipped.")
+    i = sub.add_parser(
+        "inspect",
+        help="verdicts for images of one product",
+        epilog=EPILOG,
+        description="Print accept / warn / reject for each image, the defect type in the manual's "
+        "words and the confidence. Unreadable images are reported and skipped.",
+    )
     _add_common(i)
     i.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     i.add_argument("--product", required=True, metavar="ID", help="the product the images show")
@@ -74,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-manual", action="store_true", help="ignore the manual: image-only verdicts")
     i.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
 
-    d = sub.add_parser("demo", help="build the solar-cell demo, train, evaluate and inspect held-out cells",
-                       epilog=EPILOG)
+    d = sub.add_parser(
+        "demo", help="build the solar-cell demo, train, evaluate and inspect held-out cells", epilog=EPILOG
+    )
     _add_common(d)
     d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
     d.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
@@ -89,10 +113,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "device", None):
         s.model.device = args.device
     for opt, (group, field) in {
-        "backbone": ("model", "backbone"), "fusion": ("model", "fusion"), "text_source": ("model", "text_source"),
-        "mode": ("train", "mode"), "trainable_stages": ("train", "trainable_stages"), "epochs": ("train", "epochs"),
-        "batch_size": ("train", "batch_size"), "lr": ("train", "lr"), "seed": ("train", "seed"),
-        "views": ("train", "views"), "target_frr": ("verdict", "target_frr"),
+        "backbone": ("model", "backbone"),
+        "fusion": ("model", "fusion"),
+        "text_source": ("model", "text_source"),
+        "mode": ("train", "mode"),
+        "trainable_stages": ("train", "trainable_stages"),
+        "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"),
+        "lr": ("train", "lr"),
+        "seed": ("train", "seed"),
+        "views": ("train", "views"),
+        "target_frr": ("verdict", "target_frr"),
     }.items():
         value = getattr(args, opt, None)
         if value is not None:
@@ -124,8 +155,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from inspector.training import evaluate_checkpoint
 
     s = _settings(args)
-    result = evaluate_checkpoint(s, args.model or s.default_model, args.data, args.split, args.product,
-                                 progress=not args.quiet)
+    result = evaluate_checkpoint(
+        s, args.model or s.default_model, args.data, args.split, args.product, progress=not args.quiet
+    )
     for b in result["bad_rows"][:10]:
         print(f"skipped {b}")
     print(metrics_table(result["metrics"], f"{args.split} split"))

@@ -58,10 +58,17 @@ def build_demo(dest: Path, per_class: int | None = None) -> Path:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / path, target)
-        manifests[product].append({
-            "image": rel, "product": product, "label": "ok" if label == "ok" else "defect",
-            "defect_type": label, "split": hash_split(name), "mask": "", "source": f"elpv-dataset/{path} p={prob:.2f}",
-        })
+        manifests[product].append(
+            {
+                "image": rel,
+                "product": product,
+                "label": "ok" if label == "ok" else "defect",
+                "defect_type": label,
+                "split": hash_split(name),
+                "mask": "",
+                "source": f"elpv-dataset/{path} p={prob:.2f}",
+            }
+        )
     for product, items in manifests.items():
         folder = dest / product
         folder.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,9 @@ class Verdict:
 
 
 class Engine:
-    def __init__(self, model_dir: Path, device: str = "auto", max_pixels: int = 40_000_000,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, device: str = "auto", max_pixels: int = 40_000_000, cache_dir: Path | None = None
+    ) -> None:
         self.device = resolve_device(device)
         self.model, self.card, extra = load_checkpoint(model_dir, str(self.device))
         self.model_dir = Path(model_dir)
@@ -108,8 +109,9 @@ class Engine:
             if isinstance(manual, Manual):
                 text = self.bank.embed(manual).to(self.device)  # [C, Dt], cached per manual version
                 B, C = len(images), text.shape[0]
-                out = self.model(tokens, pooled, text.expand(B, -1, -1), torch.ones(B, C, dtype=torch.bool,
-                                                                                   device=self.device))
+                out = self.model(
+                    tokens, pooled, text.expand(B, -1, -1), torch.ones(B, C, dtype=torch.bool, device=self.device)
+                )
                 probs = torch.softmax(out.class_logits.float() / self.model.class_temperature, -1).cpu().numpy()
                 attn = out.attention.float().cpu().numpy() if out.attention is not None else None
             else:
@@ -129,17 +131,39 @@ class Engine:
         top = int(np.argmax(p[1:]) + 1)  # the most likely defect type
         grid = None
         if attn is not None:
-            side = int(round(attn.shape[-1] ** 0.5))
+            side = round(attn.shape[-1] ** 0.5)
             cls = top if band != "accept" else 0
             grid = attn[cls].reshape(side, side) if side * side == attn.shape[-1] else None
         if band == "accept":
             reason = f"looks like a good part (defect score {score:.3f} <= {th.warn:.3f})"
-            return Verdict(manual.product, band, None, float(p[0]), score, reason, False,
-                           dict(zip(classes, map(float, p), strict=True)), flags, ms, grid)
+            return Verdict(
+                manual.product,
+                band,
+                None,
+                float(p[0]),
+                score,
+                reason,
+                False,
+                dict(zip(classes, map(float, p), strict=True)),
+                flags,
+                ms,
+                grid,
+            )
         section = manual.defects[classes[top]]
         reason = f"{section.name}: {section.text}"
-        return Verdict(manual.product, band, section.name, float(p[top]), score, reason, False,
-                       dict(zip(classes, map(float, p), strict=True)), flags, ms, grid)
+        return Verdict(
+            manual.product,
+            band,
+            section.name,
+            float(p[top]),
+            score,
+            reason,
+            False,
+            dict(zip(classes, map(float, p), strict=True)),
+            flags,
+            ms,
+            grid,
+        )
 
     def _image_only(self, product: str, score: float, th: Thresholds, flags: list[str], ms: float) -> Verdict:
         band = th.verdict(score)
@@ -160,7 +184,7 @@ class Engine:
                 try:
                     arrays.append(load_image(paths[i], max_pixels=self.max_pixels, draft_size=size))
                     good.append(i)
-                except Exception as exc:  # noqa: BLE001 - reported per file, never stops the batch
+                except Exception as exc:
                     results[i] = exc
             if arrays:
                 for i, v in zip(good, self.inspect_arrays(product, arrays), strict=True):

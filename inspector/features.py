@@ -30,7 +30,9 @@ class Features:
 
 def view_tensor(path: Path, encoder: ImageEncoder, view: int, max_pixels: int) -> torch.Tensor:
     """Decode, resize and (view > 0) augment one image deterministically -> [3, S, S] normalised."""
-    x = resize(to_tensor(load_image(path, max_pixels=max_pixels, draft_size=2 * encoder.input_size)), encoder.input_size)
+    x = resize(
+        to_tensor(load_image(path, max_pixels=max_pixels, draft_size=2 * encoder.input_size)), encoder.input_size
+    )
     if view > 0:
         seed = int(hashlib.sha1(f"{path.name}|{view}".encode()).hexdigest()[:12], 16)
         x = augment(x, torch.Generator().manual_seed(seed))
@@ -38,9 +40,7 @@ def view_tensor(path: Path, encoder: ImageEncoder, view: int, max_pixels: int) -
 
 
 class FeatureCache:
-    def __init__(
-        self, encoder: ImageEncoder, cache_dir: Path | None, device: torch.device, max_pixels: int
-    ) -> None:
+    def __init__(self, encoder: ImageEncoder, cache_dir: Path | None, device: torch.device, max_pixels: int) -> None:
         """``cache_dir=None`` keeps nothing on disk (a fine-tuned encoder's features are its own)."""
         self.encoder = encoder.to(device).eval()
         self.dir = Path(cache_dir) / "features" / encoder.name if cache_dir else None

@@ -55,7 +55,9 @@ def load_image(
             with Image.open(fp) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise ImageError(f"{label}: {w}x{h} is {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit")
+                    raise ImageError(
+                        f"{label}: {w}x{h} is {w * h / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit"
+                    )
                 if w < 8 or h < 8:
                     raise ImageError(f"{label}: {w}x{h} is too small to inspect")
                 if draft_size and img.format == "JPEG":

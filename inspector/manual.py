@@ -50,7 +50,9 @@ class Manual:
     def class_texts(self) -> list[str]:
         """One text per class, ``ok`` first, each naming the product for cross-product context."""
         good = f"{self.name}, good part: {self.good_part or 'no visible defect'}"
-        return [good] + [f"{self.name}, defect {d.name.replace('_', ' ')}: {d.description}" for d in self.defects.values()]
+        return [good] + [
+            f"{self.name}, defect {d.name.replace('_', ' ')}: {d.description}" for d in self.defects.values()
+        ]
 
 
 def _front_matter(text: str, source: str) -> tuple[dict[str, str], str]:

@@ -14,11 +14,19 @@ def metrics_table(metrics: dict[str, dict], title: str = "") -> str:
     rows = []
     for product, m in sorted(metrics.items()):
         frr = m.get("false_reject_rate")
-        rows.append([
-            product, str(m["n"]), _fmt(m["accuracy"]), _fmt(m["macro_f1"]), _fmt(m.get("defect_type_macro_f1")),
-            _fmt(m.get("auroc")), _fmt(m.get("escape_rate"), True),
-            "-" if frr is None else f"{_fmt(frr, True)}/{_fmt(m['target_frr'], True)}", _fmt(m["ece"]),
-        ])
+        rows.append(
+            [
+                product,
+                str(m["n"]),
+                _fmt(m["accuracy"]),
+                _fmt(m["macro_f1"]),
+                _fmt(m.get("defect_type_macro_f1")),
+                _fmt(m.get("auroc")),
+                _fmt(m.get("escape_rate"), True),
+                "-" if frr is None else f"{_fmt(frr, True)}/{_fmt(m['target_frr'], True)}",
+                _fmt(m["ece"]),
+            ]
+        )
     widths = [max(len(r[i]) for r in [cols, *rows]) for i in range(len(cols))]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]

@@ -21,7 +21,9 @@ def id_vectors(product: str, classes: list[str], dim: int) -> torch.Tensor:
     out = []
     for c in classes:
         seed = int(hashlib.sha1(f"{product}/{c}".encode()).hexdigest()[:12], 16)
-        out.append(torch.nn.functional.normalize(torch.randn(dim, generator=torch.Generator().manual_seed(seed)), dim=0))
+        out.append(
+            torch.nn.functional.normalize(torch.randn(dim, generator=torch.Generator().manual_seed(seed)), dim=0)
+        )
     return torch.stack(out)
 
 

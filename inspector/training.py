@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
@@ -66,8 +65,9 @@ class FeatureSet(TorchDataset):
 class ImageSet(TorchDataset):
     """Decoded images for end-to-end fine-tuning (augmented when ``train``)."""
 
-    def __init__(self, samples: list[Sample], encoder, product: torch.Tensor, target: torch.Tensor, max_pixels: int,
-                 train: bool) -> None:
+    def __init__(
+        self, samples: list[Sample], encoder, product: torch.Tensor, target: torch.Tensor, max_pixels: int, train: bool
+    ) -> None:
         self.samples, self.encoder, self.product, self.target = samples, encoder, product, target
         self.max_pixels, self.train = max_pixels, train
 
@@ -131,8 +131,9 @@ class Prepared:
         return run
 
 
-def prepare(settings: Settings, roots: list[Path], products: list[str] | None = None,
-            finetune: bool = False) -> Prepared:
+def prepare(
+    settings: Settings, roots: list[Path], products: list[str] | None = None, finetune: bool = False
+) -> Prepared:
     ds = load_dataset(roots, products)
     ds.check_bad_share(settings.train.max_bad_share)
     device = resolve_device(settings.model.device)
@@ -189,8 +190,11 @@ def calibrate(model: CrossModalClassifier, pred: dict, manuals: list[Manual], se
     for p, m in enumerate(manuals):
         rows = (pred["product"] == p).numpy() & good
         if rows.sum() == 0:
-            out["products"][m.product] = {"thresholds": UNCALIBRATED, "image_only": UNCALIBRATED,
-                                          "calibrated_on": "no good parts in val: P(defect) > 0.5 rejects"}
+            out["products"][m.product] = {
+                "thresholds": UNCALIBRATED,
+                "image_only": UNCALIBRATED,
+                "calibrated_on": "no good parts in val: P(defect) > 0.5 rejects",
+            }
             continue
         out["products"][m.product] = {
             "thresholds": calibrate_thresholds(fused.numpy()[rows], v.target_frr, v.warn_frr).to_dict(),
@@ -211,8 +215,13 @@ def evaluate(model: CrossModalClassifier, pred: dict, manuals: list[Manual], cal
         th = calibration["products"][m.product]["thresholds"]
         C = len(m.classes)
         metrics = product_metrics(
-            m.classes, pred["target"].numpy()[rows], probs[rows, :C].numpy(), fused.numpy()[rows],
-            th["reject"], th["warn"], th["target_frr"],
+            m.classes,
+            pred["target"].numpy()[rows],
+            probs[rows, :C].numpy(),
+            fused.numpy()[rows],
+            th["reject"],
+            th["warn"],
+            th["target_frr"],
         )
         truth = pred["target"].numpy()[rows] != 0
         if truth.any() and (~truth).any():
@@ -250,13 +259,23 @@ def train_model(
     if not train_samples:
         raise DataError("no train-split images: every product needs labelled train images")
     cfg = FusionConfig(
-        fusion=settings.model.fusion, image_dim=prep.cache.encoder.dim, text_dim=prep.bank.shape[-1],
-        hidden_dim=settings.model.hidden_dim, image_only=settings.model.text_source == "ids",
+        fusion=settings.model.fusion,
+        image_dim=prep.cache.encoder.dim,
+        text_dim=prep.bank.shape[-1],
+        hidden_dim=settings.model.hidden_dim,
+        image_only=settings.model.text_source == "ids",
     )
     torch.manual_seed(t.seed)
     classifier = CrossModalClassifier(cfg)
-    loop_cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, patience=t.patience, seed=t.seed,
-                           device=str(prep.device), progress=progress)
+    loop_cfg = TrainConfig(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        patience=t.patience,
+        seed=t.seed,
+        device=str(prep.device),
+        progress=progress,
+    )
     if finetune:
         encoder = prep.cache.encoder
         encoder.freeze(t.trainable_stages)
@@ -324,8 +343,11 @@ def train_model(
             "bad_rows": [str(b) for b in prep.ds.bad[:50]],
             "bad_count": len(prep.ds.bad),
         },
-        "train": {**loop_cfg.to_dict(), **{k: v for k, v in history.items() if k != "history"},
-                  "epochs_run": len(history["history"])},
+        "train": {
+            **loop_cfg.to_dict(),
+            **{k: v for k, v in history.items() if k != "history"},
+            "epochs_run": len(history["history"]),
+        },
         "metrics": metrics,
     }
     if out_dir is not None:
@@ -334,8 +356,14 @@ def train_model(
     return card
 
 
-def evaluate_checkpoint(settings: Settings, model_dir: Path, roots: list[Path], split: str = "test",
-                        products: list[str] | None = None, progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    settings: Settings,
+    model_dir: Path,
+    roots: list[Path],
+    split: str = "test",
+    products: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Metrics of a saved model on one split of the data, using the thresholds in its card."""
     from models import load_checkpoint
 

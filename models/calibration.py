@@ -29,7 +29,9 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor, binary: bool = F
         opt.zero_grad()
         scaled = logits / log_t.exp()
         loss = (
-            F.binary_cross_entropy_with_logits(scaled, target.float()) if binary else masked_cross_entropy(scaled, target)
+            F.binary_cross_entropy_with_logits(scaled, target.float())
+            if binary
+            else masked_cross_entropy(scaled, target)
         )
         loss.backward()
         return loss
@@ -79,4 +81,4 @@ def conformal_quantile(good_scores: np.ndarray, alpha: float) -> tuple[float, bo
 def calibrate_thresholds(good_scores: np.ndarray, target_frr: float = 0.01, warn_frr: float = 0.05) -> Thresholds:
     reject, guaranteed = conformal_quantile(good_scores, target_frr)
     warn, _ = conformal_quantile(good_scores, max(warn_frr, target_frr))
-    return Thresholds(min(warn, reject), reject, target_frr, int(len(good_scores)), guaranteed)
+    return Thresholds(min(warn, reject), reject, target_frr, len(good_scores), guaranteed)

@@ -54,7 +54,9 @@ def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[CrossModalCla
     """-> (classifier in eval mode, card, extra tensors)."""
     directory = Path(directory)
     if not (directory / CARD).exists() or not (directory / WEIGHTS).exists():
-        raise FileNotFoundError(f"{directory}: not a model checkpoint (need {WEIGHTS} and {CARD}); run `inspector train`")
+        raise FileNotFoundError(
+            f"{directory}: not a model checkpoint (need {WEIGHTS} and {CARD}); run `inspector train`"
+        )
     card = json.loads((directory / CARD).read_text())
     model = CrossModalClassifier(FusionConfig(**card["fusion_config"]))
     tensors = load_file(directory / WEIGHTS, device=device)

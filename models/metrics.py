@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
@@ -9,7 +11,7 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
     edges = np.linspace(0, 1, bins + 1)
     ece, n = 0.0, len(confidence)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             ece += inside.sum() / n * abs(correct[inside].mean() - confidence[inside].mean())
@@ -39,7 +41,7 @@ def product_metrics(
     seen = sorted(set(true.tolist()))
     defect = true != 0
     out: dict = {
-        "n": int(len(true)),
+        "n": len(true),
         "accuracy": float((pred == true).mean()),
         "macro_f1": float(f1_score(true, pred, labels=seen, average="macro", zero_division=0)),
         "per_class_recall": {classes[c]: float((pred[true == c] == c).mean()) for c in seen},
@@ -55,7 +57,9 @@ def product_metrics(
         out["escape_rate"] = float((score[defect] <= reject_threshold).mean())  # defects not rejected
         out["escape_to_accept_rate"] = float((score[defect] <= warn_threshold).mean())  # not even sent to review
         out["defect_type_macro_f1"] = float(
-            f1_score(true[defect], pred[defect], labels=sorted(set(true[defect].tolist())), average="macro", zero_division=0)
+            f1_score(
+                true[defect], pred[defect], labels=sorted(set(true[defect].tolist())), average="macro", zero_division=0
+            )
         )
     if (~defect).any():
         out["false_reject_rate"] = float((score[~defect] > reject_threshold).mean())

@@ -43,6 +43,23 @@ def trained_model(synthetic_root, home) -> Path:
     from inspector.cli import main
 
     out = home / "models" / "washer"
-    assert main(["train", "--data", str(synthetic_root), "--home", str(home), "--out", str(out), "--epochs", "25",
-                 "--views", "1", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(synthetic_root),
+                "--home",
+                str(home),
+                "--out",
+                str(out),
+                "--epochs",
+                "25",
+                "--views",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out

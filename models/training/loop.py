@@ -132,9 +132,7 @@ def train(
     )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.1
-    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.1)
     loss_fn = DefectLoss(cfg.defect_weight, cfg.label_smoothing)
     best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
     history: list[dict] = []

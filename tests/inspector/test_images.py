@@ -50,8 +50,12 @@ def test_empty_and_garbage(tmp_path, content, message):
 
 
 def test_truncated_jpeg(tmp_path):
-    data = save(tmp_path, "full.jpg", Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3),
-                                                                                       dtype=np.uint8)), "JPEG")
+    data = save(
+        tmp_path,
+        "full.jpg",
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)),
+        "JPEG",
+    )
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="cut.jpg: corrupt or truncated"):
         load_image(tmp_path / "cut.jpg")

@@ -39,8 +39,9 @@ def test_masked_cross_entropy_matches_torch_and_ignores_padding():
     logits, target = torch.randn(8, 4), torch.randint(0, 3, (8,))
     torch.testing.assert_close(masked_cross_entropy(logits, target), F.cross_entropy(logits, target))
     padded = torch.cat([logits, torch.full((8, 2), float("-inf"))], 1)
-    torch.testing.assert_close(masked_cross_entropy(padded, target, 0.1), F.cross_entropy(logits, target,
-                                                                                          label_smoothing=0.1))
+    torch.testing.assert_close(
+        masked_cross_entropy(padded, target, 0.1), F.cross_entropy(logits, target, label_smoothing=0.1)
+    )
 
 
 def test_ece_is_zero_when_confidence_matches_accuracy():

@@ -39,7 +39,7 @@ def test_shapes_padding_and_no_nans(name):
 @pytest.mark.parametrize("name", list_fusions())
 def test_gradients_reach_both_modalities(name):
     model = make(name, text_dropout=0.0)
-    tokens, pooled, text, mask = batch()
+    tokens, _pooled, text, mask = batch()
     tokens.requires_grad_(True)
     text.requires_grad_(True)
     out = model(tokens, tokens.mean(1), text, mask)
@@ -75,7 +75,7 @@ def test_eval_is_deterministic_and_state_dict_round_trips(name):
 
 def test_dropped_text_path_gives_a_verdict_and_trains():
     model = make("cross_attention", text_dropout=1.0)
-    tokens, pooled, text, mask = batch()
+    _tokens, pooled, _text, _mask = batch()
     logit = model.image_only_defect_logit(pooled)
     assert logit.shape == (B,) and torch.isfinite(logit).all()
     logit.sum().backward()
