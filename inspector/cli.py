@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(d)
     d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
     d.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    db = sub.add_parser(
+        "db",
+        help="database schema: upgrade to the latest migration, or show the current one",
+        epilog="The database is INSPECTOR_DATABASE_URL, else SQLite at <home>/inspector.db.",
+    )
+    db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    db.add_argument("--home", type=Path, help="working folder (default: var)")
+    db.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
     return parser
 
 
@@ -198,20 +206,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), args.per_class, progress=not args.quiet)
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from inspector.store.migrate import current_revision, head_revision, upgrade
+    from inspector.store.session import make_engine
+
+    url = args.url or _settings(args).database_url
+    engine = make_engine(url)
+    try:
+        if args.action == "upgrade":
+            upgrade(url)
+        current, head = current_revision(engine), head_revision(url)
+    finally:
+        engine.dispose()
+    state = "up to date" if current == head else f"behind head {head}: run `inspector db upgrade`"
+    print(f"{engine.url.render_as_string(hide_password=True)}: revision {current or 'none'} ({state})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
 
     from models import WeightsUnavailableError
     from models.registry import UnknownNameError
 
-    handler = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "demo": cmd_demo}[args.command]
+    handler = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "demo": cmd_demo, "db": cmd_db}[
+        args.command
+    ]
     try:
         return handler(args)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, WeightsUnavailableError, UnknownNameError, ValidationError) as exc:
+    except (FileNotFoundError, WeightsUnavailableError, UnknownNameError, ValidationError, OperationalError) as exc:
         print(f"inspector: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

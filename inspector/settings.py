@@ -45,7 +45,8 @@ class Settings(BaseSettings):
         env_prefix="INSPECTOR_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    home: Path = Path("var")  # models, caches and demo data live under here
+    home: Path = Path("var")  # models, caches, images and demo data live under here
+    database_url_override: str | None = Field(None, validation_alias="INSPECTOR_DATABASE_URL")
     max_image_pixels: int = Field(40_000_000, ge=64)
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
@@ -55,6 +56,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @property
+    def database_url(self) -> str:
+        """INSPECTOR_DATABASE_URL, else an SQLite file under home (the embedded default)."""
+        return self.database_url_override or f"sqlite:///{self.home / 'inspector.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
 
     @property
     def models_dir(self) -> Path:

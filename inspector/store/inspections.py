@@ -1,0 +1,68 @@
+"""Inspections (one row per verdict the line produced) and operator reviews of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inspector.store.base import Base, BigId, Json, UTCDateTime, utcnow
+
+VERDICTS = ("ok", "defect", "uncertain", "error")
+REVIEW_LABELS = ("ok", "defect")
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+    __table_args__ = (
+        # the dashboard's queries: recent by product / line / verdict, counts per hour, review queue
+        Index("ix_inspections_product_captured", "product_id", "captured_at"),
+        Index("ix_inspections_line_captured", "line", "captured_at"),
+        Index("ix_inspections_verdict_captured", "verdict", "captured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    captured_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    line: Mapped[str] = mapped_column(String(64), default="")
+    station: Mapped[str] = mapped_column(String(64), default="")
+    camera: Mapped[str] = mapped_column(String(64), default="")
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id"))
+    part_serial: Mapped[str | None] = mapped_column(String(128))
+    image_uri: Mapped[str | None] = mapped_column(String(1000))
+    image_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    image_size: Mapped[int | None]
+    image_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verdict: Mapped[str] = mapped_column(
+        Enum(*VERDICTS, name="verdict", native_enum=False, create_constraint=True, length=16)
+    )
+    defect_type: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None]
+    anomaly_score: Mapped[float | None]
+    class_scores: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    image_only: Mapped[bool] = mapped_column(default=False)
+    golden: Mapped[bool] = mapped_column(default=False)  # part of the product's fixed evaluation set
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    manual_version_id: Mapped[int | None] = mapped_column(ForeignKey("manual_versions.id"))
+    latency_ms: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Review(Base):
+    """An operator's label for an inspection; several per inspection are allowed, the latest wins."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_inspection_created", "inspection_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(
+        Enum(*REVIEW_LABELS, name="review_label", native_enum=False, create_constraint=True, length=16)
+    )
+    defect_type: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

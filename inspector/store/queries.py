@@ -1,0 +1,195 @@
+"""Read-only queries: the only SQL the dashboard and retraining use. They return plain
+dataclasses and dicts, never ORM objects, so nothing lazy-loads outside a session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select
+from sqlalchemy.orm import Session
+
+from inspector.store.inspections import Inspection, Review
+from inspector.store.modeling import ModelVersion
+
+Bucket = Literal["hour", "shift", "day"]
+INSPECTION_COLUMNS = [c.key for c in Inspection.__table__.columns]
+
+
+@dataclass(frozen=True)
+class InspectionFilter:
+    product: str | None = None
+    line: str | None = None
+    verdict: str | None = None
+    defect_type: str | None = None
+    min_confidence: float | None = None
+    max_confidence: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    reviewed: bool | None = None
+
+    def where(self) -> list[ColumnElement[bool]]:
+        c, out = Inspection, []
+        if self.product:
+            out.append(c.product_id == self.product)
+        if self.line:
+            out.append(c.line == self.line)
+        if self.verdict:
+            out.append(c.verdict == self.verdict)
+        if self.defect_type:
+            out.append(c.defect_type == self.defect_type)
+        if self.min_confidence is not None:
+            out.append(c.confidence >= self.min_confidence)
+        if self.max_confidence is not None:
+            out.append(c.confidence <= self.max_confidence)
+        if self.since:
+            out.append(c.captured_at >= self.since)
+        if self.until:
+            out.append(c.captured_at < self.until)
+        if self.reviewed is not None:
+            has = exists().where(Review.inspection_id == c.id)
+            out.append(has if self.reviewed else ~has)
+        return out
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    page_size: int
+
+
+def _row(obj: Inspection) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in INSPECTION_COLUMNS}
+
+
+def list_inspections(
+    session: Session, flt: InspectionFilter = InspectionFilter(), page: int = 0, page_size: int = 50
+) -> Page:
+    """Newest first, filtered and paginated."""
+    where = flt.where()
+    total = session.scalar(select(func.count()).select_from(Inspection).where(*where)) or 0
+    rows = session.scalars(
+        select(Inspection)
+        .where(*where)
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+        .offset(page * page_size)
+        .limit(page_size)
+    ).all()
+    return Page([_row(r) for r in rows], total, page, page_size)
+
+
+def _bucket(session: Session, bucket: Bucket) -> ColumnElement:
+    """Start of the hour / 8-hour shift / day of captured_at, as text 'YYYY-MM-DD HH:00' (UTC)."""
+    col = Inspection.captured_at
+    if session.get_bind().dialect.name == "sqlite":
+        if bucket == "day":
+            return func.strftime("%Y-%m-%d 00:00", col)
+        if bucket == "hour":
+            return func.strftime("%Y-%m-%d %H:00", col)
+        hour = cast(func.strftime("%H", col), Integer)
+        return func.strftime("%Y-%m-%d ", col).op("||")(func.printf("%02d:00", hour - hour % 8))
+    utc = func.timezone("UTC", col)
+    if bucket == "shift":
+        hour = cast(func.extract("hour", utc), Integer)
+        start = func.date_trunc("day", utc) + func.make_interval(0, 0, 0, 0, hour - hour % 8)
+        return func.to_char(start, "YYYY-MM-DD HH24:00")
+    return func.to_char(func.date_trunc(bucket, utc), "YYYY-MM-DD HH24:00")
+
+
+def rates(
+    session: Session, bucket: Bucket = "hour", flt: InspectionFilter = InspectionFilter(), by: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Counts, yield and defect rate per time bucket (and per product / line if in ``by``)."""
+    b = _bucket(session, bucket).label("bucket")
+    groups = [getattr(Inspection, "product_id" if g == "product" else g).label(g) for g in by]
+    v = Inspection.verdict
+    stmt = (
+        select(
+            b,
+            *groups,
+            func.count().label("n"),
+            func.sum(case((v == "ok", 1), else_=0)).label("ok"),
+            func.sum(case((v == "defect", 1), else_=0)).label("defect"),
+            func.sum(case((v == "uncertain", 1), else_=0)).label("uncertain"),
+            func.sum(case((v == "error", 1), else_=0)).label("error"),
+        )
+        .where(*flt.where())
+        .group_by(b, *groups)
+        .order_by(b, *groups)
+    )
+    out = []
+    for r in session.execute(stmt).mappings():
+        d = dict(r)
+        judged = d["n"] - d["error"]
+        d["yield"] = d["ok"] / judged if judged else None
+        d["defect_rate"] = d["defect"] / judged if judged else None
+        out.append(d)
+    return out
+
+
+def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) -> list[tuple[str, int]]:
+    """Defect types by count, most frequent first."""
+    stmt = (
+        select(Inspection.defect_type, func.count().label("n"))
+        .where(Inspection.verdict == "defect", Inspection.defect_type.is_not(None), *flt.where())
+        .group_by(Inspection.defect_type)
+        .order_by(func.count().desc(), Inspection.defect_type)
+    )
+    return [(t, n) for t, n in session.execute(stmt)]
+
+
+def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
+    """Unreviewed uncertain verdicts first, then defects, oldest first."""
+    c = Inspection
+    where = [c.verdict.in_(("uncertain", "defect")), ~exists().where(Review.inspection_id == c.id)]
+    if product:
+        where.append(c.product_id == product)
+    priority = case((c.verdict == "uncertain", 0), else_=1)
+    rows = session.scalars(select(c).where(*where).order_by(priority, c.captured_at, c.id).limit(limit)).all()
+    return [_row(r) for r in rows]
+
+
+def latest_reviews(session: Session, product: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Reviewed inspections with their latest review (the label retraining learns from)."""
+    latest = (
+        select(Review.inspection_id, func.max(Review.id).label("review_id")).group_by(Review.inspection_id).subquery()
+    )
+    stmt = (
+        select(Inspection, Review)
+        .join(latest, latest.c.inspection_id == Inspection.id)
+        .join(Review, and_(Review.id == latest.c.review_id))
+        .order_by(Inspection.captured_at)
+    )
+    if product:
+        stmt = stmt.where(Inspection.product_id == product)
+    if since:
+        stmt = stmt.where(Review.created_at >= since)
+    return [
+        {
+            **_row(i),
+            "review_label": r.label,
+            "review_defect_type": r.defect_type,
+            "reviewer": r.reviewer,
+            "reviewed_at": r.created_at,
+        }
+        for i, r in session.execute(stmt)
+    ]
+
+
+def model_history(session: Session) -> list[dict[str, Any]]:
+    rows = session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
+    return [
+        {
+            "id": m.id,
+            "name": m.name,
+            "status": m.status,
+            "artifact_path": m.artifact_path,
+            "metrics": m.metrics,
+            "created_at": m.created_at,
+            "promoted_at": m.promoted_at,
+        }
+        for m in rows
+    ]

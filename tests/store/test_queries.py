@@ -1,0 +1,86 @@
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from inspector.store import Inspection
+from inspector.store.queries import (
+    InspectionFilter,
+    defect_pareto,
+    list_inspections,
+    model_history,
+    rates,
+    review_queue,
+)
+from inspector.store.repo import add_review, ensure_product, record_inspections
+from tests.helpers.factories import START, inspection_rows
+
+N = 400
+
+
+def seeded(Session):
+    rows = inspection_rows(N)
+    with Session() as s:
+        ensure_product(s, "tile")
+        ensure_product(s, "pcb")
+        record_inspections(s, rows)
+        s.commit()
+    return rows
+
+
+def test_filtered_pagination_newest_first(Session):
+    rows = seeded(Session)
+    want = [r for r in rows if r["product_id"] == "tile" and r["verdict"] == "defect"]
+    with Session() as s:
+        page = list_inspections(s, InspectionFilter(product="tile", verdict="defect"), page=1, page_size=10)
+    assert page.total == len(want)
+    expected = sorted(want, key=lambda r: r["captured_at"], reverse=True)[10:20]
+    assert [r["uuid"] for r in page.rows] == [r["uuid"] for r in expected]
+
+
+def test_hourly_and_shift_rates_match_a_recount(Session):
+    rows = seeded(Session)
+    with Session() as s:
+        hourly = rates(s, "hour")
+        shifts = rates(s, "shift", by=("line",))
+    recount = Counter(r["captured_at"].strftime("%Y-%m-%d %H:00") for r in rows)
+    assert {h["bucket"]: h["n"] for h in hourly} == dict(recount)
+    first = hourly[0]
+    ok = sum(1 for r in rows if r["captured_at"] < START + timedelta(hours=1) and r["verdict"] == "ok")
+    assert first["ok"] == ok
+    assert abs(first["yield"] - ok / (first["n"] - first["error"])) < 1e-9
+    shift_recount = Counter(
+        (r["captured_at"].strftime("%Y-%m-%d ") + f"{r['captured_at'].hour // 8 * 8:02d}:00", r["line"]) for r in rows
+    )
+    assert {(x["bucket"], x["line"]): x["n"] for x in shifts} == dict(shift_recount)
+
+
+def test_pareto_counts_defects_by_type(Session):
+    rows = seeded(Session)
+    with Session() as s:
+        pareto = defect_pareto(s)
+    want = Counter(r["defect_type"] for r in rows if r["verdict"] == "defect")
+    assert dict(pareto) == dict(want)
+    assert [n for _, n in pareto] == sorted(want.values(), reverse=True)
+
+
+def test_review_queue_uncertain_first_then_defects_oldest_first_unreviewed_only(Session):
+    rows = seeded(Session)
+    with Session() as s:
+        oldest_uncertain = s.scalars(
+            select(Inspection).where(Inspection.verdict == "uncertain").order_by(Inspection.captured_at)
+        ).first()
+        add_review(s, oldest_uncertain.id, "anna", "ok")
+        s.commit()
+        queue = review_queue(s, limit=1000)
+    verdicts = [q["verdict"] for q in queue]
+    n_uncertain = sum(r["verdict"] == "uncertain" for r in rows) - 1
+    assert verdicts == ["uncertain"] * n_uncertain + ["defect"] * (len(queue) - n_uncertain)
+    assert oldest_uncertain.uuid not in {q["uuid"] for q in queue}
+    times = [q["captured_at"] for q in queue[:n_uncertain]]
+    assert times == sorted(times)
+
+
+def test_model_history_empty(Session):
+    with Session() as s:
+        assert model_history(s) == []
