@@ -108,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="database schema: upgrade to the latest migration, or show the current one",
         epilog="The database is INSPECTOR_DATABASE_URL, else SQLite at <home>/inspector.db.",
     )
-    db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "current", "retention", "reconcile"],
+        help="upgrade: apply migrations; current: show the revision; retention: delete images of ok "
+        "verdicts older than --keep-days (defects, reviewed and golden images stay); reconcile: "
+        "remove image files that no inspection references (left by a crash)",
+    )
+    db.add_argument("--keep-days", type=int, default=30, help="retention: days to keep ok images (default 30)")
     db.add_argument("--home", type=Path, help="working folder (default: var)")
     db.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
     return parser
@@ -210,9 +217,21 @@ def cmd_db(args: argparse.Namespace) -> int:
     from inspector.store.migrate import current_revision, head_revision, upgrade
     from inspector.store.session import make_engine
 
-    url = args.url or _settings(args).database_url
+    settings = _settings(args)
+    url = args.url or settings.database_url
     engine = make_engine(url)
     try:
+        if args.action in ("retention", "reconcile"):
+            from inspector.store.files import ImageStore, apply_retention, reconcile
+            from inspector.store.session import session_factory
+
+            store = ImageStore(settings.images_dir)
+            with session_factory(engine)() as session:
+                if args.action == "retention":
+                    print(f"deleted {apply_retention(session, store, args.keep_days)} image files")
+                else:
+                    print(f"removed {reconcile(session, store)} orphaned image files")
+            return 0
         if args.action == "upgrade":
             upgrade(url)
         current, head = current_revision(engine), head_revision(url)
