@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--manual", type=Path, help="use this manual.md for the product instead of the one in the model")
     i.add_argument("--no-manual", action="store_true", help="ignore the manual: image-only verdicts")
     i.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    i.add_argument(
+        "--record",
+        action="store_true",
+        help="store images and verdicts in the database (INSPECTOR_DATABASE_URL, else <home>/inspector.db)",
+    )
+    i.add_argument("--line", default="", help="with --record: the line the images came from")
+    i.add_argument("--station", default="", help="with --record: the station")
 
     d = sub.add_parser(
         "demo", help="build the solar-cell demo, train, evaluate and inspect held-out cells", epilog=EPILOG
@@ -194,8 +201,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         engine.set_manual(args.product, None)
     elif args.manual:
         engine.set_manual(args.product, load_manual(args.manual, args.product))
+    results = engine.inspect_files(args.product, args.images)
+    if args.record:
+        from inspector.recorder import Capture, open_recorder
+
+        recorder = open_recorder(s, engine)
+        captures = [
+            Capture(str(p), p.read_bytes() if p.is_file() else None, line=args.line, station=args.station)
+            for p in args.images
+        ]
+        recorder.record(args.product, captures, results)
+        print(f"recorded {len(captures)} inspections in {s.database_url}", file=sys.stderr)
     failed = 0
-    for path, v in zip(args.images, engine.inspect_files(args.product, args.images), strict=True):
+    for path, v in zip(args.images, results, strict=True):
         if isinstance(v, Exception):
             failed += 1
             msg = str(v) if isinstance(v, InspectorError) else f"{path}: {type(v).__name__}: {v}"

@@ -84,6 +84,7 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     """Build the demo data, train on it, print val/test metrics and inspect held-out cells."""
     from inspector.dataset import load_dataset
     from inspector.engine import Engine
+    from inspector.recorder import Capture, open_recorder
     from inspector.report import metrics_table, verdict_line
     from inspector.training import train_model
 
@@ -95,12 +96,17 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     print(metrics_table(card["metrics"]["test"], "\ntest (held out)"))
     print(f"\nmodel saved to {out}\n\ninspecting held-out cells:")
     engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+    recorder = open_recorder(settings, engine)
     test = load_dataset([data]).split("test")
     for product in sorted({s.product for s in test}):
         for defect in ("ok", "suspect_damage", "cell_damage"):
             picks = [s for s in test if s.product == product and s.defect_type == defect][:2]
-            for s, v in zip(picks, engine.inspect_files(product, [s.path for s in picks]), strict=True):
+            results = engine.inspect_files(product, [s.path for s in picks])
+            captures = [Capture(str(s.path), s.path.read_bytes(), line="demo", station="demo") for s in picks]
+            recorder.record(product, captures, results)
+            for s, v in zip(picks, results, strict=True):
                 print(f"  truth {defect:15}", verdict_line(s.path.name, v))
+    print(f"\nverdicts and images recorded in {settings.database_url} and {settings.images_dir}")
     home = settings.home
     print(
         "\nnext:\n"

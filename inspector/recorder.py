@@ -1,0 +1,117 @@
+"""Turn the engine's verdicts into stored inspection records (image file first, then the row).
+
+The engine says accept / warn / reject; the store's quality record says ok / uncertain /
+defect, plus error for an image that could not be inspected (its bytes are kept when readable).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inspector.engine import Engine, Verdict
+from inspector.manual import Manual
+from inspector.store import ModelVersion
+from inspector.store.base import utcnow
+from inspector.store.files import ImageStore
+from inspector.store.repo import add_manual_version, ensure_product, promote_model, record_inspections, register_model
+
+STORE_VERDICT = {"accept": "ok", "warn": "uncertain", "reject": "defect"}
+
+
+@dataclass
+class Capture:
+    """One image as the line delivered it."""
+
+    source: str
+    data: bytes | None
+    captured_at: datetime | None = None
+    line: str = ""
+    station: str = ""
+    camera: str = ""
+    part_serial: str | None = None
+
+
+class Recorder:
+    def __init__(
+        self, sessions: sessionmaker[Session], images: ImageStore, engine: Engine, actor: str = "inspector"
+    ) -> None:
+        self.sessions, self.images, self.engine, self.actor = sessions, images, engine, actor
+        self._manual_ids: dict[str, int] = {}
+        self.model_id = self._register_model()
+
+    def _register_model(self) -> int:
+        name = self.engine.version
+        with self.sessions() as s:
+            existing = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
+            if existing is not None:
+                return existing.id
+            card = {k: v for k, v in self.engine.card.items() if k != "products"}
+            mv = register_model(s, name, str(self.engine.model_dir), card, self.engine.card.get("metrics", {}))
+            if s.scalar(select(ModelVersion.id).where(ModelVersion.status == "champion")) is None:
+                promote_model(s, mv.id, self.actor)  # the first model a station runs is its champion
+            s.commit()
+            return mv.id
+
+    def _manual_id(self, s: Session, product: str) -> int | None:
+        manual = self.engine.manuals.get(product)
+        if not isinstance(manual, Manual):
+            ensure_product(s, product)
+            return None
+        key = f"{product}:{manual.sha256}"
+        if key not in self._manual_ids:
+            ensure_product(s, product, manual.name)
+            self._manual_ids[key] = add_manual_version(s, product, manual.text, self.actor).id
+        return self._manual_ids[key]
+
+    def record(self, product: str, captures: list[Capture], results: list[Verdict | Exception]) -> list[str]:
+        """Store images and one inspection row per capture. -> the inspections' uuids."""
+        rows = []
+        for cap, res in zip(captures, results, strict=True):
+            stored = self.images.put(cap.data) if cap.data else None
+            row = {
+                "uuid": str(uuidlib.uuid4()),
+                "captured_at": cap.captured_at or utcnow(),
+                "line": cap.line,
+                "station": cap.station,
+                "camera": cap.camera,
+                "product_id": product,
+                "part_serial": cap.part_serial,
+                "image_uri": stored.uri if stored else None,
+                "image_sha256": stored.sha256 if stored else None,
+                "image_size": stored.size if stored else None,
+                "model_version_id": self.model_id,
+            }
+            if isinstance(res, Verdict):
+                row.update(
+                    verdict=STORE_VERDICT[res.verdict],
+                    defect_type=res.defect_type,
+                    confidence=res.confidence,
+                    anomaly_score=res.defect_score,
+                    class_scores=res.class_scores or None,
+                    image_only=res.image_only,
+                    latency_ms=res.latency_ms,
+                )
+            else:
+                row.update(verdict="error", error=f"{cap.source}: {res}"[:20_000])
+            rows.append(row)
+        with self.sessions() as s:
+            manual_id = self._manual_id(s, product)
+            for row in rows:
+                row["manual_version_id"] = manual_id if row["verdict"] != "error" else None
+            record_inspections(s, rows)
+            s.commit()
+        return [r["uuid"] for r in rows]
+
+
+def open_recorder(settings, engine: Engine) -> Recorder:
+    """A Recorder on the configured database (migrated to head first) and image folder."""
+    from inspector.store.migrate import upgrade
+    from inspector.store.session import make_engine, session_factory
+
+    upgrade(settings.database_url)
+    return Recorder(session_factory(make_engine(settings.database_url)), ImageStore(settings.images_dir), engine)
