@@ -110,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(d)
     d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
     d.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
+    sv = sub.add_parser(
+        "serve", help="run the inspection service (HTTP input, micro-batched, every verdict stored)", epilog=EPILOG
+    )
+    _add_common(sv)
+    sv.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    sv.add_argument("--max-batch", type=int, default=32, help="images per model batch at most (default 32)")
+    sv.add_argument("--max-wait-ms", type=float, default=10, help="wait this long to fill a batch (default 10)")
+    sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
+
     db = sub.add_parser(
         "db",
         help="database schema: upgrade to the latest migration, or show the current one",
@@ -231,6 +242,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), args.per_class, progress=not args.quiet)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from inspector.service.app import serve
+
+    serve(
+        _settings(args),
+        args.host,
+        args.port,
+        args.model,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        queue_size=args.queue_size,
+    )
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from inspector.store.migrate import current_revision, head_revision, upgrade
     from inspector.store.session import make_engine
@@ -268,9 +294,14 @@ def main(argv: list[str] | None = None) -> int:
     from models import WeightsUnavailableError
     from models.registry import UnknownNameError
 
-    handler = {"train": cmd_train, "eval": cmd_eval, "inspect": cmd_inspect, "demo": cmd_demo, "db": cmd_db}[
-        args.command
-    ]
+    handler = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "inspect": cmd_inspect,
+        "demo": cmd_demo,
+        "db": cmd_db,
+        "serve": cmd_serve,
+    }[args.command]
     try:
         return handler(args)
     except InspectorError as exc:

@@ -184,7 +184,7 @@ class Engine:
                 try:
                     arrays.append(load_image(paths[i], max_pixels=self.max_pixels, draft_size=size))
                     good.append(i)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported per file, never stops the batch
                     results[i] = exc
             if arrays:
                 for i, v in zip(good, self.inspect_arrays(product, arrays), strict=True):

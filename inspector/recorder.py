@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.engine import Engine, Verdict
 from inspector.manual import Manual
-from inspector.store import ModelVersion
+from inspector.store import Inspection, ModelVersion
 from inspector.store.base import utcnow
 from inspector.store.files import ImageStore
 from inspector.store.repo import add_manual_version, ensure_product, promote_model, record_inspections, register_model
@@ -68,22 +68,29 @@ class Recorder:
             self._manual_ids[key] = add_manual_version(s, product, manual.text, self.actor).id
         return self._manual_ids[key]
 
-    def record(self, product: str, captures: list[Capture], results: list[Verdict | Exception]) -> list[str]:
-        """Store images and one inspection row per capture. -> the inspections' uuids."""
+    def record(
+        self, product: str, captures: list[Capture], results: list[Verdict | Exception], ids: list[str] | None = None
+    ) -> list[str]:
+        """Store images and one inspection row per capture. -> the inspections' uuids.
+
+        With ``ids`` the call is idempotent: rows already stored under those ids are skipped, so
+        a job replayed after a crash between the insert and its acknowledgement is not doubled.
+        """
+        ids = ids or [str(uuidlib.uuid4()) for _ in captures]
         rows = []
-        for cap, res in zip(captures, results, strict=True):
-            stored = self.images.put(cap.data) if cap.data else None
+        for uid, cap, res in zip(ids, captures, results, strict=True):
+            image = self.images.put(cap.data) if cap.data else None
             row = {
-                "uuid": str(uuidlib.uuid4()),
+                "uuid": uid,
                 "captured_at": cap.captured_at or utcnow(),
                 "line": cap.line,
                 "station": cap.station,
                 "camera": cap.camera,
                 "product_id": product,
                 "part_serial": cap.part_serial,
-                "image_uri": stored.uri if stored else None,
-                "image_sha256": stored.sha256 if stored else None,
-                "image_size": stored.size if stored else None,
+                "image_uri": image.uri if image else None,
+                "image_sha256": image.sha256 if image else None,
+                "image_size": image.size if image else None,
                 "model_version_id": self.model_id,
             }
             if isinstance(res, Verdict):
@@ -101,11 +108,13 @@ class Recorder:
             rows.append(row)
         with self.sessions() as s:
             manual_id = self._manual_id(s, product)
+            stored = set(s.scalars(select(Inspection.uuid).where(Inspection.uuid.in_(ids))))
+            rows = [r for r in rows if r["uuid"] not in stored]
             for row in rows:
                 row["manual_version_id"] = manual_id if row["verdict"] != "error" else None
             record_inspections(s, rows)
             s.commit()
-        return [r["uuid"] for r in rows]
+        return ids
 
 
 def open_recorder(settings, engine: Engine) -> Recorder:

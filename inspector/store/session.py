@@ -26,7 +26,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def make_engine(url: str, **kwargs) -> Engine:
     try:
         parsed = make_url(url)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises several types for a bad URL
         raise StoreError(f"database URL '{url}' is not valid: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

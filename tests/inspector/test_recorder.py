@@ -20,8 +20,23 @@ def test_inspect_record_stores_every_image_and_verdict(trained_model, synthetic_
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     try:
-        code = main(["inspect", "--product", "washer", "--home", str(tmp_path), "--model", str(trained_model),
-                     "--record", "--line", "L7", "--json", *map(str, paths), str(broken)])
+        code = main(
+            [
+                "inspect",
+                "--product",
+                "washer",
+                "--home",
+                str(tmp_path),
+                "--model",
+                str(trained_model),
+                "--record",
+                "--line",
+                "L7",
+                "--json",
+                *map(str, paths),
+                str(broken),
+            ]
+        )
     finally:
         get_settings.cache_clear()
     assert code == 0

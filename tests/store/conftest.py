@@ -20,7 +20,7 @@ def _postgres_admin():
     try:
         with engine.connect() as conn:
             conn.execute(text("select 1"))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means no server
         engine.dispose()
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {ADMIN_URL} is required in CI: {exc}")

@@ -39,7 +39,7 @@ def test_writer_and_readers_together(db_url, Session):
                 with Session() as s:
                     list_inspections(s, InspectionFilter(verdict="defect"), page_size=20)
                     rates(s, "hour")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted in the test thread
             errors.append(exc)
 
     readers = [threading.Thread(target=read) for _ in range(2)]

@@ -1,0 +1,85 @@
+"""Wiring of the service: model, store, spool, worker, HTTP. No logic of its own."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from inspector.engine import Engine
+from inspector.recorder import Recorder
+from inspector.service.http import create_app
+from inspector.service.spool import Spool
+from inspector.service.worker import InspectionWorker
+from inspector.settings import Settings
+from inspector.store.files import ImageStore, reconcile
+from inspector.store.migrate import upgrade
+from inspector.store.session import make_engine, session_factory
+
+log = logging.getLogger("inspector.service")
+
+
+@dataclass
+class Service:
+    worker: InspectionWorker
+    db_engine: object
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            with self.db_engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
+            return False, f"database unreachable: {type(exc).__name__}"
+        return True, f"model {self.worker.engine.version}"
+
+
+def build_service(
+    settings: Settings,
+    model_dir: Path | None = None,
+    max_batch: int = 32,
+    max_wait_ms: float = 10,
+    queue_size: int = 256,
+) -> Service:
+    upgrade(settings.database_url)
+    db = make_engine(settings.database_url)
+    sessions = session_factory(db)
+    images = ImageStore(settings.images_dir)
+    with sessions() as s:
+        removed = reconcile(s, images)
+    if removed:
+        log.info("removed %d image files left by an interrupted run", removed)
+    engine = Engine(
+        model_dir or settings.default_model, settings.model.device, settings.max_image_pixels, settings.cache_dir
+    )
+    worker = InspectionWorker(
+        engine,
+        Recorder(sessions, images, engine),
+        Spool(settings.home / "spool"),
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        queue_size=queue_size,
+    )
+    return Service(worker, db)
+
+
+def asgi_app(service: Service, max_body_bytes: int = 50 << 20):
+    app = create_app(service.worker, service.ready, max_body_bytes)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        service.worker.start()
+        yield
+        service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def serve(settings: Settings, host: str, port: int, model_dir: Path | None = None, **kwargs) -> None:
+    import uvicorn
+
+    service = build_service(settings, model_dir, **kwargs)
+    uvicorn.run(asgi_app(service), host=host, port=port, log_level="info")

@@ -1,0 +1,93 @@
+"""The HTTP input against a real model and a real SQLite store."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import select
+
+from inspector.service.spool import Job
+from inspector.service.worker import QueueFullError
+from inspector.store import Inspection
+from tests.service.conftest import png_bytes
+
+
+def rows(service):
+    from inspector.store.session import session_factory
+
+    with session_factory(service.db_engine)() as s:
+        return s.scalars(select(Inspection).order_by(Inspection.id)).all()
+
+
+def test_raw_and_multipart_uploads_are_answered_after_being_stored(client, service):
+    r = client.post("/v1/inspect?product=washer&line=L1&station=S2&camera=c0&part_serial=SN1",
+                    content=png_bytes("scratch"), headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["verdict"] in ("ok", "uncertain", "defect") and body["model_version"] and body["latency_ms"] > 0
+    m = client.post("/v1/inspect", files={"image": ("a.png", png_bytes("ok"), "image/png")},
+                    data={"product": "washer", "line": "L2"})
+    assert m.status_code == 200, m.text
+    stored = rows(service)
+    assert [x.uuid for x in stored] == [body["inspection_id"], m.json()["inspection_id"]]
+    assert (stored[0].line, stored[0].station, stored[0].part_serial, stored[1].line) == ("L1", "S2", "SN1", "L2")
+
+
+def test_concurrent_requests_are_micro_batched(client, service):
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda i: client.post("/v1/inspect?product=washer", content=png_bytes("spot", i),
+                                                    headers={"Content-Type": "image/png"}).status_code, range(32)))
+    assert codes == [200] * 32 and len(rows(service)) == 32
+    metrics = client.get("/metrics").text
+    assert "inspector_batch_size_count" in metrics
+    sizes = service.worker.metrics.batch_size.collect()[0].samples
+    count = next(s.value for s in sizes if s.name.endswith("_count"))
+    assert count < 32  # several images shared a model call
+
+
+def test_bad_requests_get_clear_json_errors(client, service):
+    corrupt = client.post("/v1/inspect?product=washer", content=b"\x89PNG\r\n\x1a\nbroken",
+                          headers={"Content-Type": "image/png"})
+    assert corrupt.status_code == 422 and corrupt.json()["verdict"] == "error"
+    assert "corrupt" in corrupt.json()["error"] or "not an image" in corrupt.json()["error"]
+    cases = [
+        (client.post("/v1/inspect?product=gear", content=png_bytes(), headers={"Content-Type": "image/png"}), 404,
+         "unknown product 'gear'"),
+        (client.post("/v1/inspect", content=png_bytes(), headers={"Content-Type": "image/png"}), 422,
+         "missing field 'product'"),
+        (client.post("/v1/inspect?product=washer", json={"x": 1}), 415, "not an image"),
+        (client.post("/v1/inspect?product=washer", content=b"", headers={"Content-Type": "image/png"}), 422,
+         "empty image"),
+        (client.post("/v1/inspect?product=washer", content=b"0" * (3 << 20), headers={"Content-Type": "image/png"}),
+         413, "limit"),
+    ]
+    for response, status, text in cases:
+        assert response.status_code == status and text in response.json()["error"], response.text
+    stored = rows(service)
+    assert [r.verdict for r in stored] == ["error"]  # only the accepted image left a row
+    assert client.get("/v1/health").json() == {"status": "ok"}
+    assert client.get("/v1/ready").status_code == 200
+
+
+def test_full_queue_refuses_with_503_and_keeps_nothing(service):
+    worker = service.worker  # not started: the queue fills up
+    worker.queue.maxsize = 2
+    for i in range(2):
+        worker.submit(Job(id=f"j{i}", product="washer"), png_bytes())
+    try:
+        worker.submit(Job(id="j2", product="washer"), png_bytes())
+        raise AssertionError("a full queue must refuse")
+    except QueueFullError:
+        pass
+    assert len(worker.spool) == 2
+
+
+def test_spooled_jobs_of_a_crashed_run_are_inspected_at_start(service_settings, trained_model):
+    from inspector.service.app import build_service
+
+    first = build_service(service_settings, trained_model)
+    for i in range(3):  # accepted, then the process "died" before the worker ran
+        first.worker.spool.put(Job(id=f"crash-{i}", product="washer"), png_bytes("spot", i))
+    second = build_service(service_settings, trained_model)
+    second.worker.start()
+    second.worker.stop(drain=True)
+    assert sorted(r.uuid for r in rows(second)) == ["crash-0", "crash-1", "crash-2"]
+    assert len(second.worker.spool) == 0
