@@ -23,9 +23,26 @@ def free_port() -> int:
 
 def start(home, model, port):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inspector", "serve", "--home", str(home), "--model", str(model), "--port", str(port),
-         "--device", "cpu", "--max-wait-ms", "200", "--max-batch", "4"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "inspector",
+            "serve",
+            "--home",
+            str(home),
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--max-wait-ms",
+            "200",
+            "--max-batch",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -45,8 +62,12 @@ def test_sigkill_then_restart_stores_every_accepted_image(tmp_path, trained_mode
 
     def send(i: int) -> None:
         try:
-            r = httpx.post(f"http://127.0.0.1:{port}/v1/inspect?product=washer", content=png_bytes("spot", i),
-                           headers={"Content-Type": "image/png"}, timeout=30)
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/inspect?product=washer",
+                content=png_bytes("spot", i),
+                headers={"Content-Type": "image/png"},
+                timeout=30,
+            )
             if r.status_code == 200:
                 answered.append(r.json()["inspection_id"])
         except httpx.HTTPError:

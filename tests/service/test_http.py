@@ -18,13 +18,19 @@ def rows(service):
 
 
 def test_raw_and_multipart_uploads_are_answered_after_being_stored(client, service):
-    r = client.post("/v1/inspect?product=washer&line=L1&station=S2&camera=c0&part_serial=SN1",
-                    content=png_bytes("scratch"), headers={"Content-Type": "image/png"})
+    r = client.post(
+        "/v1/inspect?product=washer&line=L1&station=S2&camera=c0&part_serial=SN1",
+        content=png_bytes("scratch"),
+        headers={"Content-Type": "image/png"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["verdict"] in ("ok", "uncertain", "defect") and body["model_version"] and body["latency_ms"] > 0
-    m = client.post("/v1/inspect", files={"image": ("a.png", png_bytes("ok"), "image/png")},
-                    data={"product": "washer", "line": "L2"})
+    m = client.post(
+        "/v1/inspect",
+        files={"image": ("a.png", png_bytes("ok"), "image/png")},
+        data={"product": "washer", "line": "L2"},
+    )
     assert m.status_code == 200, m.text
     stored = rows(service)
     assert [x.uuid for x in stored] == [body["inspection_id"], m.json()["inspection_id"]]
@@ -33,8 +39,18 @@ def test_raw_and_multipart_uploads_are_answered_after_being_stored(client, servi
 
 def test_concurrent_requests_are_micro_batched(client, service):
     with ThreadPoolExecutor(16) as pool:
-        codes = list(pool.map(lambda i: client.post("/v1/inspect?product=washer", content=png_bytes("spot", i),
-                                                    headers={"Content-Type": "image/png"}).status_code, range(32)))
+        codes = list(
+            pool.map(
+                lambda i: (
+                    client.post(
+                        "/v1/inspect?product=washer",
+                        content=png_bytes("spot", i),
+                        headers={"Content-Type": "image/png"},
+                    ).status_code
+                ),
+                range(32),
+            )
+        )
     assert codes == [200] * 32 and len(rows(service)) == 32
     metrics = client.get("/metrics").text
     assert "inspector_batch_size_count" in metrics
@@ -44,20 +60,33 @@ def test_concurrent_requests_are_micro_batched(client, service):
 
 
 def test_bad_requests_get_clear_json_errors(client, service):
-    corrupt = client.post("/v1/inspect?product=washer", content=b"\x89PNG\r\n\x1a\nbroken",
-                          headers={"Content-Type": "image/png"})
+    corrupt = client.post(
+        "/v1/inspect?product=washer", content=b"\x89PNG\r\n\x1a\nbroken", headers={"Content-Type": "image/png"}
+    )
     assert corrupt.status_code == 422 and corrupt.json()["verdict"] == "error"
     assert "corrupt" in corrupt.json()["error"] or "not an image" in corrupt.json()["error"]
     cases = [
-        (client.post("/v1/inspect?product=gear", content=png_bytes(), headers={"Content-Type": "image/png"}), 404,
-         "unknown product 'gear'"),
-        (client.post("/v1/inspect", content=png_bytes(), headers={"Content-Type": "image/png"}), 422,
-         "missing field 'product'"),
+        (
+            client.post("/v1/inspect?product=gear", content=png_bytes(), headers={"Content-Type": "image/png"}),
+            404,
+            "unknown product 'gear'",
+        ),
+        (
+            client.post("/v1/inspect", content=png_bytes(), headers={"Content-Type": "image/png"}),
+            422,
+            "missing field 'product'",
+        ),
         (client.post("/v1/inspect?product=washer", json={"x": 1}), 415, "not an image"),
-        (client.post("/v1/inspect?product=washer", content=b"", headers={"Content-Type": "image/png"}), 422,
-         "empty image"),
-        (client.post("/v1/inspect?product=washer", content=b"0" * (3 << 20), headers={"Content-Type": "image/png"}),
-         413, "limit"),
+        (
+            client.post("/v1/inspect?product=washer", content=b"", headers={"Content-Type": "image/png"}),
+            422,
+            "empty image",
+        ),
+        (
+            client.post("/v1/inspect?product=washer", content=b"0" * (3 << 20), headers={"Content-Type": "image/png"}),
+            413,
+            "limit",
+        ),
     ]
     for response, status, text in cases:
         assert response.status_code == status and text in response.json()["error"], response.text
