@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     sv.add_argument("--max-batch", type=int, default=32, help="images per model batch at most (default 32)")
     sv.add_argument("--max-wait-ms", type=float, default=10, help="wait this long to fill a batch (default 10)")
+    sv.add_argument("--watch", type=Path, help="hot folder: inspect images dropped into WATCH/<product>/")
+    sv.add_argument("--line", default="", help="line name recorded with every verdict")
     sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
 
     db = sub.add_parser(
@@ -250,6 +252,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         args.model,
+        watch=args.watch,
+        line=args.line,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         queue_size=args.queue_size,

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from inspector.engine import Engine
 from inspector.recorder import Recorder
+from inspector.service.folder import FolderInput
 from inspector.service.http import create_app
 from inspector.service.spool import Spool
 from inspector.service.worker import InspectionWorker
@@ -65,21 +66,34 @@ def build_service(
     return Service(worker, db)
 
 
-def asgi_app(service: Service, max_body_bytes: int = 50 << 20):
+def asgi_app(service: Service, max_body_bytes: int = 50 << 20, watch: Path | None = None, line: str = ""):
     app = create_app(service.worker, service.ready, max_body_bytes)
+    folder = FolderInput(watch, service.worker, line=line) if watch else None
 
     @asynccontextmanager
     async def lifespan(_app):
         service.worker.start()
+        if folder:
+            folder.start()
         yield
+        if folder:
+            folder.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
 
     app.router.lifespan_context = lifespan
     return app
 
 
-def serve(settings: Settings, host: str, port: int, model_dir: Path | None = None, **kwargs) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    model_dir: Path | None = None,
+    watch: Path | None = None,
+    line: str = "",
+    **kwargs,
+) -> None:
     import uvicorn
 
     service = build_service(settings, model_dir, **kwargs)
-    uvicorn.run(asgi_app(service), host=host, port=port, log_level="info")
+    uvicorn.run(asgi_app(service, watch=watch, line=line), host=host, port=port, log_level="info")
