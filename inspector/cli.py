@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-wait-ms", type=float, default=10, help="wait this long to fill a batch (default 10)")
     sv.add_argument("--watch", type=Path, help="hot folder: inspect images dropped into WATCH/<product>/")
     sv.add_argument("--line", default="", help="line name recorded with every verdict")
+    sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
+    sv.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
     sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
 
     db = sub.add_parser(
@@ -254,6 +256,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.model,
         watch=args.watch,
         line=args.line,
+        mqtt_host=args.mqtt_host,
+        mqtt_port=args.mqtt_port,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         queue_size=args.queue_size,

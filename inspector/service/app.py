@@ -13,6 +13,7 @@ from inspector.engine import Engine
 from inspector.recorder import Recorder
 from inspector.service.folder import FolderInput
 from inspector.service.http import create_app
+from inspector.service.mqtt import MqttPublisher
 from inspector.service.spool import Spool
 from inspector.service.worker import InspectionWorker
 from inspector.settings import Settings
@@ -66,12 +67,22 @@ def build_service(
     return Service(worker, db)
 
 
-def asgi_app(service: Service, max_body_bytes: int = 50 << 20, watch: Path | None = None, line: str = ""):
+def asgi_app(
+    service: Service,
+    max_body_bytes: int = 50 << 20,
+    watch: Path | None = None,
+    line: str = "",
+    mqtt: MqttPublisher | None = None,
+):
     app = create_app(service.worker, service.ready, max_body_bytes)
     folder = FolderInput(watch, service.worker, line=line) if watch else None
+    if mqtt:
+        service.worker.listeners.append(mqtt)
 
     @asynccontextmanager
     async def lifespan(_app):
+        if mqtt:
+            mqtt.start()
         service.worker.start()
         if folder:
             folder.start()
@@ -79,6 +90,8 @@ def asgi_app(service: Service, max_body_bytes: int = 50 << 20, watch: Path | Non
         if folder:
             folder.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
+        if mqtt:
+            mqtt.stop()
 
     app.router.lifespan_context = lifespan
     return app

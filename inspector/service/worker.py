@@ -72,6 +72,7 @@ class InspectionWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inspection-worker", daemon=True)
         self._admit = threading.Lock()
+        self.listeners: list = []  # called with (job, outcome) once the outcome is stored (MQTT output)
 
     # -- callers -------------------------------------------------------------------------------
     def known_product(self, product: str) -> bool:
@@ -176,6 +177,11 @@ class InspectionWorker:
                 self.metrics.observe(outcome)
                 if not fut.done():
                     fut.set_result(outcome)
+                for listener in self.listeners:
+                    try:
+                        listener(job, outcome)
+                    except Exception:
+                        log.exception("result listener failed for %s", job.id)
 
     @staticmethod
     def _capture(job: Job, data: bytes | None) -> Capture:
