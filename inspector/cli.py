@@ -121,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-wait-ms", type=float, default=10, help="wait this long to fill a batch (default 10)")
     sv.add_argument("--watch", type=Path, help="hot folder: inspect images dropped into WATCH/<product>/")
     sv.add_argument("--line", default="", help="line name recorded with every verdict")
+    sv.add_argument("--station", default="", help="station name recorded with every verdict")
+    sv.add_argument(
+        "--camera", metavar="SOURCE", help="OpenCV source: device index, rtsp:// or http:// URL, video file"
+    )
+    sv.add_argument("--camera-product", metavar="ID", help="product the camera sees (required with --camera)")
+    sv.add_argument(
+        "--camera-mode",
+        choices=["interval", "trigger"],
+        default="interval",
+        help="interval: every Nth frame; trigger: one frame per MQTT message on "
+        "inspector/<line>/<station>/trigger (default interval)",
+    )
+    sv.add_argument("--camera-every-n", type=int, default=1, help="interval mode: inspect every Nth frame")
+    sv.add_argument("--camera-rate", type=float, help="interval mode: at most this many frames per second")
     sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
     sv.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
     sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
@@ -246,6 +260,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), args.per_class, progress=not args.quiet)
 
 
+def _camera(args: argparse.Namespace) -> dict | None:
+    if not args.camera:
+        return None
+    if not args.camera_product:
+        raise InspectorError("--camera needs --camera-product")
+    if args.camera_mode == "trigger" and not args.mqtt_host:
+        raise InspectorError("--camera-mode trigger needs --mqtt-host for the trigger topic")
+    return {
+        "source": args.camera,
+        "product": args.camera_product,
+        "mode": args.camera_mode,
+        "every_n": args.camera_every_n,
+        "rate": args.camera_rate,
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from inspector.service.app import serve
 
@@ -256,8 +286,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.model,
         watch=args.watch,
         line=args.line,
+        station=args.station,
         mqtt_host=args.mqtt_host,
         mqtt_port=args.mqtt_port,
+        camera=_camera(args),
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         queue_size=args.queue_size,

@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from inspector.engine import Engine
 from inspector.recorder import Recorder
+from inspector.service.camera import CameraInput
 from inspector.service.folder import FolderInput
 from inspector.service.http import create_app
 from inspector.service.mqtt import MqttPublisher
@@ -73,22 +74,28 @@ def asgi_app(
     watch: Path | None = None,
     line: str = "",
     mqtt: MqttPublisher | None = None,
+    camera: CameraInput | None = None,
 ):
     app = create_app(service.worker, service.ready, max_body_bytes)
     folder = FolderInput(watch, service.worker, line=line) if watch else None
     if mqtt:
         service.worker.listeners.append(mqtt)
+        if camera and camera.mode == "trigger":
+            topic = mqtt.on_trigger(camera.line, camera.station, camera.trigger)
+            log.info("camera %s waits for triggers on %s", camera.name, topic)
 
     @asynccontextmanager
     async def lifespan(_app):
         if mqtt:
             mqtt.start()
         service.worker.start()
-        if folder:
-            folder.start()
+        for source in (folder, camera):
+            if source:
+                source.start()
         yield
-        if folder:
-            folder.stop()
+        for source in (folder, camera):
+            if source:
+                source.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
         if mqtt:
             mqtt.stop()
@@ -104,9 +111,16 @@ def serve(
     model_dir: Path | None = None,
     watch: Path | None = None,
     line: str = "",
+    station: str = "",
+    mqtt_host: str | None = None,
+    mqtt_port: int = 1883,
+    camera: dict | None = None,
     **kwargs,
 ) -> None:
     import uvicorn
 
     service = build_service(settings, model_dir, **kwargs)
-    uvicorn.run(asgi_app(service, watch=watch, line=line), host=host, port=port, log_level="info")
+    mqtt = MqttPublisher(mqtt_host, mqtt_port, settings.home / "mqtt-buffer") if mqtt_host else None
+    cam = CameraInput(worker=service.worker, line=line, station=station, **camera) if camera else None
+    app = asgi_app(service, watch=watch, line=line, mqtt=mqtt, camera=cam)
+    uvicorn.run(app, host=host, port=port, log_level="info")

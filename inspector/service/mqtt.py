@@ -39,6 +39,9 @@ class MqttPublisher:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.host, self.port = host, port
+        self._triggers: dict[str, object] = {}  # topic -> callback(part_serial | None)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
 
     def topic(self, line: str, station: str) -> str:
@@ -71,6 +74,38 @@ class MqttPublisher:
                     self.dropped += 1
                 log.warning("MQTT buffer full: dropped %d oldest results (all are in the database)", self.dropped)
         self._wake.set()
+
+    def on_trigger(self, line: str, station: str, callback) -> str:
+        """Call ``callback(part_serial)`` for each message on ``<prefix>/<line>/<station>/trigger``
+        (payload: empty, a serial, or JSON with ``part_serial``). -> the topic."""
+        topic = f"{self.prefix}/{line or 'default'}/{station or 'default'}/trigger"
+        self._triggers[topic] = callback
+        if self.client.is_connected():
+            self.client.subscribe(topic, qos=1)
+        return topic
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props=None) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT connect refused: %s", reason_code)
+            return
+        for topic in self._triggers:  # (re)subscribe on every connection
+            client.subscribe(topic, qos=1)
+        self._wake.set()
+
+    def _on_message(self, _client, _userdata, msg) -> None:
+        callback = self._triggers.get(msg.topic)
+        if callback is None:
+            return
+        text = msg.payload.decode("utf-8", "replace").strip()
+        serial = None
+        if text.startswith("{"):
+            try:
+                serial = json.loads(text).get("part_serial")
+            except ValueError:
+                log.warning("trigger on %s: payload is not JSON: %r", msg.topic, text[:100])
+        elif text:
+            serial = text[:128]
+        callback(serial)
 
     def pending(self) -> int:
         return sum(1 for _ in self.buffer.glob("*.json"))

@@ -100,3 +100,22 @@ def test_buffer_is_bounded(tmp_path):
     assert pub.pending() == 5 and pub.dropped == 3
     kept = sorted(json.loads(p.read_text())["payload"]["i"] for p in (tmp_path / "buf").glob("*.json"))
     assert kept == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.skipif(not broker_up(), reason="Mosquitto not running on 127.0.0.1:1883")
+def test_trigger_messages_reach_the_callback(tmp_path):
+    seen = []
+    pub = MqttPublisher("127.0.0.1", 1883, tmp_path / "buf")
+    topic = pub.on_trigger("L5", "S2", seen.append)
+    pub.start()
+    assert wait_for(pub.client.is_connected, 10)
+    time.sleep(0.3)
+    sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sender.connect("127.0.0.1", 1883)
+    sender.loop_start()
+    for payload in ("", "SN-9", json.dumps({"part_serial": "SN-10"})):
+        sender.publish(topic, payload, qos=1).wait_for_publish(5)
+    assert wait_for(lambda: len(seen) == 3)
+    sender.loop_stop()
+    pub.stop()
+    assert topic == "inspector/L5/S2/trigger" and seen == [None, "SN-9", "SN-10"]

@@ -1,0 +1,109 @@
+"""Camera input (OpenCV ``VideoCapture``): a device index, an RTSP/HTTP URL or a video file.
+
+Modes: ``interval`` inspects every Nth frame, at most ``rate`` frames per second; ``trigger``
+keeps reading (so the latest frame is fresh) and inspects one frame per ``trigger()``, which
+the MQTT trigger topic or a PLC adapter calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import cv2
+
+from inspector.service.spool import Job
+from inspector.service.worker import InspectionWorker, QueueFullError
+
+log = logging.getLogger(__name__)
+
+
+class CameraInput:
+    def __init__(
+        self,
+        source: str | int,
+        worker: InspectionWorker,
+        product: str,
+        line: str = "",
+        station: str = "",
+        name: str = "cam0",
+        mode: str = "interval",
+        every_n: int = 1,
+        rate: float | None = None,
+    ) -> None:
+        if mode not in ("interval", "trigger"):
+            raise ValueError(f"camera mode '{mode}' must be 'interval' or 'trigger'")
+        self.source = int(source) if isinstance(source, str) and source.isdigit() else source
+        self.worker, self.product, self.line, self.station, self.name = worker, product, line, station, name
+        self.mode, self.every_n, self.rate = mode, max(1, every_n), rate
+        self.submitted = 0
+        self.finished = threading.Event()  # set when the source ends (a video file) or stop() is called
+        self._triggers: list[str | None] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def trigger(self, part_serial: str | None = None) -> None:
+        with self._lock:
+            self._triggers.append(part_serial)
+
+    def _submit(self, frame, part_serial: str | None) -> None:
+        ok, png = cv2.imencode(".png", frame)
+        if not ok:
+            log.warning("camera %s: could not encode a frame", self.name)
+            return
+        job = Job(
+            id=str(uuid.uuid4()),
+            product=self.product,
+            source=f"camera:{self.name}",
+            line=self.line,
+            station=self.station,
+            camera=self.name,
+            part_serial=part_serial,
+        )
+        while not self._stop.is_set():
+            try:
+                self.worker.submit(job, png.tobytes())
+                self.submitted += 1
+                return
+            except QueueFullError:
+                time.sleep(0.01)  # backpressure: the camera waits, nothing accepted is dropped
+
+    def _run(self) -> None:
+        cap = cv2.VideoCapture(self.source)
+        if not cap.isOpened():
+            log.error("camera %s: cannot open %r", self.name, self.source)
+            self.finished.set()
+            return
+        index, last = 0, 0.0
+        try:
+            while not self._stop.is_set():
+                ok, frame = cap.read()
+                if not ok:
+                    if isinstance(self.source, str) and "://" not in self.source:
+                        break  # end of a video file
+                    time.sleep(0.1)  # a live stream hiccup: keep trying
+                    continue
+                index += 1
+                if self.mode == "trigger":
+                    with self._lock:
+                        pending, self._triggers = self._triggers, []
+                    for serial in pending:
+                        self._submit(frame, serial)
+                    continue
+                now = time.monotonic()
+                if (index - 1) % self.every_n == 0 and (not self.rate or now - last >= 1 / self.rate):
+                    last = now
+                    self._submit(frame, None)
+        finally:
+            cap.release()
+            self.finished.set()
