@@ -1,0 +1,46 @@
+"""PostgreSQL goes away mid-run: verdicts wait and are retried, none lost, the service keeps serving."""
+
+import time
+
+from sqlalchemy import create_engine, func, select, text
+
+from inspector.service.app import build_service
+from inspector.service.spool import Job
+from inspector.settings import Settings
+from inspector.store import Inspection
+from tests.helpers.postgres import ADMIN_URL, temporary_database
+from tests.service.conftest import png_bytes
+
+
+def test_database_outage_delays_but_loses_nothing(tmp_path, trained_model):
+    with temporary_database() as (url, name):
+        settings = Settings(home=tmp_path, INSPECTOR_DATABASE_URL=url)
+        settings.model.device = "cpu"
+        service = build_service(settings, trained_model, max_batch=4, max_wait_ms=20)
+        service.worker.db_retry_s = 0.2
+        service.worker.start()
+        admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            first = [service.worker.submit(Job(id=f"a{i}", product="washer"), png_bytes("ok", i)) for i in range(3)]
+            assert all(f.result(60).verdict != "error" for f in first)
+            with admin.connect() as conn:  # the database goes away
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                conn.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+                )
+            during = [service.worker.submit(Job(id=f"b{i}", product="washer"), png_bytes("spot", i)) for i in range(5)]
+            time.sleep(2)
+            assert not any(f.done() for f in during)  # not answered before they are stored
+            assert len(service.worker.spool) == 5 and not service.ready()[0]
+            with admin.connect() as conn:  # and comes back
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            assert all(f.result(60).verdict != "error" for f in during)
+            assert service.worker.metrics.db_errors._value.get() > 0
+        finally:
+            service.worker.stop()
+            admin.dispose()
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Inspection)) == 8
+        engine.dispose()
+        service.db_engine.dispose()
