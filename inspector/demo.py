@@ -111,6 +111,7 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     print(
         "\nnext:\n"
         f"  inspector inspect --home {home} --product solar-cell-mono {data}/solar-cell-mono/images/cell_damage/*.png\n"
-        f"  inspector eval --home {home} --data {data} --json {home}/eval.json"
+        f"  inspector eval --home {home} --data {data} --json {home}/eval.json\n"
+        f"  inspector serve --home {home}    # the station: POST images to http://127.0.0.1:8080/v1/inspect"
     )
     return 0
