@@ -139,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
     sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
 
+    k = sub.add_parser(
+        "keys",
+        help="API keys for line integrations (HTTP X-API-Key header)",
+        epilog=EPILOG,
+        description="With no active key the HTTP API is open; once a key exists every request "
+        "needs one. A key scoped with --line may only report for those lines.",
+    )
+    k.add_argument("action", choices=["add", "list", "revoke"])
+    k.add_argument("name", nargs="?", help="key name (add, revoke)")
+    k.add_argument("--line", action="append", help="add: lines this key may report for (repeatable; default all)")
+    k.add_argument("--home", type=Path, help="working folder (default: var)")
+    k.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
+
     db = sub.add_parser(
         "db",
         help="database schema: upgrade to the latest migration, or show the current one",
@@ -297,6 +310,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from inspector.store.keys import create_api_key, list_api_keys, revoke_api_key
+    from inspector.store.migrate import upgrade
+    from inspector.store.session import make_engine, session_factory
+
+    url = args.url or _settings(args).database_url
+    if args.action != "list" and not args.name:
+        raise InspectorError(f"keys {args.action} needs a NAME")
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            if args.action == "add":
+                key = create_api_key(s, args.name, args.line)
+                s.commit()
+                print(f"{key}\n(shown once: store it in the line's configuration)")
+            elif args.action == "revoke":
+                revoke_api_key(s, args.name)
+                s.commit()
+                print(f"revoked {args.name}")
+            else:
+                for row in list_api_keys(s):
+                    state = "revoked" if row["revoked_at"] else "active"
+                    print(f"{row['name']:20} {row['prefix']}…  {state:8} lines: {', '.join(row['lines']) or 'all'}")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from inspector.store.migrate import current_revision, head_revision, upgrade
     from inspector.store.session import make_engine
@@ -341,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "db": cmd_db,
         "serve": cmd_serve,
+        "keys": cmd_keys,
     }[args.command]
     try:
         return handler(args)

@@ -19,6 +19,7 @@ from inspector.service.spool import Spool
 from inspector.service.worker import InspectionWorker
 from inspector.settings import Settings
 from inspector.store.files import ImageStore, reconcile
+from inspector.store.keys import KeyChecker
 from inspector.store.migrate import upgrade
 from inspector.store.session import make_engine, session_factory
 
@@ -29,6 +30,7 @@ log = logging.getLogger("inspector.service")
 class Service:
     worker: InspectionWorker
     db_engine: object
+    keys: KeyChecker
 
     def ready(self) -> tuple[bool, str]:
         try:
@@ -65,7 +67,7 @@ def build_service(
         max_wait_ms=max_wait_ms,
         queue_size=queue_size,
     )
-    return Service(worker, db)
+    return Service(worker, db, KeyChecker(sessions))
 
 
 def asgi_app(
@@ -76,7 +78,7 @@ def asgi_app(
     mqtt: MqttPublisher | None = None,
     camera: CameraInput | None = None,
 ):
-    app = create_app(service.worker, service.ready, max_body_bytes)
+    app = create_app(service.worker, service.ready, max_body_bytes, authorize=service.keys.check)
     folder = FolderInput(watch, service.worker, line=line) if watch else None
     if mqtt:
         service.worker.listeners.append(mqtt)

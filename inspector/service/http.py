@@ -26,6 +26,7 @@ def create_app(
     ready: Callable[[], tuple[bool, str]],
     max_body_bytes: int = 50 << 20,
     answer_timeout_s: float = 60.0,
+    authorize: Callable[[str | None, str], tuple[int, str] | None] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="inspector", summary="Visual inspection station", version="1")
 
@@ -65,6 +66,10 @@ def create_app(
             return _error(415, f"Content-Type '{ctype or 'none'}' is not an image; send image/* or multipart")
         if len(data) > max_body_bytes:
             return _error(413, f"body of {len(data)} bytes is over the {max_body_bytes}-byte limit")
+        if authorize is not None:
+            denied = authorize(request.headers.get("x-api-key"), fields.get("line") or "")
+            if denied:
+                return _error(*denied)
         if not fields.get("product"):
             return _error(422, "missing field 'product'")
         if not data:

@@ -7,13 +7,14 @@ from inspector.store.base import Base
 from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import REVIEW_LABELS, VERDICTS, Inspection, Review
 from inspector.store.modeling import MODEL_STATUSES, ModelVersion, RetrainRun
-from inspector.store.operations import ROLES, AuditEntry, DriftEvent, User
+from inspector.store.operations import ROLES, ApiKey, AuditEntry, DriftEvent, User
 
 __all__ = [
     "MODEL_STATUSES",
     "REVIEW_LABELS",
     "ROLES",
     "VERDICTS",
+    "ApiKey",
     "AuditEntry",
     "Base",
     "DriftEvent",

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from inspector.store.session import make_engine
+
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -21,6 +23,7 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    make_engine(url).dispose()  # validates the URL and creates an SQLite file's folder
     command.upgrade(alembic_config(url), revision)
 
 
