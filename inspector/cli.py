@@ -111,17 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--per-class", type=int, help="cap images per (product, class) for a quicker demo")
     d.add_argument("--epochs", type=int, help="maximum epochs (default 30)")
     sv = sub.add_parser(
-        "serve", help="run the inspection service (HTTP input, micro-batched, every verdict stored)", epilog=EPILOG
+        "serve",
+        help="run the inspection station: HTTP, hot folder, camera, MQTT; every verdict stored",
+        description="Run the station. Settings come from --config (TOML, see docs/service.md), then "
+        "INSPECTOR_* variables; the options below override both.",
+        epilog=EPILOG,
     )
     _add_common(sv)
+    sv.add_argument("--config", type=Path, help="TOML settings file ([service], [service.camera], [model], ...)")
     sv.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
-    sv.add_argument("--max-batch", type=int, default=32, help="images per model batch at most (default 32)")
-    sv.add_argument("--max-wait-ms", type=float, default=10, help="wait this long to fill a batch (default 10)")
+    sv.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    sv.add_argument("--line", help="line name recorded with every verdict")
+    sv.add_argument("--station", help="station name recorded with every verdict")
     sv.add_argument("--watch", type=Path, help="hot folder: inspect images dropped into WATCH/<product>/")
-    sv.add_argument("--line", default="", help="line name recorded with every verdict")
-    sv.add_argument("--station", default="", help="station name recorded with every verdict")
+    sv.add_argument("--max-batch", type=int, help="images per model batch at most (default 32)")
+    sv.add_argument("--max-wait-ms", type=float, help="wait this long to fill a batch (default 10)")
+    sv.add_argument("--queue-size", type=int, help="queued images before HTTP answers 503 (default 256)")
+    sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
+    sv.add_argument("--mqtt-port", type=int, help="MQTT broker port (default 1883)")
     sv.add_argument(
         "--camera", metavar="SOURCE", help="OpenCV source: device index, rtsp:// or http:// URL, video file"
     )
@@ -129,15 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--camera-mode",
         choices=["interval", "trigger"],
-        default="interval",
-        help="interval: every Nth frame; trigger: one frame per MQTT message on "
-        "inspector/<line>/<station>/trigger (default interval)",
+        help="interval: every Nth frame (default); trigger: one frame per MQTT message on "
+        "inspector/<line>/<station>/trigger",
     )
-    sv.add_argument("--camera-every-n", type=int, default=1, help="interval mode: inspect every Nth frame")
+    sv.add_argument("--camera-every-n", type=int, help="interval mode: inspect every Nth frame (default 1)")
     sv.add_argument("--camera-rate", type=float, help="interval mode: at most this many frames per second")
-    sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
-    sv.add_argument("--mqtt-port", type=int, default=1883, help="MQTT broker port (default 1883)")
-    sv.add_argument("--queue-size", type=int, default=256, help="queued images before HTTP answers 503 (default 256)")
 
     k = sub.add_parser(
         "keys",
@@ -171,7 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    s = get_settings().model_copy(deep=True)
+    return _apply(get_settings().model_copy(deep=True), args)
+
+
+def _apply(s: Settings, args: argparse.Namespace) -> Settings:
+    """Command-line options over ``s``."""
     if getattr(args, "home", None):
         s.home = args.home
     if getattr(args, "device", None):
@@ -273,40 +281,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), args.per_class, progress=not args.quiet)
 
 
-def _camera(args: argparse.Namespace) -> dict | None:
-    if not args.camera:
-        return None
-    if not args.camera_product:
-        raise InspectorError("--camera needs --camera-product")
-    if args.camera_mode == "trigger" and not args.mqtt_host:
-        raise InspectorError("--camera-mode trigger needs --mqtt-host for the trigger topic")
-    return {
-        "source": args.camera,
-        "product": args.camera_product,
-        "mode": args.camera_mode,
-        "every_n": args.camera_every_n,
-        "rate": args.camera_rate,
-    }
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from inspector.service.app import serve
+    from inspector.settings import CameraSettings, load_settings
 
-    serve(
-        _settings(args),
-        args.host,
-        args.port,
-        args.model,
-        watch=args.watch,
-        line=args.line,
-        station=args.station,
-        mqtt_host=args.mqtt_host,
-        mqtt_port=args.mqtt_port,
-        camera=_camera(args),
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        queue_size=args.queue_size,
-    )
+    s = _settings(args) if not args.config else _apply(load_settings(args.config), args)
+    svc = s.service
+    for opt in (
+        "host",
+        "port",
+        "line",
+        "station",
+        "watch",
+        "max_batch",
+        "max_wait_ms",
+        "queue_size",
+        "mqtt_host",
+        "mqtt_port",
+    ):
+        if getattr(args, opt) is not None:
+            setattr(svc, opt, getattr(args, opt))
+    if args.camera:
+        if not args.camera_product:
+            raise InspectorError("--camera needs --camera-product")
+        svc.camera = CameraSettings(source=args.camera, product=args.camera_product)
+    if svc.camera:
+        for opt, field in (("camera_mode", "mode"), ("camera_every_n", "every_n"), ("camera_rate", "rate")):
+            if getattr(args, opt) is not None:
+                setattr(svc.camera, field, getattr(args, opt))
+    serve(s, args.model)
     return 0
 
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,30 @@ class VerdictSettings(BaseModel):
     warn_frr: float = Field(0.05, gt=0, lt=1)  # good parts allowed into the operator-review band
 
 
+class CameraSettings(BaseModel):
+    source: str  # device index, rtsp:// or http:// URL, or a video file
+    product: str
+    name: str = "cam0"
+    mode: Literal["interval", "trigger"] = "interval"
+    every_n: int = Field(1, ge=1)
+    rate: float | None = Field(None, gt=0)
+
+
+class ServiceSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    line: str = ""
+    station: str = ""
+    watch: Path | None = None  # hot folder: <watch>/<product>/*
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(10, ge=0)
+    queue_size: int = Field(256, ge=1)
+    max_body_mb: float = Field(50, gt=0)
+    mqtt_host: str | None = None
+    mqtt_port: int = Field(1883, ge=1, le=65535)
+    camera: CameraSettings | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="INSPECTOR_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
@@ -51,6 +75,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     train: TrainSettings = TrainSettings()
     verdict: VerdictSettings = VerdictSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @field_validator("home")
     @classmethod
@@ -82,3 +107,23 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def load_settings(path: Path) -> Settings:
+    """Settings from a TOML file (its values win over INSPECTOR_* variables)."""
+    import tomllib
+
+    from inspector.errors import InspectorError
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InspectorError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InspectorError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise InspectorError(f"{path}: {where}: {first['msg']}") from None

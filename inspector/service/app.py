@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from inspector.engine import Engine
+from inspector.errors import InspectorError
 from inspector.recorder import Recorder
 from inspector.service.camera import CameraInput
 from inspector.service.folder import FolderInput
@@ -106,23 +107,17 @@ def asgi_app(
     return app
 
 
-def serve(
-    settings: Settings,
-    host: str,
-    port: int,
-    model_dir: Path | None = None,
-    watch: Path | None = None,
-    line: str = "",
-    station: str = "",
-    mqtt_host: str | None = None,
-    mqtt_port: int = 1883,
-    camera: dict | None = None,
-    **kwargs,
-) -> None:
+def serve(settings: Settings, model_dir: Path | None = None) -> None:
+    """Run the station as ``settings.service`` describes it, until SIGTERM / Ctrl-C."""
     import uvicorn
 
-    service = build_service(settings, model_dir, **kwargs)
-    mqtt = MqttPublisher(mqtt_host, mqtt_port, settings.home / "mqtt-buffer") if mqtt_host else None
-    cam = CameraInput(worker=service.worker, line=line, station=station, **camera) if camera else None
-    app = asgi_app(service, watch=watch, line=line, mqtt=mqtt, camera=cam)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    cfg = settings.service
+    if cfg.camera and cfg.camera.mode == "trigger" and not cfg.mqtt_host:
+        raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
+    service = build_service(settings, model_dir, cfg.max_batch, cfg.max_wait_ms, cfg.queue_size)
+    mqtt = MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, settings.home / "mqtt-buffer") if cfg.mqtt_host else None
+    cam = None
+    if cfg.camera:
+        cam = CameraInput(worker=service.worker, line=cfg.line, station=cfg.station, **cfg.camera.model_dump())
+    app = asgi_app(service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
