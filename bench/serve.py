@@ -1,0 +1,190 @@
+"""Service benchmark: raw model throughput vs the in-process engine (queue, decode, batching,
+storing) vs HTTP from a second process, at saturation and at half of it. Prints JSON.
+
+    python bench/serve.py --model var/models/current --images var/demo/solar-cell-mono/images
+
+Goals (issue #6): engine throughput >= 80 % of raw forward throughput; p99 at half of
+saturation <= 2x p50. Load goes to 127.0.0.1 only, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import torch
+
+from inspector.engine import Engine
+from inspector.images import load_image
+from inspector.service.app import build_service
+from inspector.service.spool import Job
+from inspector.settings import Settings
+from models.transforms import preprocess
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))], 2)
+
+
+def raw_forward(engine: Engine, arrays, batch: int, seconds: float) -> float:
+    """Images/s of encoder + classifier on preprocessed tensors: the ceiling for the service."""
+    enc, text = engine.encoder, None
+    product = next(iter(engine.card["products"]))
+    text = engine.bank.embed(engine.manuals[product]).to(engine.device)
+    x = torch.stack([preprocess(a, enc.input_size, enc.mean, enc.std) for a in arrays[:batch]]).to(engine.device)
+    mask = torch.ones(batch, text.shape[0], dtype=torch.bool, device=engine.device)
+    n, start = 0, time.perf_counter()
+    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=engine.device.type == "cuda"):
+        while time.perf_counter() - start < seconds:
+            tokens, pooled = enc(x)
+            engine.model(tokens, pooled, text.expand(batch, -1, -1), mask)
+            if engine.device.type == "cuda":
+                torch.cuda.synchronize()
+            n += batch
+    return n / (time.perf_counter() - start)
+
+
+def in_process(settings: Settings, model: Path, product: str, blobs: list[bytes], count: int, batch: int) -> dict:
+    service = build_service(settings, model, max_batch=batch, max_wait_ms=5, queue_size=count + 1)
+    worker = service.worker
+    worker.start()
+    start = time.perf_counter()
+    futures = [worker.submit(Job(id=str(uuid.uuid4()), product=product), blobs[i % len(blobs)]) for i in range(count)]
+    lat = [f.result(600).latency_ms for f in futures]
+    elapsed = time.perf_counter() - start
+    worker.stop()
+    return {
+        "images": count,
+        "images_per_s": round(count / elapsed, 1),
+        "p50_ms": pct(lat, 0.5),
+        "p99_ms": pct(lat, 0.99),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_load(port: int, product: str, blobs: list[bytes], count: int, rate: float | None, workers: int) -> dict:
+    """Closed loop (rate None: as fast as ``workers`` clients go) or open loop at ``rate``/s."""
+    lat, errors = [], 0
+    lock = threading.Lock()
+    client = httpx.Client(timeout=60)
+
+    def one(i: int) -> None:
+        nonlocal errors
+        if rate:
+            due = start + i / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+        t0 = time.perf_counter()
+        r = client.post(
+            f"http://127.0.0.1:{port}/v1/inspect?product={product}",
+            content=blobs[i % len(blobs)],
+            headers={"Content-Type": "image/png"},
+        )
+        with lock:
+            if r.status_code == 200:
+                lat.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(count)))
+    elapsed = time.perf_counter() - start
+    client.close()
+    return {
+        "requests": count,
+        "ok": len(lat),
+        "errors": errors,
+        "images_per_s": round(len(lat) / elapsed, 1),
+        "p50_ms": pct(lat, 0.5),
+        "p99_ms": pct(lat, 0.99),
+        "target_rate": rate,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=Path("var/models/current"))
+    ap.add_argument("--images", type=Path, default=Path("var/demo/solar-cell-mono/images"))
+    ap.add_argument("--product", default="solar-cell-mono")
+    ap.add_argument("--count", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    if not (args.model / "card.json").exists():
+        sys.exit(f"no model at {args.model}: run `inspector demo` first")
+    files = sorted(args.images.rglob("*.png"))[:64]
+    blobs = [f.read_bytes() for f in files]
+    tmp = Path(tempfile.mkdtemp(prefix="inspector-bench-"))
+    settings = Settings(home=tmp)
+    settings.model.device = args.device
+    engine = Engine(args.model, args.device)
+    out = {
+        "device": str(engine.device),
+        "torch_threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "raw_forward_images_per_s": round(raw_forward(engine, [load_image(b) for b in blobs], args.batch, 10), 1),
+    }
+    out["engine"] = in_process(settings, args.model, args.product, blobs, args.count, args.batch)
+    out["engine_vs_raw"] = round(out["engine"]["images_per_s"] / out["raw_forward_images_per_s"], 3)
+    port = free_port()
+    env = {**os.environ, "INSPECTOR_HOME": str(tmp / "http")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "inspector",
+            "serve",
+            "--model",
+            str(args.model),
+            "--port",
+            str(port),
+            "--max-batch",
+            str(args.batch),
+            "--device",
+            args.device,
+            "--queue-size",
+            "1024",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        sat = http_load(port, args.product, blobs, args.count, None, workers=2 * args.batch)
+        half = http_load(port, args.product, blobs, args.count // 2, sat["images_per_s"] / 2, workers=2 * args.batch)
+        out["http_saturation"], out["http_half_rate"] = sat, half
+        out["p99_over_p50_at_half_rate"] = round(half["p99_ms"] / max(half["p50_ms"], 1e-9), 2)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
