@@ -81,11 +81,11 @@ def build_demo(dest: Path, per_class: int | None = None) -> Path:
 
 
 def run_demo(settings, per_class: int | None = None, progress: bool = True) -> int:
-    """Build the demo data, train on it, print val/test metrics and inspect held-out cells."""
+    """Build the demo data, train, print val/test metrics, then replay held-out cells as a line."""
     from inspector.dataset import load_dataset
-    from inspector.engine import Engine
-    from inspector.recorder import Capture, open_recorder
-    from inspector.report import metrics_table, verdict_line
+    from inspector.report import metrics_table
+    from inspector.service.app import build_service
+    from inspector.service.replay import replay, running
     from inspector.training import train_model
 
     data = build_demo(settings.home / "demo", per_class)
@@ -94,18 +94,26 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     card = train_model(settings, [data], out, progress=progress)
     print(metrics_table(card["metrics"]["val"], "\nval (early stopping and calibration)"))
     print(metrics_table(card["metrics"]["test"], "\ntest (held out)"))
-    print(f"\nmodel saved to {out}\n\ninspecting held-out cells:")
-    engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
-    recorder = open_recorder(settings, engine)
+    print(f"\nmodel saved to {out}")
+    print("\nsimulated line: held-out cells posted to the station at 4 per second")
+    service = build_service(settings, out, max_batch=8, max_wait_ms=20)
     test = load_dataset([data]).split("test")
+    parts = []
     for product in sorted({s.product for s in test}):
         for defect in ("ok", "suspect_damage", "cell_damage"):
-            picks = [s for s in test if s.product == product and s.defect_type == defect][:2]
-            results = engine.inspect_files(product, [s.path for s in picks])
-            captures = [Capture(str(s.path), s.path.read_bytes(), line="demo", station="demo") for s in picks]
-            recorder.record(product, captures, results)
-            for s, v in zip(picks, results, strict=True):
-                print(f"  truth {defect:15}", verdict_line(s.path.name, v))
+            parts += [(product, s.path) for s in test if s.product == product and s.defect_type == defect][:2]
+    truth = {s.path: s.defect_type for s in test}
+
+    def show(path, answer: dict) -> None:
+        what = answer.get("defect_type") or answer.get("error") or "ok"
+        print(
+            f"  {answer['verdict'].upper():9} {what:15} conf {answer.get('confidence') or 0:.2f}  "
+            f"truth {truth[path]:15} {path.name}"
+        )
+
+    with running(service) as url:
+        replay(url, parts, rate=4, on_result=show)
+    service.db_engine.dispose()
     print(f"\nverdicts and images recorded in {settings.database_url} and {settings.images_dir}")
     home = settings.home
     print(
