@@ -135,35 +135,13 @@ class Engine:
             cls = top if band != "accept" else 0
             grid = attn[cls].reshape(side, side) if side * side == attn.shape[-1] else None
         if band == "accept":
+            defect, conf = None, float(p[0])
             reason = f"looks like a good part (defect score {score:.3f} <= {th.warn:.3f})"
-            return Verdict(
-                manual.product,
-                band,
-                None,
-                float(p[0]),
-                score,
-                reason,
-                False,
-                dict(zip(classes, map(float, p), strict=True)),
-                flags,
-                ms,
-                grid,
-            )
-        section = manual.defects[classes[top]]
-        reason = f"{section.name}: {section.text}"
-        return Verdict(
-            manual.product,
-            band,
-            section.name,
-            float(p[top]),
-            score,
-            reason,
-            False,
-            dict(zip(classes, map(float, p), strict=True)),
-            flags,
-            ms,
-            grid,
-        )
+        else:
+            section = manual.defects[classes[top]]
+            defect, conf, reason = section.name, float(p[top]), f"{section.name}: {section.text}"
+        scores = dict(zip(classes, map(float, p), strict=True))
+        return Verdict(manual.product, band, defect, conf, score, reason, False, scores, flags, ms, grid)
 
     def _image_only(self, product: str, score: float, th: Thresholds, flags: list[str], ms: float) -> Verdict:
         band = th.verdict(score)
