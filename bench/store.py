@@ -56,7 +56,7 @@ def load(Session, rows: int) -> dict:
         ensure_product(s, "tile")
         ensure_product(s, "pcb")
         s.commit()
-    start, mem = time.perf_counter(), []
+    writing, mem = 0.0, []  # only the write path (validation + insert + commit) is timed
     for i in range(0, rows, BATCH):
         batch = inspection_rows(
             min(BATCH, rows - i), seed=i // BATCH, start=START + timedelta(seconds=i * STEP_S), step_s=STEP_S
@@ -67,11 +67,13 @@ def load(Session, rows: int) -> dict:
         with Session() as s:
             record_inspections(s, batch)
             s.commit()
+        took = time.perf_counter() - t0
+        writing += took
         if i == 0:
-            first = time.perf_counter() - t0
+            first = took
         if (i // BATCH) % 20 == 0:
             mem.append(round(rss_mb(), 1))
-    elapsed = time.perf_counter() - start
+    elapsed = writing
     return {
         "rows": rows,
         "seconds": round(elapsed, 1),

@@ -4,10 +4,10 @@ dataclasses and dicts, never ORM objects, so nothing lazy-loads outside a sessio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, exists, func, select
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, exists, func, select
 from sqlalchemy.orm import Session
 
 from inspector.store.inspections import Inspection, Review
@@ -81,22 +81,18 @@ def list_inspections(
     return Page([_row(r) for r in rows], total, page, page_size)
 
 
+BUCKET_SECONDS = {"hour": 3600, "shift": 8 * 3600, "day": 86400}  # shifts start 00:00, 08:00, 16:00 UTC
+
+
 def _bucket(session: Session, bucket: Bucket) -> ColumnElement:
-    """Start of the hour / 8-hour shift / day of captured_at, as text 'YYYY-MM-DD HH:00' (UTC)."""
+    """Start of the hour / 8-hour shift / day of captured_at as epoch seconds: integer arithmetic
+    on an index-friendly column is several times cheaper than formatting every row's timestamp."""
     col = Inspection.captured_at
     if session.get_bind().dialect.name == "sqlite":
-        if bucket == "day":
-            return func.strftime("%Y-%m-%d 00:00", col)
-        if bucket == "hour":
-            return func.strftime("%Y-%m-%d %H:00", col)
-        hour = cast(func.strftime("%H", col), Integer)
-        return func.strftime("%Y-%m-%d ", col).op("||")(func.printf("%02d:00", hour - hour % 8))
-    utc = func.timezone("UTC", col)
-    if bucket == "shift":
-        hour = cast(func.extract("hour", utc), Integer)
-        start = func.date_trunc("day", utc) + func.make_interval(0, 0, 0, 0, hour - hour % 8)
-        return func.to_char(start, "YYYY-MM-DD HH24:00")
-    return func.to_char(func.date_trunc(bucket, utc), "YYYY-MM-DD HH24:00")
+        epoch = cast(func.strftime("%s", col), BigInteger)
+    else:
+        epoch = cast(func.extract("epoch", col), BigInteger)
+    return epoch - epoch % BUCKET_SECONDS[bucket]
 
 
 def rates(
@@ -123,6 +119,7 @@ def rates(
     out = []
     for r in session.execute(stmt).mappings():
         d = dict(r)
+        d["bucket"] = datetime.fromtimestamp(d["bucket"], UTC).strftime("%Y-%m-%d %H:00")
         judged = d["n"] - d["error"]
         d["yield"] = d["ok"] / judged if judged else None
         d["defect_rate"] = d["defect"] / judged if judged else None
