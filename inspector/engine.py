@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inspector.checkpoint import load_model, resolve_device
 from inspector.errors import ManualError, UnknownProductError
 from inspector.images import load_image
 from inspector.manual import Manual, parse_manual
-from inspector.text_bank import TextBank
-from inspector.training import resolve_device
-from models import Thresholds, create_image_encoder, create_text_encoder, load_checkpoint
+from models import Thresholds
 from models.transforms import preprocess
 
 _NO_MANUAL = object()
@@ -50,14 +49,9 @@ class Engine:
         self, model_dir: Path, device: str = "auto", max_pixels: int = 40_000_000, cache_dir: Path | None = None
     ) -> None:
         self.device = resolve_device(device)
-        self.model, self.card, extra = load_checkpoint(model_dir, str(self.device))
+        loaded = load_model(Path(model_dir), self.device, cache_dir)
+        self.model, self.card, self.encoder, self.bank = loaded.model, loaded.card, loaded.encoder, loaded.bank
         self.model_dir = Path(model_dir)
-        self.encoder = create_image_encoder(self.card["backbone"]).to(self.device).eval()
-        if extra:  # fine-tuned checkpoints carry their own backbone weights
-            self.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
-        source = self.card.get("text_source", "manual")
-        text_encoder = create_text_encoder(self.card["text_encoder"]) if source == "manual" else None
-        self.bank = TextBank(text_encoder, self.model.cfg.text_dim, cache_dir, source)
         self.max_pixels = max_pixels
         self.manuals: dict[str, Manual | object] = {}
         for pid, info in self.card["products"].items():

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from inspector.checkpoint import load_model, resolve_device
 from inspector.dataset import Dataset, Sample, load_dataset
 from inspector.errors import DataError
 from inspector.features import FeatureCache, Features, view_tensor
@@ -34,12 +35,6 @@ from models import (
     save_checkpoint,
 )
 from models.training.loop import TrainConfig, predict, train
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class FeatureSet(TorchDataset):
@@ -365,20 +360,14 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict:
     """Metrics of a saved model on one split of the data, using the thresholds in its card."""
-    from models import load_checkpoint
-
     device = resolve_device(settings.model.device)
-    model, card, extra = load_checkpoint(model_dir, str(device))
+    loaded = load_model(Path(model_dir), device, settings.cache_dir)
+    model, card = loaded.model, loaded.card
     ds = load_dataset(roots, products)
-    encoder = create_image_encoder(card["backbone"])
-    if extra:
-        encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
-    source = card.get("text_source", "manual")
-    text_encoder = create_text_encoder(card["text_encoder"]) if source == "manual" else None
-    bank = TextBank(text_encoder, model.cfg.text_dim, settings.cache_dir, source)
     manuals = [ds.manuals[p] for p in ds.products()]
-    bank_t, mask_t = bank.padded(manuals)
-    cache = FeatureCache(encoder, None if extra else settings.cache_dir, device, settings.max_image_pixels)
+    bank_t, mask_t = loaded.bank.padded(manuals)
+    cache_dir = None if loaded.finetuned else settings.cache_dir
+    cache = FeatureCache(loaded.encoder, cache_dir, device, settings.max_image_pixels)
     prep = Prepared(ds, manuals, device, cache, bank_t.to(device), mask_t.to(device))
     fs, _ = prep.features(ds.split(split), 1, progress)
     if not len(fs):

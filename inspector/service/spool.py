@@ -63,7 +63,7 @@ class Spool:
     def pending(self) -> list[Job]:
         """Jobs left by an earlier run, oldest first; half-written leftovers are cleaned up."""
         jobs = []
-        for meta in self.root.glob("*.json"):
+        for meta in self._metas():
             try:
                 d = json.loads(meta.read_text())
                 d["captured_at"] = datetime.fromisoformat(d["captured_at"])
@@ -83,5 +83,9 @@ class Spool:
             tmp.unlink()
         return sorted(jobs, key=lambda j: j.seq)
 
+    def _metas(self):
+        # '.tmp-*' files are writes a crash interrupted: that job was never accepted
+        return (p for p in self.root.glob("*.json") if not p.name.startswith("."))
+
     def __len__(self) -> int:
-        return sum(1 for _ in self.root.glob("*.json"))
+        return sum(1 for _ in self._metas())

@@ -1,0 +1,37 @@
+"""A saved model with everything needed to run it: classifier, image encoder, text bank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inspector.text_bank import TextBank
+from models import CrossModalClassifier, ImageEncoder, create_image_encoder, create_text_encoder, load_checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class LoadedModel:
+    model: CrossModalClassifier
+    card: dict
+    encoder: ImageEncoder
+    bank: TextBank
+    finetuned: bool  # the encoder carries its own trained weights (its features are not the cached ones)
+
+
+def load_model(model_dir: Path, device: torch.device, cache_dir: Path | None) -> LoadedModel:
+    model, card, extra = load_checkpoint(model_dir, str(device))
+    encoder = create_image_encoder(card["backbone"])
+    if extra:  # fine-tuned checkpoints carry their own backbone weights
+        encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
+    source = card.get("text_source", "manual")
+    text_encoder = create_text_encoder(card["text_encoder"]) if source == "manual" else None
+    bank = TextBank(text_encoder, model.cfg.text_dim, cache_dir, source)
+    return LoadedModel(model, card, encoder.to(device).eval(), bank, bool(extra))
