@@ -11,6 +11,10 @@ from inspector.cli import main
 from inspector.dataset import load_dataset
 
 
+def inspect_washer(home, model, *args) -> int:
+    return main(["inspect", "--product", "washer", "--home", str(home), "--model", str(model), *map(str, args)])
+
+
 def test_help_explains_every_command():
     out = subprocess.run([sys.executable, "-m", "inspector", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
@@ -53,22 +57,7 @@ def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys)
 
 def test_inspect_names_the_defect_in_the_manuals_words(trained_model, synthetic_root, home, capsys):
     test = [s for s in load_dataset(synthetic_root).split("test") if s.defect_type == "scratch"]
-    assert (
-        main(
-            [
-                "inspect",
-                "--product",
-                "washer",
-                "--home",
-                str(home),
-                "--model",
-                str(trained_model),
-                "--json",
-                *[str(s.path) for s in test],
-            ]
-        )
-        == 0
-    )
+    assert inspect_washer(home, trained_model, "--json", *[str(s.path) for s in test]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     named = [r for r in rows if r["defect_type"] == "scratch"]
     assert len(named) >= 0.7 * len(rows)
@@ -82,20 +71,7 @@ def test_inspect_reports_bad_images_and_goes_on(trained_model, synthetic_root, h
     broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.full((50, 50, 4), 200, np.uint8), "RGBA").save(rgba)
-    code = main(
-        [
-            "inspect",
-            "--product",
-            "washer",
-            "--home",
-            str(home),
-            "--model",
-            str(trained_model),
-            str(broken),
-            str(good),
-            str(rgba),
-        ]
-    )
+    code = inspect_washer(home, trained_model, str(broken), str(good), str(rgba))
     out = capsys.readouterr().out.splitlines()
     assert code == 0 and out[0].startswith("ERROR") and "broken.png" in out[0]
     assert out[1].split()[0] in ("ACCEPT", "WARN", "REJECT") and out[2].split()[0] in ("ACCEPT", "WARN", "REJECT")
@@ -114,23 +90,7 @@ def test_missing_model_and_bad_manual(trained_model, synthetic_root, home, tmp_p
     assert "not a model checkpoint" in capsys.readouterr().err
     bad = tmp_path / "manual.md"
     bad.write_text("# Washer\n## Good part\nfine\n")
-    assert (
-        main(
-            [
-                "inspect",
-                "--product",
-                "washer",
-                "--home",
-                str(home),
-                "--model",
-                str(trained_model),
-                "--manual",
-                str(bad),
-                str(good),
-            ]
-        )
-        == 2
-    )
+    assert inspect_washer(home, trained_model, "--manual", str(bad), str(good)) == 2
     assert "no defect sections" in capsys.readouterr().err
 
 
