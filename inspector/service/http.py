@@ -93,6 +93,8 @@ def create_app(
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), answer_timeout_s)
         except TimeoutError:
             return _error(504, "accepted but not finished in time; it will be stored", inspection_id=job.id)
+        except Exception as exc:  # noqa: BLE001 - the job stays spooled; the caller gets JSON, not a traceback
+            return _error(500, f"inspection failed: {type(exc).__name__}: {exc}", inspection_id=job.id)
         body = asdict(outcome)
         return JSONResponse(body, status_code=422 if outcome.verdict == "error" else 200)
 

@@ -67,6 +67,8 @@ def replay(
                 content=path.read_bytes(),
                 headers={"Content-Type": "image/png"},
             )
+            if not r.headers.get("content-type", "").startswith("application/json"):
+                raise RuntimeError(f"station answered {r.status_code} for {path.name}: {r.text[:200]}")
             body = r.json()
             answers.append(body)
             if on_result:

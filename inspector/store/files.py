@@ -32,7 +32,8 @@ class StoredImage:
 
 class ImageStore:
     def __init__(self, root: Path, thumb_size: int = 256) -> None:
-        self.root, self.thumb_size = Path(root), thumb_size
+        # absolute: rows store file:// URIs, and the default home ("var") is relative
+        self.root, self.thumb_size = Path(root).resolve(), thumb_size
 
     def path(self, sha256: str, suffix: str = ".img") -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}{suffix}"

@@ -2,6 +2,7 @@ import io
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from PIL import Image
 from sqlalchemy import select
@@ -81,3 +82,9 @@ def test_reconcile_removes_files_left_by_a_crash_before_the_row_insert(Session, 
         assert reconcile(s, store, grace_s=300) == 1
     assert store.path(referenced.sha256).exists() and store.path(fresh.sha256).exists()
     assert not store.path(orphan.sha256).exists()
+
+
+def test_relative_root_still_gives_file_uris(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stored = ImageStore(Path("var/images")).put(png(5))  # the default home is the relative "var"
+    assert stored.uri.startswith("file:///") and Path(stored.uri.removeprefix("file://")).exists()
