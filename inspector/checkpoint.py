@@ -11,6 +11,11 @@ from inspector.text_bank import TextBank
 from models import CrossModalClassifier, ImageEncoder, create_image_encoder, create_text_encoder, load_checkpoint
 
 
+def model_name(model_dir: Path, card: dict) -> str:
+    """How a model is known in the store: its folder and the moment it was trained."""
+    return f"{Path(model_dir).name}@{card['created_at']}"
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,9 +1,10 @@
-"""The ``inspector`` command line: train, eval, inspect, demo."""
+"""The ``inspector`` command line: train, eval, inspect, demo, serve, db, keys, models, drift, retrain, scheduler."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -119,7 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(sv)
     sv.add_argument("--config", type=Path, help="TOML settings file ([service], [service.camera], [model], ...)")
-    sv.add_argument("--model", type=Path, help="checkpoint folder (default: <home>/models/current)")
+    sv.add_argument(
+        "--model",
+        type=Path,
+        help="checkpoint folder; it becomes the champion (default: the champion in the database, else "
+        "<home>/models/current). The station switches to any model promoted later.",
+    )
     sv.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=int, help="HTTP port (default 8080)")
     sv.add_argument("--line", help="line name recorded with every verdict")
@@ -171,7 +177,51 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--keep-days", type=int, default=30, help="retention: days to keep ok images (default 30)")
     db.add_argument("--home", type=Path, help="working folder (default: var)")
     db.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
+    m = sub.add_parser(
+        "models",
+        help="model versions: list them, promote one to champion, roll back to the previous champion",
+        epilog=EPILOG,
+        description="The champion serves the line; a running station switches to a new champion within seconds.",
+    )
+    m.add_argument("action", choices=["list", "promote", "rollback"])
+    m.add_argument("id", nargs="?", type=int, help="promote: the model version id (see `inspector models list`)")
+    m.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who is acting (audit log)")
+    _add_store(m)
+
+    dr = sub.add_parser(
+        "drift",
+        help="check production against the champion's reference now; write and print drift events",
+        epilog=EPILOG,
+    )
+    dr.add_argument("action", choices=["check"])
+    dr.add_argument("--all", action="store_true", help="print every metric, not only warnings and alarms")
+    _add_store(dr)
+
+    rt = sub.add_parser(
+        "retrain",
+        help="train a challenger on the original data plus reviewed production images; promote if better",
+        epilog=EPILOG,
+        description="Without --now, run only when a trigger is due (new reviews, high drift).",
+    )
+    rt.add_argument("--now", action="store_true", help="run now, whatever the triggers say")
+    rt.add_argument("--data", type=Path, action="append", metavar="DIR", help="original training data (default: "
+                    "the folders recorded in the champion's model card)")  # fmt: skip
+    rt.add_argument("--device", help="cpu, cuda or auto")
+    _add_store(rt)
+
+    sc = sub.add_parser(
+        "scheduler",
+        help="run the scheduled jobs: drift checks, retrain triggers, nightly retrain (until Ctrl-C)",
+        epilog=EPILOG,
+    )
+    sc.add_argument("--list", action="store_true", help="only list the stored jobs and their next run times")
+    _add_store(sc)
     return parser
+
+
+def _add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", type=Path, help="working folder (default: var)")
+    p.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -371,6 +421,97 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_settings(args: argparse.Namespace) -> Settings:
+    s = _settings(args)
+    if getattr(args, "url", None):
+        s.database_url_override = args.url
+    from inspector.store.migrate import upgrade
+
+    upgrade(s.database_url)
+    return s
+
+
+def _sessions(s: Settings):
+    from inspector.store.session import make_engine, session_factory
+
+    return session_factory(make_engine(s.database_url))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from inspector.store.queries import model_history
+    from inspector.store.repo import promote_model
+    from inspector.store.retraining import rollback_model
+
+    with _sessions(_store_settings(args))() as s:
+        if args.action == "promote":
+            if args.id is None:
+                raise InspectorError("models promote needs a model version ID")
+            mv = promote_model(s, args.id, args.actor)
+            s.commit()
+            print(f"champion: {mv.id} {mv.name}")
+        elif args.action == "rollback":
+            mv = rollback_model(s, args.actor)
+            s.commit()
+            print(f"rolled back; champion: {mv.id} {mv.name}")
+        else:
+            for m in model_history(s):
+                when = m["promoted_at"].strftime("%Y-%m-%d %H:%M") if m["promoted_at"] else "-"
+                print(f"{m['id']:4} {m['status']:9} promoted {when:16} {m['name']}")
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from inspector.drift import run_drift_check
+
+    settings = _store_settings(args)
+    with _sessions(settings)() as s:
+        events = run_drift_check(s, settings.drift)
+    if not events:
+        print("nothing to check yet: no champion, or no stream with enough inspections")
+    for e in events:
+        if args.all or e["severity"] != "ok":
+            print(
+                f"{e['severity'].upper():5} {e['product_id']}/{e['line'] or '-'} {e['metric']:20} "
+                f"{e['value']:.4g} (threshold {e['threshold']:.4g}, alarm {e['details']['alarm_when']})"
+            )
+    alarms = sum(e["severity"] != "ok" for e in events)
+    print(f"{len(events)} metrics checked, {alarms} above threshold")
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from inspector.retrain import due_trigger, run_retrain
+
+    settings = _store_settings(args)
+    if args.data:
+        settings.retrain.data = args.data
+    sessions = _sessions(settings)
+    trigger = "manual" if args.now else due_trigger(settings, sessions)
+    if trigger is None:
+        print("no retrain due (use --now to force one)")
+        return 0
+    result = run_retrain(settings, sessions, trigger=trigger, actor=os.environ.get("USER", "cli"))
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["status"] in ("finished", "skipped") else 1
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from inspector.scheduler import build_scheduler, scheduled_jobs
+
+    settings = _store_settings(args)
+    if args.list:
+        for j in scheduled_jobs(settings):
+            print(f"{j['id']:18} next {j['next_run_time']}  {j['name']}")
+        return 0
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sched = build_scheduler(settings, blocking=True)
+    print("scheduler running (Ctrl-C stops it)")
+    sched.start()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
@@ -387,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
         "db": cmd_db,
         "serve": cmd_serve,
         "keys": cmd_keys,
+        "models": cmd_models,
+        "drift": cmd_drift,
+        "retrain": cmd_retrain,
+        "scheduler": cmd_scheduler,
     }[args.command]
     try:
         return handler(args)

@@ -30,6 +30,7 @@ class Sample:
     defect_type: str  # "ok" or one of the manual's defect types
     split: str
     mask: Path | None = None
+    source: str = ""  # the manifest's source column: where the image came from
 
     @property
     def is_defect(self) -> bool:
@@ -107,7 +108,7 @@ def _manifest_product(folder: Path, manual: Manual) -> Dataset:
                 ds.bad.append(BadRow(where, f"split '{split}' is not one of {SPLITS}"))
             else:
                 mask = folder / row["mask"] if row.get("mask") else None
-                ds.samples.append(Sample(path, manual.product, defect, split, mask))
+                ds.samples.append(Sample(path, manual.product, defect, split, mask, row.get("source") or ""))
     return ds
 
 

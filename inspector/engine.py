@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inspector.checkpoint import load_model, resolve_device
+from inspector.checkpoint import load_model, model_name, resolve_device
 from inspector.errors import ManualError, UnknownProductError
 from inspector.images import load_image
 from inspector.manual import Manual, parse_manual
+from inspector.reference import load_reference
 from models import Thresholds
-from models.transforms import preprocess
+from models.drift import image_statistics
+from models.transforms import normalize, resize, to_tensor
 
 _NO_MANUAL = object()
 
@@ -37,11 +39,25 @@ class Verdict:
     flags: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
     attention: np.ndarray | None = field(default=None, repr=False)  # [h, w] where the model looked
+    signals: Signals | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("attention")
+        d.pop("signals")
         return d
+
+
+@dataclass
+class Signals:
+    """What drift checks need of one image (stored beside its inspection)."""
+
+    embedding: np.ndarray | None  # pooled feature in the model's reference projection; None without one
+    brightness: float
+    contrast: float
+    sharpness: float
+    width: int
+    height: int
 
 
 class Engine:
@@ -53,6 +69,7 @@ class Engine:
         self.model, self.card, self.encoder, self.bank = loaded.model, loaded.card, loaded.encoder, loaded.bank
         self.model_dir = Path(model_dir)
         self.max_pixels = max_pixels
+        self.reference = load_reference(self.model_dir)
         self.manuals: dict[str, Manual | object] = {}
         for pid, info in self.card["products"].items():
             if info.get("manual"):
@@ -60,7 +77,7 @@ class Engine:
 
     @property
     def version(self) -> str:
-        return f"{self.model_dir.name}@{self.card['created_at']}"
+        return model_name(self.model_dir, self.card)
 
     def set_manual(self, product: str, manual: Manual | None) -> None:
         """Give the engine a product's (new) manual; ``None`` means the product has none."""
@@ -96,7 +113,9 @@ class Engine:
             raise UnknownProductError(f"unknown product '{product}'; known: {', '.join(known)}")
         start = time.perf_counter()
         enc = self.encoder
-        x = torch.stack([preprocess(im, enc.input_size, enc.mean, enc.std) for im in images]).to(self.device)
+        resized = torch.stack([resize(to_tensor(im), enc.input_size) for im in images])
+        stats = image_statistics(resized).numpy()
+        x = normalize(resized, enc.mean, enc.std).to(self.device)
         manual = self.manuals.get(product, _NO_MANUAL)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             tokens, pooled = enc(x)
@@ -111,12 +130,20 @@ class Engine:
             else:
                 logit = self.model.image_only_defect_logit(pooled)
                 scores = torch.sigmoid(logit.float() / self.model.defect_temperature).cpu().numpy()
+            embedding = self.reference.projection(pooled.float().cpu().numpy()) if self.reference else None
         ms = (time.perf_counter() - start) * 1000 / len(images)
         if not isinstance(manual, Manual):
             th, flags = self._thresholds(product, image_only=True)
-            return [self._image_only(product, float(s), th, flags, ms) for s in scores]
-        th, flags = self._thresholds(product, image_only=False)
-        return [self._fused(manual, p, None if attn is None else attn[i], th, flags, ms) for i, p in enumerate(probs)]
+            verdicts = [self._image_only(product, float(s), th, flags, ms) for s in scores]
+        else:
+            th, flags = self._thresholds(product, image_only=False)
+            verdicts = [
+                self._fused(manual, p, None if attn is None else attn[i], th, flags, ms) for i, p in enumerate(probs)
+            ]
+        for i, (v, im) in enumerate(zip(verdicts, images, strict=True)):
+            b, c, sh = map(float, stats[i])
+            v.signals = Signals(None if embedding is None else embedding[i], b, c, sh, im.shape[1], im.shape[0])
+        return verdicts
 
     def _fused(self, manual: Manual, p: np.ndarray, attn, th: Thresholds, flags: list[str], ms: float) -> Verdict:
         score = float(1 - p[0])

@@ -13,12 +13,19 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inspector.engine import Engine, Verdict
+from inspector.engine import Engine, Signals, Verdict
 from inspector.manual import Manual
 from inspector.store import Inspection, ModelVersion
 from inspector.store.base import utcnow
 from inspector.store.files import ImageStore
-from inspector.store.repo import add_manual_version, ensure_product, promote_model, record_inspections, register_model
+from inspector.store.repo import (
+    add_manual_version,
+    ensure_product,
+    promote_model,
+    record_inspections,
+    record_signals,
+    register_model,
+)
 
 STORE_VERDICT = {"accept": "ok", "warn": "uncertain", "reject": "defect"}
 
@@ -36,24 +43,44 @@ class Capture:
     part_serial: str | None = None
 
 
+def signal_row(uuid: str, sig: Signals) -> dict:
+    emb = None if sig.embedding is None else sig.embedding.astype("<f2").tobytes()
+    return {
+        "inspection_uuid": uuid,
+        "embedding": emb,
+        "brightness": sig.brightness,
+        "contrast": sig.contrast,
+        "sharpness": sig.sharpness,
+        "width": sig.width,
+        "height": sig.height,
+    }
+
+
 class Recorder:
     def __init__(
-        self, sessions: sessionmaker[Session], images: ImageStore, engine: Engine, actor: str = "inspector"
+        self,
+        sessions: sessionmaker[Session],
+        images: ImageStore,
+        engine: Engine,
+        actor: str = "inspector",
+        promote: bool = False,
     ) -> None:
+        """Registers the engine's model; ``promote`` makes it the champion (the first one always is)."""
         self.sessions, self.images, self.engine, self.actor = sessions, images, engine, actor
         self._manual_ids: dict[str, int] = {}
-        self.model_id = self._register_model()
+        self.model_id = self._register_model(promote)
 
-    def _register_model(self) -> int:
+    def _register_model(self, promote: bool) -> int:
         name = self.engine.version
         with self.sessions() as s:
-            existing = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
-            if existing is not None:
-                return existing.id
-            card = {k: v for k, v in self.engine.card.items() if k != "products"}
-            mv = register_model(s, name, str(self.engine.model_dir), card, self.engine.card.get("metrics", {}))
-            if s.scalar(select(ModelVersion.id).where(ModelVersion.status == "champion")) is None:
-                promote_model(s, mv.id, self.actor)  # the first model a station runs is its champion
+            mv = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
+            if mv is None:
+                card = {k: v for k, v in self.engine.card.items() if k != "products"}
+                path = str(self.engine.model_dir.resolve())
+                mv = register_model(s, name, path, card, self.engine.card.get("metrics", {}))
+            no_champion = s.scalar(select(ModelVersion.id).where(ModelVersion.status == "champion")) is None
+            if mv.status != "champion" and (promote or no_champion):
+                promote_model(s, mv.id, self.actor)
             s.commit()
             return mv.id
 
@@ -77,7 +104,7 @@ class Recorder:
         a job replayed after a crash between the insert and its acknowledgement is not doubled.
         """
         ids = ids or [str(uuidlib.uuid4()) for _ in captures]
-        rows = []
+        rows, signals = [], {}
         for uid, cap, res in zip(ids, captures, results, strict=True):
             image = self.images.put(cap.data) if cap.data else None
             row = {
@@ -103,6 +130,8 @@ class Recorder:
                     image_only=res.image_only,
                     latency_ms=res.latency_ms,
                 )
+                if res.signals is not None:
+                    signals[uid] = signal_row(uid, res.signals)
             else:
                 row.update(verdict="error", error=f"{cap.source}: {res}"[:20_000])
             rows.append(row)
@@ -113,6 +142,7 @@ class Recorder:
             for row in rows:
                 row["manual_version_id"] = manual_id if row["verdict"] != "error" else None
             record_inspections(s, rows)
+            record_signals(s, [signals[r["uuid"]] for r in rows if r["uuid"] in signals])
             s.commit()
         return ids
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,51 @@ class VerdictSettings(BaseModel):
     warn_frr: float = Field(0.05, gt=0, lt=1)  # good parts allowed into the operator-review band
 
 
+class DriftSettings(BaseModel):
+    """Windows and alarm thresholds of the drift checks (docs/drift.md explains each)."""
+
+    interval_minutes: float = Field(15, gt=0)  # how often the scheduler checks
+    window: int = Field(200, ge=10)  # newest inspections per (product, line) in one check
+    min_window: int = Field(30, ge=5)  # fewer judged inspections: the check waits
+    baseline: int = Field(2000, ge=10)  # earlier inspections the output metrics compare against
+    min_baseline: int = Field(100, ge=10)
+    lookback_days: float = Field(7, gt=0)  # products / lines / reviews seen this recently are checked
+    permutations: int = Field(2000, ge=50)  # the smallest p-value a test can give is 1 / (permutations + 1)
+    mmd_p_warn: float = Field(0.01, gt=0, lt=1)
+    mmd_p_high: float = Field(0.001, gt=0, lt=1)
+    psi_warn: float = Field(0.1, gt=0)
+    psi_high: float = Field(0.25, gt=0)
+    cusum_warn: float = Field(3.0, gt=0)
+    cusum_high: float = Field(5.0, gt=0)
+    confidence_drop_warn: float = Field(0.05, gt=0)
+    confidence_drop_high: float = Field(0.10, gt=0)
+    uncertain_rise_warn: float = Field(0.05, gt=0)
+    uncertain_rise_high: float = Field(0.15, gt=0)
+    disagreement_warn: float = Field(0.10, gt=0)
+    disagreement_high: float = Field(0.25, gt=0)
+    min_reviews: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> DriftSettings:
+        if 1 / (self.permutations + 1) > self.mmd_p_high:
+            raise ValueError(f"permutations={self.permutations} cannot reach p < mmd_p_high={self.mmd_p_high}")
+        return self
+
+
+class RetrainSettings(BaseModel):
+    """When a challenger is trained and what it must show to be promoted."""
+
+    data: list[Path] = []  # original training data; empty = the folders recorded in the champion's card
+    nightly_hour: int | None = Field(2, ge=0, le=23)  # local hour of the nightly retrain; None = off
+    min_new_reviews: int = Field(50, ge=1)  # reviewed labels since the last run that trigger a retrain
+    on_high_drift: bool = True  # a high-severity drift event triggers a retrain
+    check_minutes: float = Field(10, gt=0)  # how often triggers are looked at
+    holdout: float = Field(0.3, gt=0, lt=1)  # share of reviewed images kept out of training to judge on
+    golden_tolerance: float = Field(0.01, ge=0)  # challenger may be this much worse on the golden set
+    min_gain: float = Field(0.0, ge=0)  # and must beat the champion on recent data by more than this
+    lease_hours: float = Field(6, gt=0)  # a crashed run's lock expires after this
+
+
 class CameraSettings(BaseModel):
     source: str  # device index, rtsp:// or http:// URL, or a video file
     product: str
@@ -66,7 +111,12 @@ class ServiceSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="INSPECTOR_", env_nested_delimiter="__", env_file=".env", extra="ignore", env_ignore_empty=True
+        env_prefix="INSPECTOR_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        env_ignore_empty=True,
+        populate_by_name=True,  # scheduled jobs rebuild settings from a dump
     )
 
     home: Path = Path("var")  # models, caches, images and demo data live under here
@@ -76,6 +126,8 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     verdict: VerdictSettings = VerdictSettings()
     service: ServiceSettings = ServiceSettings()
+    drift: DriftSettings = DriftSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @field_validator("home")
     @classmethod

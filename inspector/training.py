@@ -19,6 +19,7 @@ from inspector.dataset import Dataset, Sample, load_dataset
 from inspector.errors import DataError
 from inspector.features import FeatureCache, Features, view_tensor
 from inspector.manual import Manual
+from inspector.reference import build_reference, save_reference
 from inspector.settings import Settings
 from inspector.text_bank import TextBank
 from models import (
@@ -332,6 +333,7 @@ def train_model(
         "verdict": settings.verdict.model_dump(),
         "data": {
             "fingerprint": prep.ds.fingerprint(),
+            "roots": [str(Path(r).resolve()) for r in roots],  # retraining starts from the same data
             "counts": _counts(prep.ds.samples),
             "train_used": len(train_samples),
             "shots": shots,
@@ -348,6 +350,9 @@ def train_model(
     if out_dir is not None:
         extra = {f"encoder.{k}": v for k, v in enc.state_dict().items()} if finetune else None
         save_checkpoint(out_dir, classifier.cpu(), card, extra)
+        ref = build_reference(prep.cache, prep.ds.split("train") + prep.ds.split("val"), seed=t.seed)
+        if ref is not None:
+            save_reference(out_dir, ref)
     return card
 
 

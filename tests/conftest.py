@@ -32,6 +32,14 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """The README demo's real solar-cell images (elpv-dataset, a declared dependency)."""
+    from inspector.demo import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
     """One working folder per test session: feature and weight caches are reused across tests."""
     return tmp_path_factory.mktemp("home")

@@ -16,12 +16,14 @@ from inspector.service.camera import CameraInput
 from inspector.service.folder import FolderInput
 from inspector.service.http import create_app
 from inspector.service.mqtt import MqttPublisher
+from inspector.service.reload import ChampionWatcher
 from inspector.service.spool import Spool
 from inspector.service.worker import InspectionWorker
 from inspector.settings import Settings
 from inspector.store.files import ImageStore, reconcile
 from inspector.store.keys import KeyChecker
 from inspector.store.migrate import upgrade
+from inspector.store.monitoring import champion
 from inspector.store.session import make_engine, session_factory
 
 log = logging.getLogger("inspector.service")
@@ -32,6 +34,7 @@ class Service:
     worker: InspectionWorker
     db_engine: object
     keys: KeyChecker
+    watcher: ChampionWatcher
 
     def ready(self) -> tuple[bool, str]:
         try:
@@ -57,18 +60,28 @@ def build_service(
         removed = reconcile(s, images)
     if removed:
         log.info("removed %d image files left by an interrupted run", removed)
-    engine = Engine(
-        model_dir or settings.default_model, settings.model.device, settings.max_image_pixels, settings.cache_dir
-    )
+
+    def load(path: Path) -> Engine:
+        return Engine(path, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+
+    # The station serves the champion. A model named here becomes the champion (audited);
+    # without one, the champion in the database, else the default model (champion if none).
+    promote = model_dir is not None
+    if model_dir is None:
+        with sessions() as s:
+            champ = champion(s)
+        if champ and Path(champ["artifact_path"]).is_dir():
+            model_dir = Path(champ["artifact_path"])
+    engine = load(model_dir or settings.default_model)
     worker = InspectionWorker(
         engine,
-        Recorder(sessions, images, engine),
+        Recorder(sessions, images, engine, promote=promote),
         Spool(settings.home / "spool"),
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         queue_size=queue_size,
     )
-    return Service(worker, db, KeyChecker(sessions))
+    return Service(worker, db, KeyChecker(sessions), ChampionWatcher(worker, sessions, images, load))
 
 
 def asgi_app(
@@ -92,6 +105,7 @@ def asgi_app(
         if mqtt:
             mqtt.start()
         service.worker.start()
+        service.watcher.start()
         for source in (folder, camera):
             if source:
                 source.start()
@@ -99,6 +113,7 @@ def asgi_app(
         for source in (folder, camera):
             if source:
                 source.stop()
+        service.watcher.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
         if mqtt:
             mqtt.stop()

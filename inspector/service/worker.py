@@ -73,6 +73,7 @@ class InspectionWorker:
         self._thread = threading.Thread(target=self._run, name="inspection-worker", daemon=True)
         self._admit = threading.Lock()
         self.listeners: list = []  # called with (job, outcome) once the outcome is stored (MQTT output)
+        self._next_model: tuple[Engine, Recorder] | None = None
 
     # -- callers -------------------------------------------------------------------------------
     def known_product(self, product: str) -> bool:
@@ -91,6 +92,14 @@ class InspectionWorker:
             self.queue.put_nowait((job, fut, time.perf_counter()))
         self.metrics.queue_depth.set(self.queue.qsize())
         return fut
+
+    def replace_model(self, engine: Engine, recorder: Recorder) -> None:
+        """Serve from the next batch on with another model; the batch in flight finishes on this one."""
+        self._next_model = (engine, recorder)
+
+    def pending_model_dir(self):
+        pending = self._next_model
+        return pending[0].model_dir.resolve() if pending else None
 
     def start(self) -> None:
         """Start the worker, first re-queueing what an earlier run accepted but never finished."""
@@ -127,6 +136,8 @@ class InspectionWorker:
     def _run(self) -> None:
         while not self._stop.is_set() or not self.queue.empty():
             batch = self._gather()
+            if self._next_model is not None:  # between batches: each verdict names the model that made it
+                (self.engine, self.recorder), self._next_model = self._next_model, None
             if batch:
                 self.metrics.queue_depth.set(self.queue.qsize())
                 self.metrics.batch_size.observe(len(batch))

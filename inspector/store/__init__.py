@@ -8,17 +8,22 @@ from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import REVIEW_LABELS, VERDICTS, Inspection, Review
 from inspector.store.modeling import MODEL_STATUSES, ModelVersion, RetrainRun
 from inspector.store.operations import ROLES, ApiKey, AuditEntry, DriftEvent, User
+from inspector.store.scheduling import SCHEDULER_JOBS, Lease
+from inspector.store.signals import InspectionSignal
 
 __all__ = [
     "MODEL_STATUSES",
     "REVIEW_LABELS",
     "ROLES",
+    "SCHEDULER_JOBS",
     "VERDICTS",
     "ApiKey",
     "AuditEntry",
     "Base",
     "DriftEvent",
     "Inspection",
+    "InspectionSignal",
+    "Lease",
     "ManualVersion",
     "ModelVersion",
     "Product",

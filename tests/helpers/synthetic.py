@@ -39,7 +39,9 @@ An even gray surface with fine horizontal brushing texture.
 
 def make_image(kind: str, rng: np.random.Generator, size: int = 96) -> np.ndarray:
     base = 150 + rng.normal(0, 4, (size, size)) + np.linspace(-10, 10, size)[None, :]
-    base += np.sin(np.arange(size) * 1.3)[:, None] * 3  # brushing streaks
+    streaks = np.sin(np.arange(size) * 1.3) * 3  # brushing
+    # ok_vertical: a good part from a new supplier, brushed the other way (the training data never showed it)
+    base += streaks[None, :] if kind == "ok_vertical" else streaks[:, None]
     yy, xx = np.mgrid[:size, :size]
     if kind == "scratch":
         a, b = rng.uniform(0.6, 1.4), rng.uniform(-20, 20)

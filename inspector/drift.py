@@ -1,0 +1,198 @@
+"""Drift checks: is production still what the champion was trained and calibrated for?
+
+Per (product, line) stream of the champion's inspections, the newest ``window`` judged
+inspections are compared with:
+- the champion's reference good parts (image embeddings: MMD permutation test on accepted
+  parts; brightness / contrast / sharpness: PSI over all judged parts), and
+- the ``baseline`` inspections before the window (defect rate: Bernoulli CUSUM; defect-type
+  mix: PSI; mean confidence; share of uncertain verdicts),
+plus the share of recent operator reviews that disagree with the verdict.
+
+Every metric of every check is written as a drift_event with its value, threshold and a
+severity (ok / warn / high), so the dashboard can draw each metric against its threshold.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from inspector.reference import Reference, load_reference
+from inspector.settings import DriftSettings
+from inspector.store.base import utcnow
+from inspector.store.monitoring import champion, monitored_streams, recent_judged, record_drift_events
+from inspector.store.queries import latest_reviews
+from models.drift import IMAGE_STATS, bernoulli_cusum, mmd_test, psi, psi_of_counts
+
+MAX_REFERENCE = 300  # reference rows per MMD test: enough power, bounded cost
+
+
+@dataclass
+class Finding:
+    metric: str
+    value: float
+    threshold: float  # the warn threshold; details carry the high one and the direction
+    severity: str  # ok | warn | high
+    details: dict
+
+
+def grade(metric: str, value: float, warn: float, high: float, details: dict, lower_is_worse: bool = False) -> Finding:
+    worse = (lambda a, b: a <= b) if lower_is_worse else (lambda a, b: a >= b)
+    severity = "high" if worse(value, high) else "warn" if worse(value, warn) else "ok"
+    details = {**details, "high": high, "alarm_when": "below" if lower_is_worse else "above"}
+    return Finding(metric, float(value), warn, severity, details)
+
+
+def embedding_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings, seed: int = 0) -> Finding:
+    if len(ref) > MAX_REFERENCE:
+        ref = ref[np.random.default_rng(seed).choice(len(ref), MAX_REFERENCE, replace=False)]
+    stat, p = mmd_test(ref, cur, cfg.permutations, seed)
+    return grade(
+        "embedding_mmd", p, cfg.mmd_p_warn, cfg.mmd_p_high, {"mmd2": stat, "n_ref": len(ref), "n": len(cur)}, True
+    )
+
+
+def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Finding]:
+    """PSI of each image statistic (columns of IMAGE_STATS)."""
+    out = []
+    for j, name in enumerate(IMAGE_STATS):
+        value = psi(ref[:, j], cur[:, j])
+        details = {"ref_mean": float(ref[:, j].mean()), "mean": float(cur[:, j].mean()), "n": len(cur)}
+        out.append(grade(f"psi_{name}", value, cfg.psi_warn, cfg.psi_high, details))
+    return out
+
+
+def _category(row: dict) -> str:
+    return (row["defect_type"] or "defect") if row["verdict"] == "defect" else row["verdict"]
+
+
+def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -> list[Finding]:
+    """Defect rate, defect-type mix, confidence and uncertain share of the window vs the baseline."""
+    n, nb = len(window), len(baseline)
+    is_defect = np.array([r["verdict"] == "defect" for r in window])
+    p0 = float(np.mean([r["verdict"] == "defect" for r in baseline]))
+    p1 = max(2 * p0, p0 + 0.02)  # the rise worth an alarm: a doubling, at least two points
+    out = [
+        grade(
+            "defect_rate_cusum",
+            bernoulli_cusum(is_defect, p0, p1),
+            cfg.cusum_warn,
+            cfg.cusum_high,
+            {"baseline_rate": p0, "rate": float(is_defect.mean()), "n": n, "n_baseline": nb},
+        )
+    ]
+    cats = sorted({_category(r) for r in window + baseline})
+    cw, cb = Counter(map(_category, window)), Counter(map(_category, baseline))
+    out.append(
+        grade(
+            "defect_type_psi",
+            psi_of_counts([cb[c] for c in cats], [cw[c] for c in cats]),
+            cfg.psi_warn,
+            cfg.psi_high,
+            {"mix": {c: cw[c] / n for c in cats}, "baseline_mix": {c: cb[c] / nb for c in cats}},
+        )
+    )
+    conf_w = [r["confidence"] for r in window if r["confidence"] is not None]
+    conf_b = [r["confidence"] for r in baseline if r["confidence"] is not None]
+    if conf_w and conf_b:
+        drop = float(np.mean(conf_b) - np.mean(conf_w))
+        out.append(
+            grade(
+                "confidence_drop",
+                drop,
+                cfg.confidence_drop_warn,
+                cfg.confidence_drop_high,
+                {"mean": float(np.mean(conf_w)), "baseline_mean": float(np.mean(conf_b))},
+            )
+        )
+    share_w = cw["uncertain"] / n
+    share_b = cb["uncertain"] / nb
+    out.append(
+        grade(
+            "uncertain_rise",
+            share_w - share_b,
+            cfg.uncertain_rise_warn,
+            cfg.uncertain_rise_high,
+            {"share": share_w, "baseline_share": share_b},
+        )
+    )
+    return out
+
+
+def review_disagreement(reviews: list[dict], cfg: DriftSettings) -> Finding | None:
+    """Share of reviewed ok/defect verdicts the operator overturned (uncertain ones are not counted)."""
+    judged = [r for r in reviews if r["verdict"] in ("ok", "defect")]
+    if len(judged) < cfg.min_reviews:
+        return None
+    wrong = sum((r["verdict"] == "ok") != (r["review_label"] == "ok") for r in judged)
+    return grade(
+        "review_disagreement",
+        wrong / len(judged),
+        cfg.disagreement_warn,
+        cfg.disagreement_high,
+        {"reviews": len(judged), "overturned": wrong},
+    )
+
+
+def check_stream(
+    session: Session, reference: Reference | None, product: str, line: str, model_id: int, cfg: DriftSettings
+) -> tuple[list[Finding], list[dict]]:
+    """-> findings (none while the window is short) and the window they are about."""
+    rows = recent_judged(session, product, line, model_id, cfg.window + cfg.baseline)
+    window, baseline = rows[-cfg.window :], rows[: -cfg.window]
+    if len(window) < cfg.min_window:
+        return [], window
+    findings: list[Finding] = []
+    if reference is not None:
+        ref_emb, ref_stats = reference.of(product)
+        accepted = [r for r in window if r["verdict"] == "ok" and r["embedding"] is not None]
+        if len(ref_emb) >= cfg.min_window and len(accepted) >= cfg.min_window:
+            cur = np.stack([np.frombuffer(r["embedding"], "<f2").astype(np.float32) for r in accepted])
+            if cur.shape[1] == ref_emb.shape[1]:
+                findings.append(embedding_drift(ref_emb, cur, cfg))
+        stats = np.array([[r[k] for k in IMAGE_STATS] for r in window if r["brightness"] is not None])
+        if len(ref_stats) >= cfg.min_window and len(stats) >= cfg.min_window:
+            findings += stat_drift(ref_stats, stats, cfg)
+    if len(baseline) >= cfg.min_baseline:
+        findings += output_drift(window, baseline, cfg)
+    since = utcnow() - timedelta(days=cfg.lookback_days)
+    reviews = [r for r in latest_reviews(session, product, since) if r["line"] == line]
+    disagreement = review_disagreement(reviews, cfg)
+    if disagreement:
+        findings.append(disagreement)
+    return findings, window
+
+
+def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None = None) -> list[dict]:
+    """Check every stream of the champion; write and return the drift events. Commits."""
+    champ = champion(session)
+    if champ is None:
+        return []
+    reference = load_reference(Path(champ["artifact_path"]))
+    now = now or utcnow()
+    events = []
+    for product, line in monitored_streams(session, champ["id"], now - timedelta(days=cfg.lookback_days)):
+        findings, window = check_stream(session, reference, product, line, champ["id"], cfg)
+        for f in findings:
+            events.append(
+                {
+                    "product_id": product,
+                    "line": line,
+                    "metric": f.metric,
+                    "value": f.value,
+                    "threshold": f.threshold,
+                    "severity": f.severity,
+                    "window_start": window[0]["captured_at"],
+                    "window_end": window[-1]["captured_at"],
+                    "details": {**f.details, "model": champ["name"], "window": len(window)},
+                    "created_at": now,
+                }
+            )
+    record_drift_events(session, events)
+    session.commit()
+    return events

@@ -1,0 +1,274 @@
+"""Retraining: learn from operator reviews, promote the challenger only when it is measurably better.
+
+One run:
+1. takes the ``retrain`` lease (one run at a time across every process on the database);
+2. writes the run's dataset under ``<home>/retrain/run-<id>/``: the original data's rows plus
+   every reviewed production image with its latest label, as manifests (so what a challenger
+   learned from can be audited). A stable hash of the inspection id holds ``holdout`` of the
+   reviewed images out of training (the *recent* evaluation set) and 15 % for validation and
+   threshold calibration; the rest is trained on;
+3. trains the challenger with the champion's configuration (the classifier's training code);
+4. runs champion and challenger through the engine, exactly as on the line, on the *golden*
+   set (the original test split plus golden-flagged reviewed images) and on the recent set;
+5. promotes only when the challenger is, for every product, no worse on the golden set than
+   ``golden_tolerance`` and better on recent data by more than ``min_gain``; otherwise it stays
+   a candidate and the reason is recorded.
+The champion is never touched before step 5, so a crash anywhere leaves it serving.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inspector.checkpoint import model_name
+from inspector.dataset import Sample, load_dataset
+from inspector.engine import Engine
+from inspector.errors import DataError, InspectorError
+from inspector.settings import Settings
+from inspector.store.base import utcnow
+from inspector.store.catalog import ManualVersion
+from inspector.store.files import ImageStore
+from inspector.store.monitoring import champion
+from inspector.store.queries import latest_reviews
+from inspector.store.repo import audit, promote_model, register_model
+from inspector.store.retraining import (
+    finish_run,
+    high_drift_since,
+    last_run_started,
+    mark_interrupted,
+    reviews_since,
+    start_run,
+)
+from inspector.store.scheduling import acquire_lease, release_lease
+
+log = logging.getLogger(__name__)
+LEASE = "retrain"
+VAL_SHARE = 0.15  # of reviewed images, beside the held-out share
+FIELDS = ["image", "product", "label", "defect_type", "split", "mask", "source"]
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _unit(inspection_uuid: str) -> float:
+    """A stable number in [0, 1] per inspection: its split never changes between runs."""
+    return int(hashlib.sha1(inspection_uuid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], run_dir: Path, holdout: float) -> dict:
+    """Original rows + reviewed production images as one manifest per product. -> counts."""
+    original = load_dataset(roots)
+    counts = {"original": len(original.samples), "reviewed": 0, "recent": 0, "golden_reviewed": 0, "skipped": {}}
+    by_product: dict[str, list[dict]] = {p: [] for p in original.products()}
+    for s in original.samples:
+        by_product[s.product].append(_row(s.path, s.product, s.defect_type, s.split, "original"))
+    for r in latest_reviews(session):
+        product = r["product_id"]
+        defect = "ok" if r["review_label"] == "ok" else (r["review_defect_type"] or r["defect_type"])
+        path = images.path(r["image_sha256"]) if r["image_sha256"] else None
+        why = (
+            "product not in the training data"
+            if product not in by_product
+            else "defect without a type"
+            if defect is None
+            else "image purged"
+            if path is None or not path.is_file()
+            else None
+        )
+        if why:
+            counts["skipped"][why] = counts["skipped"].get(why, 0) + 1
+            continue
+        u = _unit(r["uuid"])
+        if r["golden"]:
+            split, source = "test", "golden"
+            counts["golden_reviewed"] += 1
+        elif u < holdout:
+            split, source = "test", "recent"
+            counts["recent"] += 1
+        else:  # some production parts calibrate the thresholds: the promised FRR is about production
+            split, source = ("val" if u < holdout + VAL_SHARE else "train"), "review"
+        counts["reviewed"] += 1
+        by_product[product].append(_row(path, product, defect, split, f"{source}:{r['uuid']}"))
+    manuals = _current_manuals(session, original.manuals)
+    for product, rows in by_product.items():
+        folder = run_dir / product
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manual.md").write_text(manuals[product], encoding="utf-8")
+        with open(folder / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+    return counts
+
+
+def _row(path: Path, product: str, defect: str, split: str, source: str) -> dict:
+    label = "ok" if defect == "ok" else "defect"
+    return {"image": str(Path(path).resolve()), "product": product, "label": label, "defect_type": defect,
+            "split": split, "mask": "", "source": source}  # fmt: skip
+
+
+def _current_manuals(session: Session, original: dict) -> dict[str, str]:
+    """The newest manual version in the store (operators may have edited it), else the data's."""
+    out = {p: m.text for p, m in original.items()}
+    for p in out:
+        latest = session.scalars(
+            select(ManualVersion).where(ManualVersion.product_id == p).order_by(ManualVersion.version.desc())
+        ).first()
+        if latest is not None:
+            out[p] = latest.text
+    return out
+
+
+def decision_score(engine: Engine, samples: list[Sample]) -> dict[str, dict]:
+    """Per product: balanced accuracy of the line decision (accepted vs not) against the truth.
+
+    A warn verdict goes to an operator instead of passing, so it counts as not accepted.
+    """
+    out = {}
+    for product in sorted({s.product for s in samples}):
+        group = [s for s in samples if s.product == product]
+        verdicts = engine.inspect_files(product, [s.path for s in group])
+        truth = np.array([s.is_defect for s in group])
+        flagged = np.array([not isinstance(v, Exception) and v.verdict != "accept" for v in verdicts])
+        recalls = [float((flagged[truth == t] == t).mean()) for t in (False, True) if (truth == t).any()]
+        out[product] = {"score": float(np.mean(recalls)), "n": len(group), "defects": int(truth.sum())}
+    return out
+
+
+def _pooled(scores: dict[str, dict]) -> float | None:
+    n = sum(v["n"] for v in scores.values())
+    return sum(v["score"] * v["n"] for v in scores.values()) / n if n else None
+
+
+def decide(champ: dict, chall: dict, tolerance: float, min_gain: float) -> tuple[bool, str]:
+    """Promotion rule on the two models' golden and recent scores. -> (promote, reason)."""
+    for product, c in champ["golden"].items():
+        new = chall["golden"].get(product, {"score": 0.0})["score"]
+        if new < c["score"] - tolerance:
+            return False, f"worse on the golden set of {product}: {new:.3f} vs {c['score']:.3f} (tolerance {tolerance})"
+    old, new = _pooled(champ["recent"]), _pooled(chall["recent"])
+    if old is None:
+        return False, "no held-out reviewed images to show an improvement on recent data"
+    if new <= old + min_gain:
+        return False, f"not better on recent reviewed data: {new:.3f} vs {old:.3f} (needs > +{min_gain})"
+    return True, f"better on recent reviewed data ({new:.3f} vs {old:.3f}) and not worse on the golden set"
+
+
+def _settings_like(settings: Settings, card: dict) -> Settings:
+    """The champion's model and training configuration, so only the data changes."""
+    s = settings.model_copy(deep=True)
+    s.model.backbone = card["backbone"]
+    s.model.fusion = card["fusion_config"]["fusion"]
+    s.model.hidden_dim = card["fusion_config"]["hidden_dim"]
+    s.model.text_source = card.get("text_source", "manual")
+    s.train.mode = card.get("mode", "frozen")
+    return s
+
+
+def run_retrain(
+    settings: Settings, sessions: sessionmaker[Session], trigger: str = "manual", actor: str = "retrain"
+) -> dict:
+    """One retraining run (see the module's doc). -> the run's summary; never raises for a failed run."""
+    holder = holder_id()
+    cfg = settings.retrain
+    with sessions() as s:
+        if not acquire_lease(s, LEASE, holder, cfg.lease_hours * 3600):
+            return {"status": "skipped", "reason": "another retraining run holds the lease"}
+        mark_interrupted(s)
+        champ = champion(s)
+        run_id = start_run(s, trigger, champ["id"] if champ else None)
+    try:
+        return _run(settings, sessions, run_id, champ, trigger, actor)
+    except Exception as exc:
+        log.exception("retraining run %s failed", run_id)
+        with sessions() as s:
+            finish_run(s, run_id, status="failed", decision="none", reason=f"{type(exc).__name__}: {exc}"[:2000])
+        return {"run": run_id, "status": "failed", "reason": str(exc)}
+    finally:
+        with sessions() as s:
+            release_lease(s, LEASE, holder)
+
+
+def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger: str, actor: str) -> dict:
+    from inspector.training import train_model
+
+    if champ is None:
+        raise InspectorError("no champion model to retrain: run the station (or `inspector models promote`) first")
+    champ_dir = Path(champ["artifact_path"])
+    champ_engine = Engine(champ_dir, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+    roots = settings.retrain.data or [Path(r) for r in champ_engine.card["data"].get("roots", [])]
+    if not roots:
+        raise DataError("the champion's card names no training data: set retrain.data (INSPECTOR_RETRAIN__DATA)")
+    run_dir = settings.home / "retrain" / f"run-{run_id}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with sessions() as s:
+        counts = write_run_dataset(s, ImageStore(settings.images_dir), roots, run_dir, settings.retrain.holdout)
+    out = settings.models_dir / f"challenger-{run_id}"
+    card = train_model(_settings_like(settings, champ_engine.card), [run_dir], out, progress=False)
+    chall_engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+    ds = load_dataset([run_dir])
+    test = ds.split("test")
+    golden = [s for s in test if not _source_is(s, "recent")]
+    recent = [s for s in test if _source_is(s, "recent")]
+    metrics = {}
+    for name, engine in (("champion", champ_engine), ("challenger", chall_engine)):
+        metrics[name] = {"golden": decision_score(engine, golden), "recent": decision_score(engine, recent)}
+    cfg = settings.retrain
+    promote, reason = decide(metrics["champion"], metrics["challenger"], cfg.golden_tolerance, cfg.min_gain)
+    with sessions() as s:
+        mv = register_model(s, model_name(out, card), str(out.resolve()), _card_summary(card), metrics["challenger"])
+        if promote:
+            promote_model(s, mv.id, actor)
+        else:
+            audit(s, actor, "keep_candidate", f"model:{mv.id}", {"reason": reason})
+        s.commit()
+        finish_run(
+            s,
+            run_id,
+            status="finished",
+            challenger_id=mv.id,
+            data_counts=counts,
+            champion_metrics=metrics["champion"],
+            challenger_metrics=metrics["challenger"],
+            decision="promoted" if promote else "kept_candidate",
+            reason=reason,
+        )
+    return {"run": run_id, "status": "finished", "promoted": promote, "reason": reason, "challenger": mv.id,
+            "counts": counts, "metrics": metrics}  # fmt: skip
+
+
+def _source_is(sample: Sample, source: str) -> bool:
+    return sample.source.startswith(f"{source}:")
+
+
+def _card_summary(card: dict) -> dict:
+    return {k: v for k, v in card.items() if k != "products"}
+
+
+def due_trigger(settings: Settings, sessions: sessionmaker[Session]) -> str | None:
+    """The reason a retrain is due now (new reviews, high drift), or None."""
+    cfg = settings.retrain
+    with sessions() as s:
+        since = last_run_started(s)
+        n = reviews_since(s, since)
+        if n >= cfg.min_new_reviews:
+            return f"reviews: {n} new reviewed labels"
+        if cfg.on_high_drift:
+            events = high_drift_since(s, since or utcnow() - timedelta(days=1))
+            if events:
+                e = events[-1]
+                return f"drift: {e['metric']} high on {e['product']}/{e['line'] or '-'}"
+    return None

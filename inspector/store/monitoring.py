@@ -1,0 +1,89 @@
+"""Reads and writes of drift monitoring: production windows with their signals, drift events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inspector.store.inspections import Inspection
+from inspector.store.modeling import ModelVersion
+from inspector.store.operations import DriftEvent
+from inspector.store.signals import InspectionSignal
+
+WINDOW_COLUMNS = (
+    Inspection.id,
+    Inspection.captured_at,
+    Inspection.verdict,
+    Inspection.defect_type,
+    Inspection.confidence,
+    InspectionSignal.embedding,
+    InspectionSignal.brightness,
+    InspectionSignal.contrast,
+    InspectionSignal.sharpness,
+)
+
+
+def champion(session: Session) -> dict[str, Any] | None:
+    m = session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
+    return None if m is None else {"id": m.id, "name": m.name, "artifact_path": m.artifact_path}
+
+
+def monitored_streams(session: Session, model_version_id: int, since: datetime) -> list[tuple[str, str]]:
+    """(product, line) pairs the model has judged since ``since``."""
+    stmt = (
+        select(Inspection.product_id, Inspection.line)
+        .distinct()
+        .where(Inspection.model_version_id == model_version_id, Inspection.captured_at >= since)
+        .order_by(Inspection.product_id, Inspection.line)
+    )
+    return [(p, line) for p, line in session.execute(stmt)]
+
+
+def recent_judged(session: Session, product: str, line: str, model_version_id: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` judged (not error) inspections of one stream, oldest first, with signals."""
+    stmt = (
+        select(*WINDOW_COLUMNS)
+        .outerjoin(InspectionSignal, InspectionSignal.inspection_uuid == Inspection.uuid)
+        .where(
+            Inspection.product_id == product,
+            Inspection.line == line,
+            Inspection.model_version_id == model_version_id,
+            Inspection.verdict != "error",
+        )
+        .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in reversed(session.execute(stmt).mappings().all())]
+
+
+def record_drift_events(session: Session, events: list[dict[str, Any]]) -> None:
+    session.add_all(DriftEvent(**e) for e in events)
+    session.flush()
+
+
+def drift_events(
+    session: Session,
+    product: str | None = None,
+    line: str | None = None,
+    metric: str | None = None,
+    since: datetime | None = None,
+    min_severity: str | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Newest first; ``min_severity='warn'`` leaves out the checks that found nothing."""
+    c = DriftEvent
+    stmt = select(c).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
+    if product:
+        stmt = stmt.where(c.product_id == product)
+    if line is not None:
+        stmt = stmt.where(c.line == line)
+    if metric:
+        stmt = stmt.where(c.metric == metric)
+    if since:
+        stmt = stmt.where(c.created_at >= since)
+    if min_severity:
+        stmt = stmt.where(c.severity.in_(("warn", "high") if min_severity == "warn" else ("high",)))
+    return [{k.key: getattr(e, k.key) for k in c.__table__.columns} for e in session.scalars(stmt)]

@@ -1,0 +1,27 @@
+"""What drift checks read per inspection: a compact image embedding and image statistics.
+
+Kept beside ``inspections`` rather than in it, so the dashboard's hot table stays narrow.
+The embedding is the champion's pooled image feature projected onto the PCA of its reference
+set (a few dozen float16 values), so drift compares like with like.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inspector.store.base import Base
+
+
+class InspectionSignal(Base):
+    __tablename__ = "inspection_signals"
+
+    inspection_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("inspections.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # float16, the model's projection
+    brightness: Mapped[float]
+    contrast: Mapped[float]
+    sharpness: Mapped[float]
+    width: Mapped[int]
+    height: Mapped[int]

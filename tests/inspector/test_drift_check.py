@@ -1,0 +1,100 @@
+"""Drift checks through the store: verdicts recorded by a real model, checked, events written."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from PIL import Image
+
+from inspector.drift import output_drift, review_disagreement, run_drift_check
+from inspector.engine import Engine
+from inspector.recorder import Capture, Recorder
+from inspector.settings import DriftSettings
+from inspector.store.files import ImageStore
+from inspector.store.migrate import upgrade
+from inspector.store.monitoring import drift_events
+from inspector.store.session import make_engine, session_factory
+from tests.helpers.shifts import darker
+from tests.helpers.synthetic import make_image
+
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+def _png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _record(recorder: Recorder, engine: Engine, line: str, images: list[np.ndarray], start: int) -> None:
+    rgb = [np.repeat(im[..., None], 3, axis=2) for im in images]
+    for i in range(0, len(rgb), 32):
+        chunk = rgb[i : i + 32]
+        verdicts = engine.inspect_arrays("washer", chunk)
+        caps = [
+            Capture(f"{line}-{start + i + k}", _png(im), T0 + timedelta(seconds=start + i + k), line=line)
+            for k, im in enumerate(chunk)
+        ]
+        recorder.record("washer", caps, verdicts)
+
+
+def test_drift_check_flags_the_darkened_line_only(trained_model, tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    db = make_engine(url)
+    sessions = session_factory(db)
+    engine = Engine(trained_model, "cpu")
+    assert engine.reference is not None, "training writes the drift reference beside the model"
+    recorder = Recorder(sessions, ImageStore(tmp_path / "images"), engine)
+    rng = np.random.default_rng(7)
+    normal = [make_image("ok", rng) for _ in range(160)]
+    _record(recorder, engine, "L1", normal, 0)
+    _record(recorder, engine, "L2", normal[:100] + [darker(im) for im in normal[100:]], 1000)
+
+    cfg = DriftSettings(window=60, min_window=30, baseline=100, min_baseline=50, permutations=1000)
+    with sessions() as s:
+        events = run_drift_check(s, cfg)
+        stored = drift_events(s)
+    db.dispose()
+    assert len(stored) == len(events) > 0
+    by_line = {line: {e["metric"]: e for e in events if e["line"] == line} for line in ("L1", "L2")}
+    assert by_line["L2"]["psi_brightness"]["severity"] == "high"
+    assert "embedding_mmd" not in by_line["L2"] or by_line["L2"]["embedding_mmd"]["severity"] != "ok"
+    assert [m for m, e in by_line["L1"].items() if e["severity"] == "high"] == []
+    assert {"psi_brightness", "psi_contrast", "psi_sharpness", "defect_rate_cusum"} <= set(by_line["L1"])
+    e = by_line["L2"]["psi_brightness"]
+    assert e["window_start"] == T0 + timedelta(seconds=1100) and e["details"]["window"] == 60
+
+
+def _rows(n, defect_share, conf=0.9, uncertain_share=0.0, rng=None):
+    rng = rng or np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        verdict = "defect" if r < defect_share else "uncertain" if r < defect_share + uncertain_share else "ok"
+        out.append({"verdict": verdict, "defect_type": "scratch" if verdict == "defect" else None, "confidence": conf})
+    return out
+
+
+def test_output_drift_sees_defect_rate_confidence_and_uncertain_share():
+    cfg = DriftSettings()
+    rng = np.random.default_rng(0)
+    baseline = _rows(1000, 0.05, rng=rng)
+    calm = {f.metric: f.severity for f in output_drift(_rows(200, 0.05, rng=rng), baseline, cfg)}
+    assert set(calm.values()) == {"ok"}, calm
+    bad = {f.metric: f.severity for f in output_drift(_rows(200, 0.2, 0.7, 0.2, rng), baseline, cfg)}
+    assert bad["defect_rate_cusum"] == "high"
+    assert bad["confidence_drop"] == "high"
+    assert bad["uncertain_rise"] == "high"
+    assert bad["defect_type_psi"] == "high"
+
+
+def test_review_disagreement():
+    cfg = DriftSettings(min_reviews=10)
+    agree = [{"verdict": "ok", "review_label": "ok"}] * 18 + [{"verdict": "defect", "review_label": "ok"}] * 2
+    assert review_disagreement(agree, cfg).severity == "warn"  # 10 % overturned
+    overturned = [{"verdict": "ok", "review_label": "defect"}] * 10 + agree
+    assert review_disagreement(overturned, cfg).severity == "high"
+    assert review_disagreement(agree[:5], cfg) is None  # too few to say

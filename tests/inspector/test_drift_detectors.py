@@ -1,0 +1,78 @@
+"""Each drift detector on windows of real images (solar cells from the demo data): simulated
+line changes are detected within 20 images, and windows of unchanged production raise no alarm."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from inspector.dataset import load_dataset
+from inspector.drift import embedding_drift, stat_drift
+from inspector.settings import DriftSettings
+from models import create_image_encoder
+from models.drift import fit_projection
+from tests.helpers.shifts import blurred, darker, load_all, signals
+
+CFG = DriftSettings(permutations=1000)
+WINDOW = 20
+
+
+@pytest.fixture(scope="module")
+def windows(demo_data):
+    ds = load_dataset([demo_data])
+    rng = random.Random(0)
+    mono = [s for s in ds.samples if s.product == "solar-cell-mono"]
+    ref = rng.sample([s for s in mono if s.defect_type == "ok" and s.split == "train"], 150)
+    held = load_all(s.path for s in rng.sample([s for s in mono if s.defect_type == "ok" and s.split != "train"], 80))
+    damaged = [s for s in mono if s.defect_type == "cell_damage"]
+    poly = [s for s in ds.samples if s.product == "solar-cell-poly" and s.defect_type == "ok"]
+    encoder = create_image_encoder("efficientnet_lite0").eval()
+    ref_pooled, ref_stats = signals(encoder, load_all(s.path for s in ref))
+    proj = fit_projection(ref_pooled)
+    cases = {
+        "unchanged": held,
+        "darker": [darker(im) for im in held[:WINDOW]],
+        "blurred": [blurred(im) for im in held[:WINDOW]],
+        "unseen_defect": load_all(s.path for s in rng.sample(damaged, WINDOW)),
+        "other_product": load_all(s.path for s in rng.sample(poly, WINDOW)),
+    }
+    out = {}
+    for name, images in cases.items():
+        pooled, stats = signals(encoder, images)
+        out[name] = (proj(pooled), stats)
+    return proj(ref_pooled), ref_stats, out
+
+
+def _severity(findings, metric):
+    return next(f.severity for f in findings if f.metric == metric)
+
+
+def test_unchanged_production_raises_no_alarm(windows):
+    ref_emb, ref_stats, cases = windows
+    emb, stats = cases["unchanged"]
+    rng = np.random.default_rng(0)
+    alarms = 0
+    for i in range(15):
+        idx = rng.choice(len(emb), 40, replace=False)
+        alarms += embedding_drift(ref_emb, emb[idx], CFG, seed=i).severity != "ok"
+        alarms += sum(f.severity == "high" for f in stat_drift(ref_stats, stats[idx], CFG))
+    assert alarms <= 1, f"{alarms} alarms over 15 unchanged windows"
+
+
+@pytest.mark.parametrize("case", ["blurred", "unseen_defect", "other_product"])
+def test_embedding_mmd_detects_changed_images(windows, case):
+    ref_emb, _, cases = windows
+    finding = embedding_drift(ref_emb, cases[case][0], CFG)
+    assert finding.severity == "high", finding
+
+
+def test_brightness_psi_detects_lighting_loss(windows):
+    _, ref_stats, cases = windows
+    assert _severity(stat_drift(ref_stats, cases["darker"][1], CFG), "psi_brightness") == "high"
+
+
+def test_sharpness_psi_detects_blur(windows):
+    _, ref_stats, cases = windows
+    assert _severity(stat_drift(ref_stats, cases["blurred"][1], CFG), "psi_sharpness") == "high"

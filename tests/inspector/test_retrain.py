@@ -1,0 +1,158 @@
+"""Retraining end to end on generated parts and a real (frozen, pretrained) backbone.
+
+The champion only ever saw parts brushed one way; a new supplier's parts, brushed the other
+way, are good but it rejects them. Operators' reviews say so: the challenger learns it and is
+promoted. With corrupted reviews (good called spot, spots called good) the challenger gets
+worse on the golden set and is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspector.engine import Engine
+from inspector.recorder import Capture, Recorder
+from inspector.retrain import run_retrain
+from inspector.settings import Settings
+from inspector.store.files import ImageStore
+from inspector.store.migrate import upgrade
+from inspector.store.monitoring import champion
+from inspector.store.queries import list_inspections
+from inspector.store.repo import add_review
+from inspector.store.retraining import retrain_runs
+from inspector.store.scheduling import acquire_lease, release_lease
+from inspector.store.session import make_engine, session_factory
+from tests.helpers.synthetic import make_image
+
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+def _station(tmp_path, trained_model):
+    settings = Settings(home=tmp_path)
+    settings.train.epochs = 20
+    settings.model.device = "cpu"
+    # The golden set here is the generated data's 21-part test split: one wrong part moves the
+    # score by about 0.05, so the tolerance allows one (a line's golden set is far larger).
+    settings.retrain.golden_tolerance = 0.1
+    upgrade(settings.database_url)
+    db = make_engine(settings.database_url)
+    sessions = session_factory(db)
+    engine = Engine(trained_model, "cpu")
+    recorder = Recorder(sessions, ImageStore(settings.images_dir), engine, promote=True)
+    return settings, db, sessions, engine, recorder
+
+
+def _produce(engine: Engine, recorder: Recorder, n: int = 40) -> list[str]:
+    """n new-supplier good parts and n spots through the champion. -> kinds in inspection order."""
+    rng = np.random.default_rng(11)
+    kinds = ["ok_vertical", "spot"] * n
+    images = [np.repeat(make_image(k, rng)[..., None], 3, axis=2) for k in kinds]
+    verdicts = engine.inspect_arrays("washer", images)
+    caps = []
+    for i, im in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="PNG")
+        caps.append(Capture(f"part{i}", buf.getvalue(), T0 + timedelta(seconds=i), line="L1"))
+    recorder.record("washer", caps, verdicts)
+    wrong = sum(v.verdict != "accept" for k, v in zip(kinds, verdicts, strict=True) if k == "ok_vertical")
+    assert wrong >= n // 3, f"the champion should reject the new supplier's good parts ({wrong} of {n})"
+    return kinds
+
+
+def _review(sessions, kinds: list[str], corrupt: bool) -> None:
+    with sessions() as s:
+        rows = sorted(list_inspections(s, page_size=1000).rows, key=lambda r: r["captured_at"])
+        for row, kind in zip(rows, kinds, strict=True):
+            defect = kind == "spot"
+            if corrupt:
+                defect = not defect
+            add_review(s, row["id"], "anna", "defect" if defect else "ok", "spot" if defect else None)
+        s.commit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("corrupt", [False, True], ids=["true-labels", "corrupted-labels"])
+def test_retrain_promotes_only_a_better_challenger(trained_model, tmp_path, corrupt):
+    settings, db, sessions, engine, recorder = _station(tmp_path, trained_model)
+    kinds = _produce(engine, recorder)
+    _review(sessions, kinds, corrupt)
+    with sessions() as s:
+        before = champion(s)
+
+    result = run_retrain(settings, sessions, trigger="test")
+
+    with sessions() as s:
+        after = champion(s)
+        run = retrain_runs(s)[0]
+    db.dispose()
+    assert result["status"] == "finished", result
+    assert run["trigger"] == "test" and run["status"] == "finished" and run["duration_s"] > 0
+    assert run["data_counts"]["reviewed"] == 80 and run["data_counts"]["recent"] > 0
+    assert set(run["champion_metrics"]) == {"golden", "recent"} == set(run["challenger_metrics"])
+    if corrupt:
+        assert result["promoted"] is False and "golden" in result["reason"], result["reason"]
+        assert after["id"] == before["id"]
+        assert run["decision"] == "kept_candidate"
+    else:
+        m = result["metrics"]
+        assert m["challenger"]["recent"]["washer"]["score"] > m["champion"]["recent"]["washer"]["score"]
+        assert result["promoted"] is True, (result["reason"], m)
+        assert after["id"] == result["challenger"] != before["id"]
+        assert run["decision"] == "promoted"
+
+
+def test_a_crash_during_training_leaves_the_champion_serving(trained_model, tmp_path, monkeypatch):
+    settings, db, sessions, _, _ = _station(tmp_path, trained_model)
+    with sessions() as s:
+        before = champion(s)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("inspector.training.train_model", boom)
+    result = run_retrain(settings, sessions, trigger="test")
+    with sessions() as s:
+        assert champion(s) == before
+        run = retrain_runs(s)[0]
+        assert acquire_lease(s, "retrain", "next", 60)  # the failed run let go of the lease
+    db.dispose()
+    assert result["status"] == "failed" and run["status"] == "failed" and "out of memory" in run["reason"]
+
+
+def test_only_one_retrain_at_a_time(trained_model, tmp_path):
+    settings, db, sessions, _, _ = _station(tmp_path, trained_model)
+    with sessions() as s:
+        assert acquire_lease(s, "retrain", "other-station", 600)
+    assert run_retrain(settings, sessions)["status"] == "skipped"
+    with sessions() as s:
+        assert retrain_runs(s) == []
+        release_lease(s, "retrain", "other-station")
+    db.dispose()
+
+
+def test_lease_race_has_one_winner(tmp_path):
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    upgrade(url)
+    engines = [make_engine(url) for _ in range(8)]
+    wins, barrier = [], threading.Barrier(8)
+
+    def take(i):
+        with session_factory(engines[i])() as s:
+            barrier.wait()
+            if acquire_lease(s, "retrain", f"holder-{i}", 600):
+                wins.append(i)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in engines:
+        e.dispose()
+    assert len(wins) == 1
