@@ -64,11 +64,16 @@ class Recorder:
         engine: Engine,
         actor: str = "inspector",
         promote: bool = False,
+        model_id: int | None = None,
     ) -> None:
-        """Registers the engine's model; ``promote`` makes it the champion (the first one always is)."""
+        """``model_id``: the engine's model as the store knows it (the champion being loaded);
+        without it the model is registered by name, ``promote`` makes it the champion (the
+        first one always is)."""
         self.sessions, self.images, self.engine, self.actor = sessions, images, engine, actor
         self._manual_ids: dict[str, int] = {}
-        self.model_id = self._register_model(promote)
+        self.model_id = model_id if model_id is not None else self._register_model(promote)
+        with sessions() as s:
+            self.model_name = s.get(ModelVersion, self.model_id).name  # what answers and rows call it
 
     def _register_model(self, promote: bool) -> int:
         name = self.engine.version

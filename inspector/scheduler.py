@@ -8,9 +8,11 @@ Job arguments are plain settings dicts, so the job store can pickle them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -91,8 +93,9 @@ def build_scheduler(settings: Settings, blocking: bool = False) -> BaseScheduler
             f"{__name__}:nightly_job", "cron", hour=r.nightly_hour, args=config, id="nightly-retrain",
             name="nightly retrain", replace_existing=True,
         )  # fmt: skip
-    elif sched.get_job("nightly-retrain"):
-        sched.remove_job("nightly-retrain")
+    else:
+        with contextlib.suppress(JobLookupError):  # switched off since the last start
+            store.remove_job("nightly-retrain")
     return sched
 
 

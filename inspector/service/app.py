@@ -66,16 +66,16 @@ def build_service(
 
     # The station serves the champion. A model named here becomes the champion (audited);
     # without one, the champion in the database, else the default model (champion if none).
-    promote = model_dir is not None
+    promote, champ_id = model_dir is not None, None
     if model_dir is None:
         with sessions() as s:
             champ = champion(s)
         if champ and Path(champ["artifact_path"]).is_dir():
-            model_dir = Path(champ["artifact_path"])
+            model_dir, champ_id = Path(champ["artifact_path"]), champ["id"]
     engine = load(model_dir or settings.default_model)
     worker = InspectionWorker(
         engine,
-        Recorder(sessions, images, engine, promote=promote),
+        Recorder(sessions, images, engine, promote=promote, model_id=champ_id),
         Spool(settings.home / "spool"),
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,

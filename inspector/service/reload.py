@@ -57,7 +57,7 @@ class ChampionWatcher:
             return False
         try:
             engine: Engine = self.load_engine(path)
-            recorder = Recorder(self.sessions, self.images, engine)
+            recorder = Recorder(self.sessions, self.images, engine, model_id=champ["id"])
         except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop the line: keep the old model
             self.failed[str(path)] = f"{type(exc).__name__}: {exc}"
             log.error("champion %s could not be loaded (%s); still serving %s", path, exc, current)

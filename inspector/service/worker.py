@@ -217,7 +217,7 @@ class InspectionWorker:
         base = {
             "inspection_id": job.id,
             "product": job.product,
-            "model_version": self.engine.version,
+            "model_version": self.recorder.model_name,
             "latency_ms": round(latency_ms, 2),
         }
         if isinstance(res, Verdict):
