@@ -48,6 +48,18 @@ def grade(metric: str, value: float, warn: float, high: float, details: dict, lo
     return Finding(metric, float(value), warn, severity, details)
 
 
+def grade_psi(metric: str, value_p: tuple[float, float], cfg: DriftSettings, details: dict) -> Finding:
+    """A PSI grades as warn / high only when it is also significant (p below mmd_p_warn / _high):
+    on a small window a large PSI can be chance alone."""
+    value, p = value_p
+    f = grade(metric, value, cfg.psi_warn, cfg.psi_high, {**details, "p": p})
+    if p >= cfg.mmd_p_warn:
+        f.severity = "ok"
+    elif p >= cfg.mmd_p_high and f.severity == "high":
+        f.severity = "warn"
+    return f
+
+
 def embedding_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings, seed: int = 0) -> Finding:
     if len(ref) > MAX_REFERENCE:
         ref = ref[np.random.default_rng(seed).choice(len(ref), MAX_REFERENCE, replace=False)]
@@ -61,9 +73,8 @@ def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Fin
     """PSI of each image statistic (columns of IMAGE_STATS)."""
     out = []
     for j, name in enumerate(IMAGE_STATS):
-        value = psi(ref[:, j], cur[:, j])
         details = {"ref_mean": float(ref[:, j].mean()), "mean": float(cur[:, j].mean()), "n": len(cur)}
-        out.append(grade(f"psi_{name}", value, cfg.psi_warn, cfg.psi_high, details))
+        out.append(grade_psi(f"psi_{name}", psi(ref[:, j], cur[:, j]), cfg, details))
     return out
 
 
@@ -89,11 +100,10 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
     cats = sorted({_category(r) for r in window + baseline})
     cw, cb = Counter(map(_category, window)), Counter(map(_category, baseline))
     out.append(
-        grade(
+        grade_psi(
             "defect_type_psi",
             psi_of_counts([cb[c] for c in cats], [cw[c] for c in cats]),
-            cfg.psi_warn,
-            cfg.psi_high,
+            cfg,
             {"mix": {c: cw[c] / n for c in cats}, "baseline_mix": {c: cb[c] / nb for c in cats}},
         )
     )

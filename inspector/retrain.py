@@ -266,7 +266,8 @@ def due_trigger(settings: Settings, sessions: sessionmaker[Session]) -> str | No
         n = reviews_since(s, since)
         if n >= cfg.min_new_reviews:
             return f"reviews: {n} new reviewed labels"
-        if cfg.on_high_drift:
+        cooled = since is None or utcnow() - since >= timedelta(hours=cfg.drift_cooldown_hours)
+        if cfg.on_high_drift and cooled:
             events = high_drift_since(s, since or utcnow() - timedelta(days=1))
             if events:
                 e = events[-1]

@@ -50,7 +50,7 @@ class DriftSettings(BaseModel):
     min_baseline: int = Field(100, ge=10)
     lookback_days: float = Field(7, gt=0)  # products / lines / reviews seen this recently are checked
     permutations: int = Field(2000, ge=50)  # the smallest p-value a test can give is 1 / (permutations + 1)
-    mmd_p_warn: float = Field(0.01, gt=0, lt=1)
+    mmd_p_warn: float = Field(0.01, gt=0, lt=1)  # p-values for warn / high (MMD, and PSI's significance)
     mmd_p_high: float = Field(0.001, gt=0, lt=1)
     psi_warn: float = Field(0.1, gt=0)
     psi_high: float = Field(0.25, gt=0)
@@ -78,6 +78,7 @@ class RetrainSettings(BaseModel):
     nightly_hour: int | None = Field(2, ge=0, le=23)  # local hour of the nightly retrain; None = off
     min_new_reviews: int = Field(50, ge=1)  # reviewed labels since the last run that trigger a retrain
     on_high_drift: bool = True  # a high-severity drift event triggers a retrain
+    drift_cooldown_hours: float = Field(12, ge=0)  # persisting drift retriggers at most this often
     check_minutes: float = Field(10, gt=0)  # how often triggers are looked at
     holdout: float = Field(0.3, gt=0, lt=1)  # share of reviewed images kept out of training to judge on
     golden_tolerance: float = Field(0.01, ge=0)  # challenger may be this much worse on the golden set

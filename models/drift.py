@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import chi2
 
 IMAGE_STATS = ("brightness", "contrast", "sharpness")
 _EPS = 1e-4
@@ -71,11 +72,11 @@ def mmd_test(ref: np.ndarray, cur: np.ndarray, permutations: int = 500, seed: in
     return observed, p
 
 
-def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> float:
-    """Population stability index of a scalar, with bins at the reference's quantiles.
+def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> tuple[float, float]:
+    """Population stability index of a scalar with bins at the reference's quantiles, and its p-value.
 
     Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift. Small windows
-    get fewer bins (about 10 values a bin), and see ``psi_of_counts`` for the noise correction.
+    get fewer bins (about 10 values a bin); see ``psi_of_counts`` for the rest.
     """
     ref, cur = np.asarray(ref, np.float64), np.asarray(cur, np.float64)
     bins = int(np.clip(len(cur) // 10, 3, bins))
@@ -85,19 +86,23 @@ def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> float:
     return psi_of_counts(r, c)
 
 
-def psi_of_counts(ref: np.ndarray, cur: np.ndarray) -> float:
-    """PSI of two count vectors over the same categories, less what sampling noise alone gives.
+def psi_of_counts(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """PSI of two count vectors over the same categories, less what sampling noise alone gives,
+    and the p-value of a shift that large.
 
-    Counts are smoothed by half a count per category (an empty bin would otherwise add ~0.7),
-    and the expected PSI of two samples from one distribution, (k - 1)(1/n + 1/m), is
-    subtracted, so a small window is not an alarm by itself. Never below zero.
+    PSI is the symmetric Kullback-Leibler (Jeffreys) divergence, so nm/(n+m) * PSI is close to
+    chi-square with k - 1 degrees of freedom when both samples come from one distribution: that
+    gives the p-value, and its mean, (k - 1)(1/n + 1/m), is subtracted from the reported PSI so
+    a small window is not an alarm by itself. Counts are smoothed by half a count per category
+    (an empty bin would otherwise add ~0.7).
     """
     r = np.asarray(ref, np.float64) + 0.5
     c = np.asarray(cur, np.float64) + 0.5
     n, m, k = r.sum(), c.sum(), len(r)
     r, c = r / n, c / m
     raw = float(((c - r) * np.log(c / r)).sum())
-    return max(0.0, raw - (k - 1) * (1 / n + 1 / m))
+    p = float(chi2.sf(raw * n * m / (n + m), max(k - 1, 1)))
+    return max(0.0, raw - (k - 1) * (1 / n + 1 / m)), p
 
 
 def bernoulli_cusum(events: np.ndarray, p0: float, p1: float) -> float:

@@ -8,6 +8,7 @@ from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import REVIEW_LABELS, VERDICTS, Inspection, Review
 from inspector.store.modeling import MODEL_STATUSES, ModelVersion, RetrainRun
 from inspector.store.operations import ROLES, ApiKey, AuditEntry, DriftEvent, User
+from inspector.store.rollup import InspectionCount
 from inspector.store.scheduling import SCHEDULER_JOBS, Lease
 from inspector.store.signals import InspectionSignal
 
@@ -22,6 +23,7 @@ __all__ = [
     "Base",
     "DriftEvent",
     "Inspection",
+    "InspectionCount",
     "InspectionSignal",
     "Lease",
     "ManualVersion",

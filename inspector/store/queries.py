@@ -3,8 +3,9 @@ dataclasses and dicts, never ORM objects, so nothing lazy-loads outside a sessio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, exists, func, select
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
+from inspector.store.rollup import InspectionCount
 
 Bucket = Literal["hour", "shift", "day"]
 INSPECTION_COLUMNS = [c.key for c in Inspection.__table__.columns]
@@ -95,36 +97,80 @@ def _bucket(session: Session, bucket: Bucket) -> ColumnElement:
     return epoch - epoch % BUCKET_SECONDS[bucket]
 
 
+COUNTS = ("ok", "defect", "uncertain", "error")
+
+
 def rates(
     session: Session, bucket: Bucket = "hour", flt: InspectionFilter = InspectionFilter(), by: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
-    """Counts, yield and defect rate per time bucket (and per product / line if in ``by``)."""
-    b = _bucket(session, bucket).label("bucket")
-    groups = [getattr(Inspection, "product_id" if g == "product" else g).label(g) for g in by]
-    v = Inspection.verdict
-    stmt = (
-        select(
-            b,
-            *groups,
-            func.count().label("n"),
-            func.sum(case((v == "ok", 1), else_=0)).label("ok"),
-            func.sum(case((v == "defect", 1), else_=0)).label("defect"),
-            func.sum(case((v == "uncertain", 1), else_=0)).label("uncertain"),
-            func.sum(case((v == "error", 1), else_=0)).label("error"),
-        )
-        .where(*flt.where())
-        .group_by(b, *groups)
-        .order_by(b, *groups)
+    """Counts, yield and defect rate per time bucket (and per product / line if in ``by``).
+
+    Filters on product, line, verdict and time read the hourly counters (``rollup.py``) for
+    whole hours and the inspections only for the partial hours at the window's edges.
+    """
+    rollup_ok = not any(
+        (flt.defect_type, flt.min_confidence is not None, flt.max_confidence is not None, flt.reviewed is not None)
     )
+    totals: dict[tuple, Counter] = {}
+    for key, counts in _rates_rollup(session, bucket, flt, by) if rollup_ok else _rates_rows(session, bucket, flt, by):
+        totals.setdefault(key, Counter()).update(counts)
     out = []
-    for r in session.execute(stmt).mappings():
-        d = dict(r)
-        d["bucket"] = datetime.fromtimestamp(d["bucket"], UTC).strftime("%Y-%m-%d %H:00")
+    for key in sorted(totals):
+        c = totals[key]
+        d = {"bucket": datetime.fromtimestamp(key[0], UTC).strftime("%Y-%m-%d %H:00")}
+        d.update(zip(by, key[1:], strict=True))
+        d["n"] = sum(c[v] for v in COUNTS)
+        d.update({v: c[v] for v in COUNTS})
         judged = d["n"] - d["error"]
         d["yield"] = d["ok"] / judged if judged else None
         d["defect_rate"] = d["defect"] / judged if judged else None
         out.append(d)
     return out
+
+
+def _rates_rows(session: Session, bucket: Bucket, flt: InspectionFilter, by: tuple[str, ...]):
+    """-> ((bucket epoch, *groups), {verdict: count}) from the inspections themselves."""
+    b = _bucket(session, bucket).label("bucket")
+    groups = [getattr(Inspection, "product_id" if g == "product" else g).label(g) for g in by]
+    stmt = (
+        select(b, *groups, Inspection.verdict, func.count().label("n"))
+        .where(*flt.where())
+        .group_by(b, *groups, Inspection.verdict)
+    )
+    for r in session.execute(stmt):
+        yield (int(r[0]), *r[1 : 1 + len(by)]), {r[-2]: r[-1]}
+
+
+def _rates_rollup(session: Session, bucket: Bucket, flt: InspectionFilter, by: tuple[str, ...]):
+    """The same, from the hourly counters for whole hours plus the rows of the edge hours."""
+    lo = _ceil_hour(flt.since) if flt.since else None
+    hi = flt.until.replace(minute=0, second=0, microsecond=0) if flt.until else None
+    if lo and hi and lo >= hi:  # the window lies within one hour
+        yield from _rates_rows(session, bucket, flt, by)
+        return
+    c = InspectionCount
+    stmt = select(c.hour, c.product_id, c.line, c.verdict, c.n)
+    if lo:
+        stmt = stmt.where(c.hour >= lo)
+    if hi:
+        stmt = stmt.where(c.hour < hi)
+    for col, value in ((c.product_id, flt.product), (c.line, flt.line), (c.verdict, flt.verdict)):
+        if value:
+            stmt = stmt.where(col == value)
+    size = BUCKET_SECONDS[bucket]
+    for hour, product, line, verdict, n in session.execute(stmt):
+        epoch = int(hour.timestamp())
+        fields = {"product": product, "line": line}
+        yield (epoch - epoch % size, *(fields[g] for g in by)), {verdict: n}
+    if flt.since and lo and flt.since < lo:
+        yield from _rates_rows(session, bucket, replace(flt, until=min(lo, flt.until) if flt.until else lo), by)
+    if flt.until and hi and hi < flt.until:
+        yield from _rates_rows(session, bucket, replace(flt, since=max(hi, flt.since) if flt.since else hi), by)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    floor = t.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == t else floor + timedelta(hours=1)
 
 
 def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) -> list[tuple[str, int]]:

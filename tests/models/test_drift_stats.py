@@ -24,19 +24,22 @@ def test_mmd_false_alarm_rate_matches_the_level():
 def test_psi_is_near_zero_for_same_data_and_large_for_a_shift():
     rng = np.random.default_rng(0)
     ref = rng.normal(size=2000)
-    assert psi(ref, rng.normal(size=200)) < 0.05
-    assert psi(ref, rng.normal(1.0, 1, size=200)) > 0.25
+    same, p_same = psi(ref, rng.normal(size=200))
+    shifted, p_shift = psi(ref, rng.normal(1.0, 1, size=200))
+    assert same < 0.05 and p_same > 0.01
+    assert shifted > 0.25 and p_shift < 1e-6
 
 
 def test_psi_small_window_is_not_an_alarm_by_itself():
     rng = np.random.default_rng(2)
     ref = rng.normal(size=500)
-    assert max(psi(ref, rng.normal(size=20)) for _ in range(20)) < 0.25
+    ps = [psi(ref, rng.normal(size=20))[1] for _ in range(200)]
+    assert np.mean(np.array(ps) < 0.01) < 0.03  # the p-value holds its level on small windows
 
 
 def test_psi_of_counts_handles_empty_categories():
-    assert psi_of_counts([90, 10, 0], [88, 12, 0]) < 0.05
-    assert psi_of_counts([90, 10, 0], [50, 10, 40]) > 0.25
+    assert psi_of_counts([90, 10, 0], [88, 12, 0])[0] < 0.05
+    assert psi_of_counts([90, 10, 0], [50, 10, 40])[0] > 0.25
 
 
 def test_cusum_stays_low_at_the_baseline_rate_and_rises_when_it_doubles():

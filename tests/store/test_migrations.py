@@ -60,4 +60,7 @@ def test_upgrade_keeps_every_row(fresh_db_url):
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Inspection)) == 500
         assert conn.scalar(select(func.count()).where(Inspection.golden.is_(False))) == 500
+        from inspector.store import InspectionCount
+
+        assert conn.scalar(select(func.sum(InspectionCount.n))) == 500  # hourly counters backfilled
     engine.dispose()

@@ -1,5 +1,5 @@
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -84,3 +84,38 @@ def test_review_queue_uncertain_first_then_defects_oldest_first_unreviewed_only(
 def test_model_history_empty(Session):
     with Session() as s:
         assert model_history(s) == []
+
+
+def test_rates_from_hourly_counters_equal_a_scan_of_the_rows(Session):
+    """Windows that start and end mid-hour, with filters: counters + edge rows == full scan."""
+    from inspector.store.queries import _rates_rows
+
+    rows = seeded(Session)
+    with Session() as s:  # a second batch into hours that already have counts
+        record_inspections(s, [{**r, "uuid": r["uuid"] + "b"} for r in rows[:50]])
+        s.commit()
+    windows = [
+        InspectionFilter(),
+        InspectionFilter(since=START + timedelta(minutes=17), until=START + timedelta(hours=3, minutes=5)),
+        InspectionFilter(since=START + timedelta(minutes=5), until=START + timedelta(minutes=40)),
+        InspectionFilter(product="tile", line="L1", since=START + timedelta(minutes=29)),
+        InspectionFilter(verdict="defect", until=START + timedelta(hours=2, seconds=1)),
+    ]
+    with Session() as s:
+        for flt in windows:
+            for bucket, by in (("hour", ()), ("shift", ("line",)), ("day", ("product", "line"))):
+                scanned = {}
+                for key, counts in _rates_rows(s, bucket, flt, by):
+                    scanned.setdefault(key, Counter()).update(counts)
+                got = {
+                    (x["bucket"], *(x[g] for g in by)): {v: x[v] for v in ("ok", "defect", "uncertain", "error")}
+                    for x in rates(s, bucket, flt, by)
+                }
+
+                want = {
+                    (datetime.fromtimestamp(k[0], UTC).strftime("%Y-%m-%d %H:00"), *k[1:]): {
+                        v: c[v] for v in ("ok", "defect", "uncertain", "error")
+                    }
+                    for k, c in scanned.items()
+                }
+                assert got == want, (flt, bucket, by)
