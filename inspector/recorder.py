@@ -43,9 +43,10 @@ class Capture:
     part_serial: str | None = None
 
 
-def signal_row(uuid: str, sig: Signals) -> dict:
+def signal_row(uuid: str, sig: Signals, attention=None) -> dict:
     emb = None if sig.embedding is None else sig.embedding.astype("<f2").tobytes()
     return {
+        "attention": None if attention is None else attention.astype("<f2").tobytes(),
         "inspection_uuid": uuid,
         "embedding": emb,
         "brightness": sig.brightness,
@@ -136,7 +137,7 @@ class Recorder:
                     latency_ms=res.latency_ms,
                 )
                 if res.signals is not None:
-                    signals[uid] = signal_row(uid, res.signals)
+                    signals[uid] = signal_row(uid, res.signals, res.attention)
             else:
                 row.update(verdict="error", error=f"{cap.source}: {res}"[:20_000])
             rows.append(row)

@@ -11,9 +11,11 @@ from typing import Any, Literal
 from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, exists, func, select
 from sqlalchemy.orm import Session
 
+from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.rollup import InspectionCount
+from inspector.store.signals import InspectionSignal
 
 Bucket = Literal["hour", "shift", "day"]
 INSPECTION_COLUMNS = [c.key for c in Inspection.__table__.columns]
@@ -236,3 +238,43 @@ def model_history(session: Session) -> list[dict[str, Any]]:
         }
         for m in rows
     ]
+
+
+def inspection_detail(session: Session, inspection_id: int) -> dict[str, Any] | None:
+    """One inspection with its reviews (newest first), manual text and attention grid."""
+    obj = session.get(Inspection, inspection_id)
+    if obj is None:
+        return None
+    out = _row(obj)
+    reviews = session.scalars(
+        select(Review).where(Review.inspection_id == inspection_id).order_by(Review.created_at.desc(), Review.id.desc())
+    )
+    out["reviews"] = [
+        {k: getattr(r, k) for k in ("id", "reviewer", "label", "defect_type", "comment", "created_at")} for r in reviews
+    ]
+    manual = session.get(ManualVersion, obj.manual_version_id) if obj.manual_version_id else None
+    out["manual_text"] = manual.text if manual else None
+    out["manual_version"] = manual.version if manual else None
+    sig = session.get(InspectionSignal, obj.uuid)
+    out["attention"] = sig.attention if sig else None
+    return out
+
+
+def products_overview(session: Session) -> list[dict[str, Any]]:
+    """Products with their manual versions (newest first, full text)."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for m in session.scalars(select(ManualVersion).order_by(ManualVersion.product_id, ManualVersion.version.desc())):
+        versions.setdefault(m.product_id, []).append(
+            {"version": m.version, "text": m.text, "author": m.author, "created_at": m.created_at, "sha256": m.sha256}
+        )
+    return [
+        {"id": p.id, "name": p.name, "active": p.active, "manuals": versions.get(p.id, [])}
+        for p in session.scalars(select(Product).order_by(Product.id))
+    ]
+
+
+def streams(session: Session) -> dict[str, list[str]]:
+    """Known products and lines, for the dashboard's filters."""
+    products = list(session.scalars(select(Product.id).order_by(Product.id)))
+    lines = sorted({line for (line,) in session.execute(select(InspectionCount.line).distinct())})
+    return {"products": products, "lines": lines}

@@ -37,7 +37,11 @@ def count_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     counts = Counter((hour_of(r["captured_at"]), r["product_id"], r["line"], r["verdict"]) for r in rows)
     if not counts:
         return
-    values = [{"hour": h, "product_id": p, "line": line, "verdict": v, "n": n} for (h, p, line, v), n in counts.items()]
+    # sorted: writers on one database lock counter rows in the same order, so they cannot deadlock
+    values = [
+        {"hour": h, "product_id": p, "line": line, "verdict": v, "n": n}
+        for (h, p, line, v), n in sorted(counts.items())
+    ]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(InspectionCount).values(values)
     stmt = stmt.on_conflict_do_update(

@@ -1,4 +1,5 @@
-"""What drift checks read per inspection: a compact image embedding and image statistics.
+"""What drift checks (and the dashboard's heatmap) read per inspection: a compact image
+embedding, image statistics and the model's attention grid.
 
 Kept beside ``inspections`` rather than in it, so the dashboard's hot table stays narrow.
 The embedding is the champion's pooled image feature projected onto the PCA of its reference
@@ -25,3 +26,5 @@ class InspectionSignal(Base):
     sharpness: Mapped[float]
     width: Mapped[int]
     height: Mapped[int]
+    # where the model looked for its verdict: a square grid of patch weights, float16 (dashboard heatmap)
+    attention: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -1,0 +1,83 @@
+"""Retraining and models: the schedule, run history with champion and challenger side by side,
+and (engineers) retrain now, promote, roll back. Every action is in the audit log."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from inspector.scheduler import scheduled_jobs
+from inspector.services import promote, request_retrain, rollback
+from inspector.store.queries import model_history
+from inspector.store.retraining import retrain_runs
+
+account = data.user()
+st.header("Retraining & models")
+
+models = data.query(model_history)
+champion = next((m for m in models if m["status"] == "champion"), None)
+st.metric("Champion", champion["name"] if champion else "none yet")
+
+st.subheader("Schedule")
+try:
+    jobs = scheduled_jobs(data.settings())
+except Exception as exc:  # noqa: BLE001 - the schedule is informative; the page goes on without it
+    jobs, _ = [], st.caption(f"Schedule unavailable: {type(exc).__name__}")
+if jobs:
+    st.dataframe(pd.DataFrame(jobs), hide_index=True)
+else:
+    st.caption("No jobs stored: start the scheduler with `inspector scheduler`.")
+
+st.subheader("Runs")
+runs = data.query(retrain_runs, 50)
+if not runs:
+    st.caption("No retraining run yet.")
+for r in runs:
+    title = f"#{r['id']} {r['started_at']:%Y-%m-%d %H:%M} · {r['trigger']} · {r['status']} · {r['decision'] or ''}"
+    with st.expander(title, expanded=r is runs[0]):
+        if r["reason"]:
+            st.write(r["reason"])
+        rows = []
+        for which in ("golden", "recent"):
+            for product, m in (r["champion_metrics"] or {}).get(which, {}).items():
+                new = (r["challenger_metrics"] or {}).get(which, {}).get(product, {})
+                rows.append(
+                    {
+                        "set": which,
+                        "product": product,
+                        "n": m["n"],
+                        "champion": m["score"],
+                        "challenger": new.get("score"),
+                    }
+                )
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.caption(f"data: {r['data_counts']} · {r['duration_s'] or 0:.0f} s")
+
+st.subheader("Versions")
+if models:
+    st.dataframe(pd.DataFrame(models)[["id", "name", "status", "created_at", "promoted_at"]], hide_index=True)
+
+st.subheader("Actions")
+if data.engineer_only(account):
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        if st.button("Retrain now", key="retrain_now"):
+            try:
+                request_retrain(data.settings(), account)
+                st.success("Retraining started; its run appears above when it finishes.")
+            except Exception as exc:  # noqa: BLE001
+                st.error(str(exc))
+    with c2:
+        candidates = [m for m in models if m["status"] != "champion"]
+        pick = st.selectbox("Model to promote", [m["id"] for m in candidates], format_func=lambda i: f"#{i}")
+        sure = st.checkbox("I checked its metrics", key="confirm_promote")
+        if st.button("Promote", key="promote", disabled=not (pick and sure)):
+            if data.act(promote, account, pick, success="Promoted"):
+                st.rerun()
+    with c3:
+        sure_rb = st.checkbox("Roll back to the previous champion", key="confirm_rollback")
+        if st.button("Roll back", key="rollback", disabled=not sure_rb):
+            if data.act(rollback, account, success="Rolled back"):
+                st.rerun()

@@ -1,0 +1,137 @@
+"""What the dashboard may do, with the role check done here, on the server, for every call.
+
+Operators view and review; engineers also promote, roll back, retrain, edit manuals and onboard
+products. Each write is audited with the user's name. Reads go through ``inspector.store``'s
+query functions; this module adds the writes that need a role.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from inspector.errors import InspectorError, ManualError
+from inspector.manual import parse_manual
+from inspector.store import ROLES, Review, User
+from inspector.store.repo import (
+    InvalidRecordError,
+    add_manual_version,
+    add_review,
+    audit,
+    ensure_product,
+    promote_model,
+)
+from inspector.store.retraining import rollback_model
+
+_hasher = PasswordHasher()
+
+
+class PermissionDeniedError(InspectorError):
+    pass
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    role: str  # operator | engineer
+
+    def require(self, role: str) -> None:
+        if role == "engineer" and self.role != "engineer":
+            raise PermissionDeniedError(f"{self.username} is an operator: this needs an engineer")
+
+
+def create_user(session: Session, username: str, password: str, role: str) -> None:
+    if role not in ROLES:
+        raise InvalidRecordError(f"role '{role}' must be one of {ROLES}")
+    if not username or len(username) > 100:
+        raise InvalidRecordError("user name must be 1-100 characters")
+    if len(password) < 8:
+        raise InvalidRecordError("password must be at least 8 characters")
+    existing = session.scalar(select(User).where(User.username == username))
+    if existing is None:
+        session.add(User(username=username, password_hash=_hasher.hash(password), role=role))
+    else:  # the same command resets a password or changes a role
+        existing.password_hash, existing.role, existing.active = _hasher.hash(password), role, True
+    audit(session, "admin", "user_set", username, {"role": role})
+    session.flush()
+
+
+def authenticate(session: Session, username: str, password: str) -> Account | None:
+    user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
+    if user is None:
+        _hasher.hash(password)  # same time whether or not the user exists
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return Account(user.username, user.role)
+
+
+def review(
+    session: Session, who: Account, inspection_id: int, label: str, defect_type: str | None, comment: str | None
+) -> int:
+    return add_review(session, inspection_id, who.username, label, defect_type or None, comment or None).id
+
+
+def undo_review(session: Session, who: Account, review_id: int) -> int:
+    """Take back one's own review (the audit log keeps that it was given and undone). -> its inspection."""
+    r = session.get(Review, review_id)
+    if r is None:
+        raise InvalidRecordError(f"review {review_id} does not exist")
+    if r.reviewer != who.username and who.role != "engineer":
+        raise PermissionDeniedError("only the reviewer or an engineer can undo a review")
+    session.execute(delete(Review).where(Review.id == review_id))
+    audit(session, who.username, "review_undo", f"inspection:{r.inspection_id}", {"review": review_id})
+    return r.inspection_id
+
+
+def promote(session: Session, who: Account, model_id: int) -> str:
+    who.require("engineer")
+    return promote_model(session, model_id, who.username).name
+
+
+def rollback(session: Session, who: Account) -> str:
+    who.require("engineer")
+    return rollback_model(session, who.username).name
+
+
+def save_manual(session: Session, who: Account, product: str, text: str) -> int:
+    """A new manual version (validated first). -> its version number."""
+    who.require("engineer")
+    try:
+        parse_manual(text, f"manual of {product}", product)
+    except ManualError as exc:
+        raise InvalidRecordError(str(exc)) from None
+    return add_manual_version(session, product, text, who.username).version
+
+
+def onboard_product(session: Session, who: Account, product: str, name: str, manual_text: str) -> str:
+    who.require("engineer")
+    ensure_product(session, product, name)
+    save_manual(session, who, product, manual_text)
+    audit(session, who.username, "product_onboard", product, {"name": name})
+    return product
+
+
+def request_retrain(settings, who: Account) -> threading.Thread:
+    """Start a retraining run in the background (it takes minutes); its row shows its progress."""
+    who.require("engineer")
+    from inspector.retrain import run_retrain
+    from inspector.store.session import make_engine, session_factory
+
+    def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            run_retrain(settings, session_factory(engine), trigger=f"dashboard: {who.username}", actor=who.username)
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=run, name="retrain", daemon=True)
+    thread.start()
+    return thread
