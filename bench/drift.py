@@ -26,13 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspector.dataset import load_dataset  # noqa: E402
-from inspector.demo import build_demo  # noqa: E402
-from inspector.drift import embedding_drift, stat_drift  # noqa: E402
-from inspector.settings import DriftSettings  # noqa: E402
-from models import create_image_encoder  # noqa: E402
-from models.drift import fit_projection  # noqa: E402
-from tests.helpers.shifts import blurred, darker, load_all, signals  # noqa: E402
+from inspector.dataset import load_dataset
+from inspector.demo import build_demo
+from inspector.drift import embedding_drift, stat_drift
+from inspector.settings import DriftSettings
+from models import create_image_encoder
+from models.drift import fit_projection
+from tests.helpers.shifts import blurred, darker, load_all, signals
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OTHER = {"solar-cell-mono": "solar-cell-poly", "magnetic-tile": "pcb", "pcb": "magnetic-tile", "glass-bottle": "pcb"}

@@ -127,8 +127,9 @@ def explain(engine) -> dict:
         "list product+verdict": "SELECT * FROM inspections WHERE product_id = 'tile' AND verdict = 'defect' "
         "ORDER BY captured_at DESC LIMIT 50",
         "rates last day": "SELECT count(*) FROM inspections WHERE captured_at >= :since",
-        "review queue": "SELECT * FROM inspections i WHERE verdict IN ('uncertain', 'defect') AND NOT EXISTS "
-        "(SELECT 1 FROM reviews r WHERE r.inspection_id = i.id) ORDER BY captured_at LIMIT 50",
+        "review queue (uncertain part)": "SELECT * FROM inspections i WHERE verdict = 'uncertain' AND NOT EXISTS "
+        "(SELECT 1 FROM reviews r WHERE r.inspection_id = i.id) ORDER BY captured_at, id LIMIT 50",
+        "shift rates (counters)": "SELECT hour, line, verdict, n FROM inspection_counts WHERE hour >= :since",
     }
     out = {}
     with engine.connect() as conn:

@@ -12,13 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
-from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.errors import InspectorError
 from inspector.services import Account, authenticate
 from inspector.settings import Settings
 from inspector.store.files import ImageStore
-from inspector.store.session import make_engine, session_factory
+from inspector.store.session import DatabaseError, make_engine, session_factory
 
 PERIODS = {"last 24 hours": timedelta(days=1), "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}
 
@@ -46,7 +45,7 @@ def query(fn: Callable[..., Any], *args, **kwargs) -> Any:
     try:
         with session() as s:
             return fn(s, *args, **kwargs)
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         st.error(f"The database cannot be read right now ({type(exc).__name__}). Retrying shortly.")
         st.caption(str(getattr(exc, "orig", exc))[:300])
         st.stop()
@@ -61,7 +60,7 @@ def act(fn: Callable[..., Any], *args, success: str = "", **kwargs) -> Any:
     except InspectorError as exc:
         st.error(str(exc))
         return None
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         st.error(f"Not saved: the database is unreachable ({type(exc).__name__}). Try again.")
         return None
     if success:

@@ -209,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", help="cpu, cuda or auto")
     _add_store(rt)
 
+    us = sub.add_parser(
+        "users",
+        help="dashboard users: add (or reset) one, or list them",
+        epilog="The password is asked for on a terminal, else read as one line from standard input.",
+    )
+    us.add_argument("action", choices=["add", "list"])
+    us.add_argument("name", nargs="?", help="add: the user name")
+    us.add_argument("--role", choices=["operator", "engineer"], default="operator", help="add: the role")
+    _add_store(us)
+
     sc = sub.add_parser(
         "scheduler",
         help="run the scheduled jobs: drift checks, retrain triggers, nightly retrain (until Ctrl-C)",
@@ -495,6 +505,30 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0 if result["status"] in ("finished", "skipped") else 1
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from inspector.services import create_user, list_users
+
+    with _sessions(_store_settings(args))() as s:
+        if args.action == "list":
+            for u in list_users(s):
+                print(f"{u['username']:20} {u['role']:9} {'active' if u['active'] else 'disabled'}")
+            return 0
+        if not args.name:
+            raise InspectorError("users add needs a NAME")
+        if sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                raise InspectorError("the passwords differ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+        create_user(s, args.name, password, args.role)
+        s.commit()
+    print(f"user {args.name} ({args.role}) saved")
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from inspector.scheduler import build_scheduler, scheduled_jobs
 
@@ -532,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         "drift": cmd_drift,
         "retrain": cmd_retrain,
         "scheduler": cmd_scheduler,
+        "users": cmd_users,
     }[args.command]
     try:
         return handler(args)

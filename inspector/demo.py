@@ -86,6 +86,7 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     from inspector.report import metrics_table
     from inspector.service.app import build_service
     from inspector.service.replay import replay, running
+    from inspector.store.session import session_factory
     from inspector.training import train_model
 
     data = build_demo(settings.home / "demo", per_class)
@@ -113,13 +114,32 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
 
     with running(service) as url:
         replay(url, parts, rate=4, on_result=show)
+    with session_factory(service.db_engine)() as s:
+        accounts = demo_users(s)
+        s.commit()
     service.db_engine.dispose()
     print(f"\nverdicts and images recorded in {settings.database_url} and {settings.images_dir}")
+    print("\ndashboard users (new passwords on every demo run; `inspector users add` makes real ones):")
+    for name, (role, password) in accounts.items():
+        print(f"  {name:9} {password}   ({role})")
     home = settings.home
     print(
         "\nnext:\n"
         f"  inspector inspect --home {home} --product solar-cell-mono {data}/solar-cell-mono/images/cell_damage/*.png\n"
         f"  inspector eval --home {home} --data {data} --json {home}/eval.json\n"
-        f"  inspector serve --home {home}    # the station: POST images to http://127.0.0.1:8080/v1/inspect"
+        f"  inspector serve --home {home}    # the station: POST images to http://127.0.0.1:8080/v1/inspect\n"
+        f"  inspector-dashboard --home {home}    # the dashboard on http://localhost:8501"
     )
     return 0
+
+
+def demo_users(session) -> dict[str, tuple[str, str]]:
+    """An operator and an engineer with fresh random passwords. -> name: (role, password)."""
+    import secrets
+
+    from inspector.services import create_user
+
+    accounts = {"operator": ("operator", secrets.token_urlsafe(9)), "engineer": ("engineer", secrets.token_urlsafe(9))}
+    for name, (role, password) in accounts.items():
+        create_user(session, name, password, role)
+    return accounts

@@ -29,6 +29,7 @@ from inspector.store.monitoring import champion, monitored_streams, recent_judge
 from inspector.store.queries import latest_reviews
 from models.drift import IMAGE_STATS, bernoulli_cusum, mmd_test, psi, psi_of_counts
 
+STATS = (*IMAGE_STATS, "pixels")  # pixels: a new camera or resolution changes what the model sees
 MAX_REFERENCE = 300  # reference rows per MMD test: enough power, bounded cost
 
 
@@ -70,9 +71,9 @@ def embedding_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings, seed: 
 
 
 def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Finding]:
-    """PSI of each image statistic (columns of IMAGE_STATS)."""
+    """PSI of each image statistic (columns of STATS; a reference without pixel counts skips that one)."""
     out = []
-    for j, name in enumerate(IMAGE_STATS):
+    for j, name in enumerate(STATS[: min(ref.shape[1], cur.shape[1])]):
         details = {"ref_mean": float(ref[:, j].mean()), "mean": float(cur[:, j].mean()), "n": len(cur)}
         out.append(grade_psi(f"psi_{name}", psi(ref[:, j], cur[:, j]), cfg, details))
     return out
@@ -165,7 +166,9 @@ def check_stream(
             cur = np.stack([np.frombuffer(r["embedding"], "<f2").astype(np.float32) for r in accepted])
             if cur.shape[1] == ref_emb.shape[1]:
                 findings.append(embedding_drift(ref_emb, cur, cfg))
-        stats = np.array([[r[k] for k in IMAGE_STATS] for r in window if r["brightness"] is not None])
+        stats = np.array(
+            [[*(r[k] for k in IMAGE_STATS), r["width"] * r["height"]] for r in window if r["brightness"] is not None]
+        )
         if len(ref_stats) >= cfg.min_window and len(stats) >= cfg.min_window:
             findings += stat_drift(ref_stats, stats, cfg)
     if len(baseline) >= cfg.min_baseline:

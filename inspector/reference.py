@@ -29,7 +29,7 @@ class Reference:
     projection: Projection
     products: np.ndarray  # [N] product id of each row
     embeddings: np.ndarray  # [N, k] projected pooled features
-    stats: np.ndarray  # [N, 3] brightness, contrast, sharpness
+    stats: np.ndarray  # [N, 4] brightness, contrast, sharpness, pixels (older files: the first three)
 
     def of(self, product: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self.products == product
@@ -54,7 +54,8 @@ def build_reference(
     stats, rows = [], []
     for i, s in enumerate(kept):
         try:
-            stats.append(stats_of(load_image(s.path, max_pixels=cache.max_pixels), cache.encoder.input_size))
+            image = load_image(s.path, max_pixels=cache.max_pixels)
+            stats.append([*stats_of(image, cache.encoder.input_size), image.shape[0] * image.shape[1]])
             rows.append(i)
         except ImageError:
             continue
@@ -66,7 +67,7 @@ def build_reference(
         projection,
         np.array([kept[i].product for i in rows]),
         projection(pooled),
-        np.array(stats, np.float32).reshape(-1, 3),
+        np.array(stats, np.float64),
     )
 
 

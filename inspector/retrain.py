@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -183,13 +184,15 @@ def run_retrain(
 ) -> dict:
     """One retraining run (see the module's doc). -> the run's summary; never raises for a failed run."""
     holder = holder_id()
-    cfg = settings.retrain
+    ttl = settings.retrain.lease_minutes * 60
     with sessions() as s:
-        if not acquire_lease(s, LEASE, holder, cfg.lease_hours * 3600):
+        if not acquire_lease(s, LEASE, holder, ttl):
             return {"status": "skipped", "reason": "another retraining run holds the lease"}
         mark_interrupted(s)
         champ = champion(s)
         run_id = start_run(s, trigger, champ["id"] if champ else None)
+    beat = threading.Event()
+    threading.Thread(target=_heartbeat, args=(sessions, holder, ttl, beat), daemon=True).start()
     try:
         return _run(settings, sessions, run_id, champ, trigger, actor)
     except Exception as exc:
@@ -198,8 +201,19 @@ def run_retrain(
             finish_run(s, run_id, status="failed", decision="none", reason=f"{type(exc).__name__}: {exc}"[:2000])
         return {"run": run_id, "status": "failed", "reason": str(exc)}
     finally:
+        beat.set()
         with sessions() as s:
             release_lease(s, LEASE, holder)
+
+
+def _heartbeat(sessions, holder: str, ttl: float, stop: threading.Event) -> None:
+    """Renew the lease while the run lives: a killed run's lease lapses within ``ttl``."""
+    while not stop.wait(ttl / 3):
+        try:
+            with sessions() as s:
+                acquire_lease(s, LEASE, holder, ttl)
+        except Exception:
+            log.warning("could not renew the retrain lease", exc_info=True)
 
 
 def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger: str, actor: str) -> dict:

@@ -61,6 +61,13 @@ def create_user(session: Session, username: str, password: str, role: str) -> No
     session.flush()
 
 
+def list_users(session: Session) -> list[dict]:
+    return [
+        {"username": u.username, "role": u.role, "active": u.active}
+        for u in session.scalars(select(User).order_by(User.username))
+    ]
+
+
 def authenticate(session: Session, username: str, password: str) -> Account | None:
     user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
     if user is None:

@@ -83,7 +83,7 @@ class RetrainSettings(BaseModel):
     holdout: float = Field(0.3, gt=0, lt=1)  # share of reviewed images kept out of training to judge on
     golden_tolerance: float = Field(0.01, ge=0)  # challenger may be this much worse on the golden set
     min_gain: float = Field(0.0, ge=0)  # and must beat the champion on recent data by more than this
-    lease_hours: float = Field(6, gt=0)  # a crashed run's lock expires after this
+    lease_minutes: float = Field(10, gt=0)  # a running run renews its lock; a crashed one's expires after this
 
 
 class CameraSettings(BaseModel):

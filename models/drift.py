@@ -81,6 +81,9 @@ def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> tuple[float, float]
     ref, cur = np.asarray(ref, np.float64), np.asarray(cur, np.float64)
     bins = int(np.clip(len(cur) // 10, 3, bins))
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    if len(edges) < 2:  # (nearly) constant reference, e.g. one camera resolution: below / at / above it
+        v = float(np.median(ref))
+        edges = np.array([v, np.nextafter(v, np.inf)])
     r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1)
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
     return psi_of_counts(r, c)

@@ -78,7 +78,7 @@ with right:
             st.rerun()
 
     b1, b2 = st.columns(2)
-    if b1.button("✔ Good part (ok)", type="primary", width="stretch", key="review_ok"):
+    if b1.button("✔ Good part (ok)", type="secondary", width="stretch", key="review_ok"):
         save("ok", None)
     if b2.button("✖ Defect", type="primary", width="stretch", key="review_defect"):
         save("defect", chosen_type)

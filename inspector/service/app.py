@@ -81,7 +81,9 @@ def build_service(
         max_wait_ms=max_wait_ms,
         queue_size=queue_size,
     )
-    return Service(worker, db, KeyChecker(sessions), ChampionWatcher(worker, sessions, images, load))
+    watcher = ChampionWatcher(worker, sessions, images, load)
+    watcher.sync_manuals(engine)  # before the first batch: the recorder must not re-add an older text
+    return Service(worker, db, KeyChecker(sessions), watcher)
 
 
 def asgi_app(

@@ -1,9 +1,11 @@
-"""Hot reload: the station follows the champion recorded in the database.
+"""Hot reload: the station follows the champion and the manuals recorded in the database.
 
-A watcher thread polls the champion every few seconds. When another model was promoted (by a
-retraining run, `inspector models promote` or the dashboard), it loads that model beside the
-running one and hands it to the worker, which switches between two batches: no request is
-dropped, and every verdict records the model that made it.
+A watcher thread polls every few seconds. When another model was promoted (by a retraining run,
+`inspector models promote` or the dashboard), it loads that model beside the running one and
+hands it to the worker, which switches between two batches: no request is dropped, and every
+verdict records the model that made it. When a manual got a new version (edited or onboarded
+in the dashboard), the engine uses it from the next batch on: a new product or defect type
+needs text, not a restart.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.engine import Engine
+from inspector.errors import InspectorError
+from inspector.manual import Manual
 from inspector.recorder import Recorder
 from inspector.service.worker import InspectionWorker
 from inspector.store.files import ImageStore
 from inspector.store.monitoring import champion
+from inspector.store.queries import latest_manuals
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +50,27 @@ class ChampionWatcher:
         self._stop.set()
         self._thread.join(10)
 
+    def sync_manuals(self, engine: Engine) -> list[str]:
+        """Give ``engine`` every manual whose newest stored version it does not use. -> products."""
+        with self.sessions() as s:
+            latest = latest_manuals(s)
+        changed = []
+        for product, (sha, text) in latest.items():
+            current = engine.manuals.get(product)
+            if isinstance(current, Manual) and current.sha256 == sha:
+                continue
+            try:
+                engine.set_manual_text(product, text, f"manual of {product} (database)")
+            except InspectorError as exc:  # an unusable manual: image-only verdicts, flagged
+                log.error("manual of %s unusable (%s): image-only verdicts", product, exc)
+            changed.append(product)
+        return changed
+
     def check(self) -> bool:
-        """Load the champion if it is not the model being served. -> whether a switch was queued."""
+        """Follow manual edits; load the champion if it is not the model being served.
+        -> whether a model switch was queued."""
+        for product in self.sync_manuals(self.worker.engine):
+            log.info("manual of %s updated from the database", product)
         with self.sessions() as s:
             champ = champion(s)
         if champ is None:
@@ -57,6 +81,7 @@ class ChampionWatcher:
             return False
         try:
             engine: Engine = self.load_engine(path)
+            self.sync_manuals(engine)
             recorder = Recorder(self.sessions, self.images, engine, model_id=champ["id"])
         except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop the line: keep the old model
             self.failed[str(path)] = f"{type(exc).__name__}: {exc}"

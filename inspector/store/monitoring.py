@@ -23,6 +23,8 @@ WINDOW_COLUMNS = (
     InspectionSignal.brightness,
     InspectionSignal.contrast,
     InspectionSignal.sharpness,
+    InspectionSignal.width,
+    InspectionSignal.height,
 )
 
 

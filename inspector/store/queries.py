@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, exists, func, select
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, exists, func, select
 from sqlalchemy.orm import Session
 
 from inspector.store.catalog import ManualVersion, Product
@@ -187,14 +187,22 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
 
 
 def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
-    """Unreviewed uncertain verdicts first, then defects, oldest first."""
-    c = Inspection
-    where = [c.verdict.in_(("uncertain", "defect")), ~exists().where(Review.inspection_id == c.id)]
-    if product:
-        where.append(c.product_id == product)
-    priority = case((c.verdict == "uncertain", 0), else_=1)
-    rows = session.scalars(select(c).where(*where).order_by(priority, c.captured_at, c.id).limit(limit)).all()
-    return [_row(r) for r in rows]
+    """Unreviewed uncertain verdicts first, then defects, oldest first.
+
+    One query per verdict, each walking ``ix_inspections_verdict_captured`` in order and
+    stopping at ``limit``: a single query ordered by a CASE expression would sort every
+    uncertain and defect row of the table first.
+    """
+    c, out = Inspection, []
+    for verdict in ("uncertain", "defect"):
+        if len(out) >= limit:
+            break
+        where = [c.verdict == verdict, ~exists().where(Review.inspection_id == c.id)]
+        if product:
+            where.append(c.product_id == product)
+        stmt = select(c).where(*where).order_by(c.captured_at, c.id).limit(limit - len(out))
+        out += [_row(r) for r in session.scalars(stmt)]
+    return out
 
 
 def latest_reviews(session: Session, product: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
@@ -271,6 +279,19 @@ def products_overview(session: Session) -> list[dict[str, Any]]:
         {"id": p.id, "name": p.name, "active": p.active, "manuals": versions.get(p.id, [])}
         for p in session.scalars(select(Product).order_by(Product.id))
     ]
+
+
+def latest_manuals(session: Session) -> dict[str, tuple[str, str]]:
+    """Each product's newest manual version: product -> (sha256, text)."""
+    newest = (
+        select(ManualVersion.product_id, func.max(ManualVersion.version).label("v"))
+        .group_by(ManualVersion.product_id)
+        .subquery()
+    )
+    stmt = select(ManualVersion.product_id, ManualVersion.sha256, ManualVersion.text).join(
+        newest, and_(newest.c.product_id == ManualVersion.product_id, newest.c.v == ManualVersion.version)
+    )
+    return {p: (sha, text) for p, sha, text in session.execute(stmt)}
 
 
 def streams(session: Session) -> dict[str, list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError  # noqa: F401 - what callers outside the store catch
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.errors import InspectorError

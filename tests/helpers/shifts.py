@@ -27,11 +27,13 @@ SHIFTS = {"none": lambda im: im, "brightness_-30%": darker, "gaussian_blur": blu
 
 @torch.inference_mode()
 def signals(encoder: ImageEncoder, images: list[np.ndarray], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """-> pooled features [N, D] and image statistics [N, 3], as the engine computes them."""
+    """-> pooled features [N, D] and image statistics [N, 4] (with pixels), as the engine computes them."""
     pooled, stats = [], []
     for i in range(0, len(images), batch):
-        x = torch.stack([resize(to_tensor(im), encoder.input_size) for im in images[i : i + batch]])
-        stats.append(image_statistics(x).numpy())
+        chunk = images[i : i + batch]
+        x = torch.stack([resize(to_tensor(im), encoder.input_size) for im in chunk])
+        pixels = np.array([im.shape[0] * im.shape[1] for im in chunk], np.float64)
+        stats.append(np.c_[image_statistics(x).numpy(), pixels])
         pooled.append(encoder(normalize(x, encoder.mean, encoder.std))[1].float().numpy())
     return np.concatenate(pooled), np.concatenate(stats)
 

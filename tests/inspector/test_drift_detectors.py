@@ -1,5 +1,6 @@
-"""Each drift detector on windows of real images (solar cells from the demo data): simulated
-line changes are detected within 20 images, and windows of unchanged production raise no alarm."""
+"""Each drift detector on windows of real images (solar cells from the demo data, and PCB crops
+from ../shared/data where present): simulated line changes are detected within 20 images, and
+windows of unchanged production raise no alarm. bench/drift.py measures the rates at length."""
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ CFG = DriftSettings(permutations=1000)
 WINDOW = 20
 
 
-@pytest.fixture(scope="module")
-def windows(demo_data):
-    ds = load_dataset([demo_data])
+def _windows(ds, product: str, other: str, pool: int = 80):
     rng = random.Random(0)
-    mono = [s for s in ds.samples if s.product == "solar-cell-mono"]
-    ref = rng.sample([s for s in mono if s.defect_type == "ok" and s.split == "train"], 150)
-    held = load_all(s.path for s in rng.sample([s for s in mono if s.defect_type == "ok" and s.split != "train"], 80))
-    damaged = [s for s in mono if s.defect_type == "cell_damage"]
-    poly = [s for s in ds.samples if s.product == "solar-cell-poly" and s.defect_type == "ok"]
+    mine = [s for s in ds.samples if s.product == product]
+    ok_train = [s for s in mine if s.defect_type == "ok" and s.split == "train"]
+    ok_held = [s for s in mine if s.defect_type == "ok" and s.split != "train"]
+    ref = rng.sample(ok_train, min(300, len(ok_train)))  # as training draws its drift reference
+    held = load_all(s.path for s in rng.sample(ok_held, pool))
+    damaged = [s for s in mine if s.is_defect]
+    others = [s for s in ds.samples if s.product == other and s.defect_type == "ok"]
     encoder = create_image_encoder("efficientnet_lite0").eval()
     ref_pooled, ref_stats = signals(encoder, load_all(s.path for s in ref))
     proj = fit_projection(ref_pooled)
@@ -36,13 +37,18 @@ def windows(demo_data):
         "darker": [darker(im) for im in held[:WINDOW]],
         "blurred": [blurred(im) for im in held[:WINDOW]],
         "unseen_defect": load_all(s.path for s in rng.sample(damaged, WINDOW)),
-        "other_product": load_all(s.path for s in rng.sample(poly, WINDOW)),
+        "other_product": load_all(s.path for s in rng.sample(others, WINDOW)),
     }
     out = {}
     for name, images in cases.items():
         pooled, stats = signals(encoder, images)
         out[name] = (proj(pooled), stats)
     return proj(ref_pooled), ref_stats, out
+
+
+@pytest.fixture(scope="module")
+def windows(demo_data):
+    return _windows(load_dataset([demo_data]), "solar-cell-mono", "solar-cell-poly")
 
 
 def _severity(findings, metric):
@@ -76,3 +82,23 @@ def test_brightness_psi_detects_lighting_loss(windows):
 def test_sharpness_psi_detects_blur(windows):
     _, ref_stats, cases = windows
     assert _severity(stat_drift(ref_stats, cases["blurred"][1], CFG), "psi_sharpness") == "high"
+
+
+@pytest.mark.shared
+def test_pcb_from_shared_data(shared_data):
+    """The same detectors on PCB crops from ../shared/data (skipped where it is absent)."""
+    ref_emb, ref_stats, cases = _windows(
+        load_dataset([shared_data / "pcb", shared_data / "magnetic-tile"]), "pcb", "magnetic-tile"
+    )
+    emb, stats = cases["unchanged"]
+    rng = np.random.default_rng(0)
+    high = warn = 0
+    for i in range(15):
+        idx = rng.choice(len(emb), 40, replace=False)
+        found = [embedding_drift(ref_emb, emb[idx], CFG, seed=i), *stat_drift(ref_stats, stats[idx], CFG)]
+        high += any(f.severity == "high" for f in found)
+        warn += any(f.severity != "ok" for f in found)
+    assert high == 0 and warn <= 2, (high, warn)
+    assert _severity(stat_drift(ref_stats, cases["darker"][1], CFG), "psi_brightness") == "high"
+    assert _severity(stat_drift(ref_stats, cases["blurred"][1], CFG), "psi_sharpness") == "high"
+    assert embedding_drift(ref_emb, cases["other_product"][0], CFG).severity == "high"

@@ -37,6 +37,14 @@ def test_psi_small_window_is_not_an_alarm_by_itself():
     assert np.mean(np.array(ps) < 0.01) < 0.03  # the p-value holds its level on small windows
 
 
+def test_psi_sees_a_change_of_a_constant():
+    """One camera resolution in the reference: a new resolution must still show."""
+    ref = np.full(300, 1_000_000.0)
+    assert psi(ref, np.full(50, 1_000_000.0))[0] == 0.0
+    value, p = psi(ref, np.full(50, 2_000_000.0))
+    assert value > 0.25 and p < 1e-6
+
+
 def test_psi_of_counts_handles_empty_categories():
     assert psi_of_counts([90, 10, 0], [88, 12, 0])[0] < 0.05
     assert psi_of_counts([90, 10, 0], [50, 10, 40])[0] > 0.25

@@ -1,0 +1,173 @@
+"""Every page against a real seeded SQLite database (streamlit.testing AppTest): the numbers
+shown are the database's, reviews and promotions are written, roles are enforced."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from inspector.services import Account
+from inspector.store import AuditEntry, ManualVersion, Review
+from inspector.store.monitoring import champion
+from inspector.store.session import make_engine, session_factory
+from tests.dashboard.conftest import APP, PAGES, PASSWORDS
+
+OPERATOR, ENGINEER = Account("olga", "operator"), Account("erik", "engineer")
+
+
+def page(name: str, who: Account | None = ENGINEER) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)
+    if who:
+        at.session_state["user"] = who
+    return at.run()
+
+
+def db(station):
+    engine = make_engine(station["url"])
+    return engine, session_factory(engine)
+
+
+def test_login_rejects_a_wrong_password_and_admits_a_right_one(station):
+    at = AppTest.from_file(str(APP), default_timeout=30).run()
+    at.text_input(key="login_user").input("olga")
+    at.text_input(key="login_password").input("wrong")
+    at.button[0].click().run()
+    assert "wrong password" in at.error[0].value and "user" not in at.session_state
+    at.text_input(key="login_password").input(PASSWORDS["olga"])
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["user"] == OPERATOR
+
+
+@pytest.mark.parametrize("name", ["overview", "inspections", "review", "drift", "models", "products"])
+def test_every_page_renders_without_error(station, name):
+    at = page(name)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_overview_numbers_equal_the_database(station):
+    at = page("overview")
+    since = station["now"] - timedelta(days=7)
+    rows = [r for r in station["rows"] if r["captured_at"] >= since]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Inspected"] == f"{len(rows):,}"
+    judged = [r for r in rows if r["verdict"] != "error"]
+    ok = sum(r["verdict"] == "ok" for r in judged)
+    assert metrics["Yield"] == f"{ok / len(judged):.1%}"
+    assert metrics["Defect rate"] == f"{sum(r['verdict'] == 'defect' for r in judged) / len(judged):.1%}"
+
+
+def test_inspections_total_and_detail(station):
+    at = page("inspections")
+    in_range = [r for r in station["rows"] if r["captured_at"] >= station["now"] - timedelta(days=8)]
+    assert any(f"{len(in_range):,} inspections match" in c.value for c in at.caption)
+    at.selectbox[2].select("defect").run()  # verdict
+    want = sum(r["verdict"] == "defect" for r in in_range)
+    assert any(f"{want:,} inspections match" in c.value for c in at.caption)
+    assert at.toggle[0].value is True  # the newest defect has an image and an attention map
+
+
+def test_review_writes_the_reviewer_and_undo_takes_it_back(station):
+    at = page("review", OPERATOR)
+    at.button(key="review_ok").click().run()
+    assert not at.exception
+    engine, sessions = db(station)
+    with sessions() as s:
+        reviews = s.scalars(select(Review)).all()
+        assert [(r.reviewer, r.label) for r in reviews] == [("olga", "ok")]
+        reviewed = reviews[0].inspection_id
+    at.button(key="undo").click().run()
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Review)) == 0
+        actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.actor == "olga"))]
+    engine.dispose()
+    assert actions == ["review", "review_undo"]
+    assert reviewed  # the oldest uncertain inspection was the one shown
+
+
+def test_an_operator_cannot_promote_or_edit(station):
+    at = page("models", OPERATOR)
+    assert any("Only engineers" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key in ("promote", "rollback", "retrain_now")]
+    at = page("products", OPERATOR)
+    assert not [b for b in at.button if (b.key or "").startswith("save_")]
+
+
+def test_an_operator_is_refused_by_the_service_itself(station):
+    from inspector.services import PermissionDeniedError, promote
+
+    engine, sessions = db(station)
+    with sessions() as s, pytest.raises(PermissionDeniedError):
+        promote(s, OPERATOR, 3)
+    engine.dispose()
+
+
+def test_an_engineer_promotes_with_confirmation(station):
+    at = page("models")
+    at.selectbox[0].select(3).run()
+    assert at.button(key="promote").disabled  # not before the confirmation is ticked
+    at.checkbox(key="confirm_promote").check().run()
+    at.button(key="promote").click().run()
+    engine, sessions = db(station)
+    with sessions() as s:
+        assert champion(s)["id"] == 3
+        assert (
+            s.scalar(select(AuditEntry).where(AuditEntry.action == "promote").order_by(AuditEntry.id.desc())).actor
+            == "erik"
+        )
+    engine.dispose()
+
+
+def test_an_engineer_saves_a_new_manual_version(station):
+    at = page("products")
+    area = at.text_area(key="edit_tile")
+    area.input(area.value.replace("Cause: handling.", "Cause: handling at station 3.")).run()
+    at.button(key="save_tile").click().run()
+    assert not at.error
+    engine, sessions = db(station)
+    with sessions() as s:
+        versions = s.scalars(select(ManualVersion).where(ManualVersion.product_id == "tile")).all()
+    engine.dispose()
+    assert [v.version for v in versions] == [1, 2, 3] and "station 3" in versions[-1].text
+
+
+def test_a_broken_manual_is_refused_with_a_message(station):
+    at = page("products")
+    at.text_area(key="edit_tile").input("no front matter, no defects").run()
+    at.button(key="save_tile").click().run()
+    assert at.error and not at.exception
+
+
+def test_drift_page_shows_the_checks(station):
+    at = page("drift")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Checks"] == "10" and metrics["High"] == "1"
+
+
+def test_empty_database_is_a_message_not_an_error(tmp_path, monkeypatch):
+    import streamlit as st
+
+    monkeypatch.setenv("INSPECTOR_HOME", str(tmp_path))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    from inspector.store.migrate import upgrade
+
+    upgrade(f"sqlite:///{tmp_path / 'inspector.db'}")
+    for name in ("overview", "review", "drift", "models", "products"):
+        at = page(name)
+        assert not at.exception and not at.error, name
+
+
+def test_database_down_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    import streamlit as st
+
+    monkeypatch.setenv("INSPECTOR_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = page("overview")
+    assert not at.exception
+    assert "database cannot be read" in at.error[0].value
