@@ -63,6 +63,7 @@ class DriftSettings(BaseModel):
     disagreement_warn: float = Field(0.10, gt=0)
     disagreement_high: float = Field(0.25, gt=0)
     min_reviews: int = Field(10, ge=1)
+    check_size: bool = True  # off for products whose images are crops of varying size (psi_pixels)
 
     @model_validator(mode="after")
     def _reachable(self) -> DriftSettings:
