@@ -40,6 +40,14 @@ def images() -> ImageStore:
     return ImageStore(settings().images_dir)
 
 
+def image_bytes(row: dict) -> bytes | None:
+    """The stored image of an inspection, or None when it was never stored or retention removed it."""
+    try:
+        return images().read(row["image_sha256"]) if row["image_sha256"] else None
+    except FileNotFoundError:
+        return None
+
+
 def query(fn: Callable[..., Any], *args, **kwargs) -> Any:
     """Run a store query in its own session, with a readable message when the database fails."""
     try:

@@ -57,10 +57,7 @@ if chosen and detail is None:
 elif detail:
     left, right = st.columns([3, 2])
     with left:
-        try:
-            raw = data.images().read(detail["image_sha256"]) if detail["image_sha256"] else None
-        except FileNotFoundError:
-            raw = None
+        raw = data.image_bytes(detail)
         if raw is None:
             st.info("The image file is no longer kept (retention) or was never stored; the verdict stays.")
         else:

@@ -34,10 +34,7 @@ item = data.query(inspection_detail, queue[0]["id"])
 st.caption(f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · uncertain first, then defects, oldest first")
 left, right = st.columns([3, 2])
 with left:
-    try:
-        raw = data.images().read(item["image_sha256"]) if item["image_sha256"] else None
-    except FileNotFoundError:
-        raw = None
+    raw = data.image_bytes(item)
     if raw is None:
         st.info("The image file is no longer kept; review from the verdict and the line's records.")
     else:

@@ -171,3 +171,17 @@ def test_database_down_is_a_message_not_a_traceback(tmp_path, monkeypatch):
     at = page("overview")
     assert not at.exception
     assert "database cannot be read" in at.error[0].value
+
+
+def test_a_missing_image_file_is_a_message(station):
+    from inspector.store.files import ImageStore
+    from inspector.store.queries import review_queue
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        first = review_queue(s, 1)[0]
+    engine.dispose()
+    ImageStore(station["home"] / "images").delete(first["image_sha256"])
+    at = page("review")
+    assert not at.exception
+    assert any("no longer kept" in i.value for i in at.info)
