@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from inspector.errors import InspectorError, ManualError
 from inspector.manual import parse_manual
-from inspector.store import ROLES, Review, User
+from inspector.store import ROLES, Inspection, Review, User
 from inspector.store.repo import (
     InvalidRecordError,
     add_manual_version,
@@ -96,6 +96,18 @@ def undo_review(session: Session, who: Account, review_id: int) -> int:
     session.execute(delete(Review).where(Review.id == review_id))
     audit(session, who.username, "review_undo", f"inspection:{r.inspection_id}", {"review": review_id})
     return r.inspection_id
+
+
+def set_golden(session: Session, who: Account, inspection_id: int, golden: bool) -> bool:
+    """Put an inspection in (or take it out of) its product's fixed golden set, which every
+    challenger must not do worse on. Its latest review is its label; it is never trained on."""
+    who.require("engineer")
+    row = session.get(Inspection, inspection_id)
+    if row is None:
+        raise InvalidRecordError(f"inspection {inspection_id} does not exist")
+    row.golden = golden
+    audit(session, who.username, "golden_set" if golden else "golden_unset", f"inspection:{inspection_id}")
+    return golden
 
 
 def promote(session: Session, who: Account, model_id: int) -> str:

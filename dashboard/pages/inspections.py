@@ -11,9 +11,10 @@ import streamlit as st
 from dashboard import data
 from dashboard.heatmap import overlay
 from inspector.manual import parse_manual
+from inspector.services import set_golden
 from inspector.store.queries import InspectionFilter, inspection_detail, list_inspections, streams
 
-data.user()
+account = data.user()
 st.header("Inspections")
 known = data.query(streams)
 with st.expander("Filters", expanded=True):
@@ -83,6 +84,15 @@ elif detail:
             if section:
                 st.markdown(f"**Manual (version {detail['manual_version']}): {section.name}**")
                 st.markdown(section.text)
+        if account.role == "engineer":
+            golden = st.checkbox(
+                "In the golden set (every new model is checked against it; needs a review as its label)",
+                value=detail["golden"],
+                key=f"golden_{detail['id']}",
+                disabled=not detail["reviews"] and not detail["golden"],
+            )
+            if golden != detail["golden"] and data.act(set_golden, account, detail["id"], golden, success="Saved"):
+                st.rerun()
         for r in detail["reviews"]:
             st.caption(
                 f"review by {r['reviewer']} at {r['created_at']:%Y-%m-%d %H:%M}: {r['label']} {r['defect_type'] or ''}"

@@ -185,3 +185,23 @@ def test_a_missing_image_file_is_a_message(station):
     at = page("review")
     assert not at.exception
     assert any("no longer kept" in i.value for i in at.info)
+
+
+def test_an_engineer_puts_a_reviewed_inspection_in_the_golden_set(station):
+    from inspector.services import review
+    from inspector.store import Inspection
+
+    engine, sessions = db(station)
+    newest = max(r["captured_at"] for r in station["rows"])
+    with sessions() as s:
+        target = s.scalar(select(Inspection.id).where(Inspection.captured_at == newest))
+        review(s, ENGINEER, target, "ok", None, None)
+        s.commit()
+    at = page("inspections")
+    at.checkbox(key=f"golden_{target}").check().run()
+    assert not at.exception
+    with sessions() as s:
+        assert s.get(Inspection, target).golden is True
+        assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "golden_set")) == "erik"
+    engine.dispose()
+    assert not [c for c in page("inspections", OPERATOR).checkbox if (c.key or "").startswith("golden_")]
