@@ -21,7 +21,9 @@ def test_sigkill_mid_training_leaves_the_champion(trained_model, tmp_path, monke
     settings, db, sessions, _, _ = _station(tmp_path, trained_model)
     with sessions() as s:
         before = champion(s)
-    env = {**os.environ, "INSPECTOR_RETRAIN__LEASE_MINUTES": "0.05", "INSPECTOR_TRAIN__EPOCHS": "200"}
+    # long training (no early stop), so the kill lands mid-training on a fast machine too
+    env = {**os.environ, "INSPECTOR_RETRAIN__LEASE_MINUTES": "0.05", "INSPECTOR_TRAIN__EPOCHS": "200",
+           "INSPECTOR_TRAIN__PATIENCE": "200"}  # fmt: skip
     cmd = [sys.executable, "-m", "inspector", "retrain", "--now", "--home", str(tmp_path), "--device", "cpu"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
