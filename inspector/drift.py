@@ -73,8 +73,9 @@ def embedding_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings, seed: 
 def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Finding]:
     """PSI of each image statistic (columns of STATS; a reference without pixel counts skips that one)."""
     out = []
-    names = STATS[: min(ref.shape[1], cur.shape[1])]
-    for j, name in enumerate(names if cfg.check_size else [n for n in names if n != "pixels"]):
+    for j, name in enumerate(STATS[: min(ref.shape[1], cur.shape[1])]):
+        if name == "pixels" and not cfg.check_size:
+            continue
         details = {"ref_mean": float(ref[:, j].mean()), "mean": float(cur[:, j].mean()), "n": len(cur)}
         out.append(grade_psi(f"psi_{name}", psi(ref[:, j], cur[:, j]), cfg, details))
     return out

@@ -30,7 +30,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.checkpoint import model_name
@@ -39,10 +38,9 @@ from inspector.engine import Engine
 from inspector.errors import DataError, InspectorError
 from inspector.settings import Settings
 from inspector.store.base import utcnow
-from inspector.store.catalog import ManualVersion
 from inspector.store.files import ImageStore
 from inspector.store.monitoring import champion
-from inspector.store.queries import latest_reviews
+from inspector.store.queries import latest_manuals, latest_reviews
 from inspector.store.repo import audit, promote_model, register_model
 from inspector.store.retraining import (
     finish_run,
@@ -103,7 +101,8 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
             split, source = ("val" if u < holdout + VAL_SHARE else "train"), "review"
         counts["reviewed"] += 1
         by_product[product].append(_row(path, product, defect, split, f"{source}:{r['uuid']}"))
-    manuals = _current_manuals(session, original.manuals)
+    stored = latest_manuals(session)  # operators may have edited a manual since the data was written
+    manuals = {p: stored[p][1] if p in stored else m.text for p, m in original.manuals.items()}
     for product, rows in by_product.items():
         folder = run_dir / product
         folder.mkdir(parents=True, exist_ok=True)
@@ -119,18 +118,6 @@ def _row(path: Path, product: str, defect: str, split: str, source: str) -> dict
     label = "ok" if defect == "ok" else "defect"
     return {"image": str(Path(path).resolve()), "product": product, "label": label, "defect_type": defect,
             "split": split, "mask": "", "source": source}  # fmt: skip
-
-
-def _current_manuals(session: Session, original: dict) -> dict[str, str]:
-    """The newest manual version in the store (operators may have edited it), else the data's."""
-    out = {p: m.text for p, m in original.items()}
-    for p in out:
-        latest = session.scalars(
-            select(ManualVersion).where(ManualVersion.product_id == p).order_by(ManualVersion.version.desc())
-        ).first()
-        if latest is not None:
-            out[p] = latest.text
-    return out
 
 
 def decision_score(engine: Engine, samples: list[Sample]) -> dict[str, dict]:

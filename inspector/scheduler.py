@@ -103,7 +103,6 @@ def scheduled_jobs(settings: Settings) -> list[dict]:
     """Jobs and their next run times as stored (for the CLI and the dashboard)."""
     engine = make_engine(settings.database_url)
     store = SQLAlchemyJobStore(engine=engine, tablename="apscheduler_jobs")
-    BackgroundScheduler(jobstores={"default": store})  # binds the store (it needs a scheduler to unpickle jobs)
     try:
         return [{"id": j.id, "name": j.name, "next_run_time": j.next_run_time} for j in store.get_all_jobs()]
     finally:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
-from inspector.store.rollup import InspectionCount
+from inspector.store.rollup import InspectionCount, hour_of
 from inspector.store.signals import InspectionSignal
 
 Bucket = Literal["hour", "shift", "day"]
@@ -146,7 +146,7 @@ def _rates_rows(session: Session, bucket: Bucket, flt: InspectionFilter, by: tup
 def _rates_rollup(session: Session, bucket: Bucket, flt: InspectionFilter, by: tuple[str, ...]):
     """The same, from the hourly counters for whole hours plus the rows of the edge hours."""
     lo = _ceil_hour(flt.since) if flt.since else None
-    hi = flt.until.replace(minute=0, second=0, microsecond=0) if flt.until else None
+    hi = hour_of(flt.until) if flt.until else None
     if lo and hi and lo >= hi:  # the window lies within one hour
         yield from _rates_rows(session, bucket, flt, by)
         return
@@ -171,7 +171,7 @@ def _rates_rollup(session: Session, bucket: Bucket, flt: InspectionFilter, by: t
 
 
 def _ceil_hour(t: datetime) -> datetime:
-    floor = t.replace(minute=0, second=0, microsecond=0)
+    floor = hour_of(t)
     return floor if floor == t else floor + timedelta(hours=1)
 
 
@@ -189,7 +189,7 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
 def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
     """Unreviewed uncertain verdicts first, then defects, oldest first.
 
-    One query per verdict, each walking ``ix_inspections_verdict_captured`` in order and
+    One query per verdict, each walking ``ix_inspections_captured_at`` in order and
     stopping at ``limit``: a single query ordered by a CASE expression would sort every
     uncertain and defect row of the table first.
     """
