@@ -84,9 +84,13 @@ def test_review_writes_the_reviewer_and_undo_takes_it_back(station):
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Review)) == 0
         actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.actor == "olga"))]
-    engine.dispose()
     assert actions == ["review", "review_undo"]
-    assert reviewed  # the oldest uncertain inspection was the one shown
+    oldest_uncertain = min((r for r in station["rows"] if r["verdict"] == "uncertain"), key=lambda r: r["captured_at"])
+    with sessions() as s:
+        from inspector.store import Inspection
+
+        assert s.get(Inspection, reviewed).uuid == oldest_uncertain["uuid"]  # the queue showed it first
+    engine.dispose()
 
 
 def test_an_operator_cannot_promote_or_edit(station):
