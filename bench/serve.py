@@ -1,6 +1,11 @@
 """Service benchmark: raw model throughput vs the in-process engine (queue, decode, batching,
 storing) vs HTTP from a second process, at saturation and at half of it. Prints JSON.
 
+Also the host ceiling: the in-process engine with the image backbone swapped for one that
+returns a constant, so everything else runs for real (spool, decode, resize, drift signals,
+fusion head, image files, database rows, answers). It is what the station can do when the
+model costs nothing, e.g. on a GPU, and where the time then goes (per-stage sums).
+
     python bench/serve.py --model var/models/current --images var/demo/solar-cell-mono/images
 
 Goals (issue #6): engine throughput >= 80 % of raw forward throughput; p99 at half of
@@ -58,9 +63,37 @@ def raw_forward(engine: Engine, arrays, batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def in_process(settings: Settings, model: Path, product: str, blobs: list[bytes], count: int, batch: int) -> dict:
+class FreeBackbone(torch.nn.Module):
+    """Stands in for the image encoder: the first image's features for every image, at no cost."""
+
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        self.input_size, self.mean, self.std = encoder.input_size, encoder.mean, encoder.std
+        with torch.inference_mode():
+            size = encoder.input_size
+            self.tokens, self.pooled = encoder(torch.zeros(1, 3, size, size, device=next(encoder.parameters()).device))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokens.expand(len(x), -1, -1), self.pooled.expand(len(x), -1)
+
+
+def stage_seconds(worker) -> dict:
+    """Per-stage time from the service's own Prometheus histograms."""
+    out = {}
+    for metric in worker.metrics.stage.collect():
+        for sample in metric.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                out.setdefault(sample.labels["stage"], {})[sample.name.rsplit("_", 1)[1]] = sample.value
+    return {k: {"calls": int(v["count"]), "seconds": round(v["sum"], 2)} for k, v in out.items()}
+
+
+def in_process(
+    settings: Settings, model: Path, product: str, blobs: list[bytes], count: int, batch: int, free: bool = False
+) -> dict:
     service = build_service(settings, model, max_batch=batch, max_wait_ms=5, queue_size=count + 1)
     worker = service.worker
+    if free:
+        worker.engine.encoder = FreeBackbone(worker.engine.encoder)
     worker.start()
     start = time.perf_counter()
     futures = [worker.submit(Job(id=str(uuid.uuid4()), product=product), blobs[i % len(blobs)]) for i in range(count)]
@@ -72,6 +105,7 @@ def in_process(settings: Settings, model: Path, product: str, blobs: list[bytes]
         "images_per_s": round(count / elapsed, 1),
         "p50_ms": pct(lat, 0.5),
         "p99_ms": pct(lat, 0.99),
+        "stage_seconds": stage_seconds(worker),
     }
 
 
@@ -128,6 +162,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--host-count", type=int, default=2000, help="images for the host ceiling (0: skip it)")
+    ap.add_argument("--host-batch", type=int, default=64)
     args = ap.parse_args()
     if not (args.model / "card.json").exists():
         sys.exit(f"no model at {args.model}: run `inspector demo` first")
@@ -139,12 +175,18 @@ def main() -> None:
     engine = Engine(args.model, args.device)
     out = {
         "device": str(engine.device),
+        "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "batch": args.batch,
         "raw_forward_images_per_s": round(raw_forward(engine, [load_image(b) for b in blobs], args.batch, 10), 1),
     }
     out["engine"] = in_process(settings, args.model, args.product, blobs, args.count, args.batch)
     out["engine_vs_raw"] = round(out["engine"]["images_per_s"] / out["raw_forward_images_per_s"], 3)
+    if args.host_count:
+        host = Settings(home=tmp / "host")
+        host.model.device = args.device
+        out["host_ceiling_batch"] = args.host_batch
+        out["host_ceiling"] = in_process(host, args.model, args.product, blobs, args.host_count, args.host_batch, True)
     port = free_port()
     env = {**os.environ, "INSPECTOR_HOME": str(tmp / "http")}
     proc = subprocess.Popen(

@@ -18,7 +18,7 @@ from inspector.dataset import BadRow, Sample
 from inspector.errors import ImageError
 from inspector.images import load_image
 from models import ImageEncoder
-from models.transforms import augment, normalize, resize, to_tensor
+from models.transforms import augment, normalize, resize, to_float
 
 
 @dataclass
@@ -30,9 +30,8 @@ class Features:
 
 def view_tensor(path: Path, encoder: ImageEncoder, view: int, max_pixels: int) -> torch.Tensor:
     """Decode, resize and (view > 0) augment one image deterministically -> [3, S, S] normalised."""
-    x = resize(
-        to_tensor(load_image(path, max_pixels=max_pixels, draft_size=2 * encoder.input_size)), encoder.input_size
-    )
+    image = load_image(path, max_pixels=max_pixels, draft_size=2 * encoder.input_size)
+    x = to_float(resize(image, encoder.input_size))
     if view > 0:
         seed = int(hashlib.sha1(f"{path.name}|{view}".encode()).hexdigest()[:12], 16)
         x = augment(x, torch.Generator().manual_seed(seed))
@@ -50,7 +49,8 @@ class FeatureCache:
         if self.dir is None:
             return None
         st = path.stat()
-        raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{view}|{self.encoder.input_size}"
+        # "u8": features of the uint8 resize; caches of the earlier float resize are not reused
+        raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{view}|{self.encoder.input_size}|u8"
         key = hashlib.sha1(raw.encode()).hexdigest()
         return self.dir / key[:2] / f"{key}.pt"
 

@@ -111,8 +111,8 @@ class Recorder:
         """
         ids = ids or [str(uuidlib.uuid4()) for _ in captures]
         rows, signals = [], {}
-        for uid, cap, res in zip(ids, captures, results, strict=True):
-            image = self.images.put(cap.data) if cap.data else None
+        stored_images = self.images.put_many([cap.data or None for cap in captures])
+        for uid, cap, res, image in zip(ids, captures, results, stored_images, strict=True):
             row = {
                 "uuid": uid,
                 "captured_at": cap.captured_at or utcnow(),

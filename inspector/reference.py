@@ -19,7 +19,7 @@ from inspector.errors import ImageError
 from inspector.features import FeatureCache
 from inspector.images import load_image
 from models.drift import Projection, fit_projection, image_statistics
-from models.transforms import resize, to_tensor
+from models.transforms import resize, to_float
 
 REFERENCE_FILE = "drift_reference.npz"
 
@@ -37,7 +37,7 @@ class Reference:
 
 
 def stats_of(image: np.ndarray, size: int) -> np.ndarray:
-    return image_statistics(resize(to_tensor(image), size).unsqueeze(0))[0].numpy()
+    return image_statistics(to_float(resize(image, size)).unsqueeze(0))[0].numpy()
 
 
 def build_reference(

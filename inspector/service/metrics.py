@@ -15,6 +15,13 @@ class ServiceMetrics:
         self.batch_size = Histogram(
             "inspector_batch_size", "Images per model batch", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128)
         )
+        self.stage = Histogram(
+            "inspector_stage_seconds",
+            "Time per stage: decode (one image, in a decode thread), infer and store (one batch)",
+            ["stage"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.latency = Histogram(
             "inspector_latency_seconds",
             "Accept-to-stored latency",

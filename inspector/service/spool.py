@@ -1,8 +1,9 @@
 """Accepted-but-unfinished images on disk, so a crash or kill -9 loses nothing.
 
-A job is durable once its metadata file exists (the bytes are written first, both atomically).
-It is removed only after its inspection row is stored; on start-up every job still here is
-inspected again.
+One file per job, ``<id>.job``: a line of JSON metadata, then the image bytes. It is written
+to a temporary name, fsynced and renamed, so a job is either whole or absent (one fsync per
+accepted image: that is the price of an answer that survives a kill). It is removed only after
+its inspection row is stored; on start-up every job still here is inspected again.
 """
 
 from __future__ import annotations
@@ -45,47 +46,41 @@ class Spool:
         self.root.mkdir(parents=True, exist_ok=True)
         self._seq = time.time_ns()
 
+    def _path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.job"
+
     def put(self, job: Job, data: bytes) -> Job:
         self._seq += 1
         job.seq = self._seq
-        _atomic_write(self.root / f"{job.id}.bin", data)
         meta = {**asdict(job), "captured_at": job.captured_at.isoformat()}
-        _atomic_write(self.root / f"{job.id}.json", json.dumps(meta).encode())
+        _atomic_write(self._path(job.id), json.dumps(meta).encode() + b"\n" + data)
         return job
 
     def data(self, job: Job) -> bytes:
-        return (self.root / f"{job.id}.bin").read_bytes()
+        with open(self._path(job.id), "rb") as f:
+            f.readline()
+            return f.read()
 
     def done(self, job: Job) -> None:
-        (self.root / f"{job.id}.json").unlink(missing_ok=True)  # metadata first: the job is then gone
-        (self.root / f"{job.id}.bin").unlink(missing_ok=True)
+        self._path(job.id).unlink(missing_ok=True)
 
     def pending(self) -> list[Job]:
-        """Jobs left by an earlier run, oldest first; half-written leftovers are cleaned up."""
+        """Jobs left by an earlier run, oldest first; interrupted writes are cleaned up."""
         jobs = []
-        for meta in self._metas():
+        for path in self._jobs():
             try:
-                d = json.loads(meta.read_text())
+                with open(path, "rb") as f:
+                    d = json.loads(f.readline())
                 d["captured_at"] = datetime.fromisoformat(d["captured_at"])
-                job = Job(**d)
+                jobs.append(Job(**d))
             except (ValueError, TypeError, KeyError):
-                meta.rename(meta.with_suffix(".bad"))  # kept for a person to look at, never re-read
-                continue
-            if (self.root / f"{job.id}.bin").exists():
-                jobs.append(job)
-            else:
-                meta.unlink()
-        known = {j.id for j in jobs}
-        for stale in self.root.glob("*.bin"):
-            if stale.stem not in known and not (self.root / f"{stale.stem}.json").exists():
-                stale.unlink()  # bytes whose metadata never landed: the caller was never answered
+                path.rename(path.with_suffix(".bad"))  # kept for a person to look at, never re-read
         for tmp in self.root.glob(".tmp-*"):
-            tmp.unlink()
+            tmp.unlink()  # a write a crash interrupted: that job was never accepted
         return sorted(jobs, key=lambda j: j.seq)
 
-    def _metas(self):
-        # '.tmp-*' files are writes a crash interrupted: that job was never accepted
-        return (p for p in self.root.glob("*.json") if not p.name.startswith("."))
+    def _jobs(self):
+        return (p for p in self.root.glob("*.job") if not p.name.startswith("."))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._metas())
+        return sum(1 for _ in self._jobs())

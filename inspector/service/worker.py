@@ -1,21 +1,30 @@
-"""One worker turns queued jobs into stored verdicts in micro-batches.
+"""The worker turns queued jobs into stored verdicts in micro-batches, in three stages.
 
 submit() spools the image (durable), then queues it; a full queue is refused at once
-(backpressure: HTTP answers 503, the folder input waits). The worker gathers up to
-``max_batch`` jobs or waits ``max_wait_ms``, decodes them in threads, runs the model once per
-product, stores every verdict (retrying while the database is down), and only then answers
-the callers and drops the jobs from the spool.
+(backpressure: HTTP answers 503, the folder input waits). Then, each stage in its own thread
+so that a GPU is not left waiting on the CPU work around it:
+
+1. gather: up to ``max_batch`` jobs, or what came within ``max_wait_ms``; each job's decode
+   and resize starts in the decode threads as soon as it is taken;
+2. infer: the model once per product in the batch;
+3. store: every verdict stored (retrying while the database is down), and only then the
+   callers answered and the jobs dropped from the spool.
+
+Stages hand batches on through queues of two, so a slow stage (a database outage) backs up
+into the bounded input queue, and batches are stored and answered in the order they came.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import torch
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.engine import Engine, Verdict
@@ -50,6 +59,18 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass
+class _Batch:
+    jobs: list[tuple[Job, Future, float]]  # job, the caller's future, when it was accepted
+    engine: Engine  # the model that answers the whole batch, and the recorder that names it
+    recorder: Recorder
+    decoded: list[Future]  # per job: (bytes | None, prepared uint8 image | Exception, (w, h))
+    results: list[Verdict | Exception] = field(default_factory=list)
+
+
+_END = None  # passed down the stages when the worker stops
+
+
 class InspectionWorker:
     def __init__(
         self,
@@ -59,18 +80,24 @@ class InspectionWorker:
         max_batch: int = 32,
         max_wait_ms: float = 10.0,
         queue_size: int = 256,
-        decode_threads: int = 2,
+        decode_threads: int | None = None,
         metrics: ServiceMetrics | None = None,
         db_retry_s: float = 1.0,
     ) -> None:
         self.engine, self.recorder, self.spool = engine, recorder, spool
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.queue: queue.Queue[tuple[Job, Future, float]] = queue.Queue(queue_size)
-        self.decoder = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        threads = decode_threads or min(8, os.cpu_count() or 1)  # decoding and resizing release the GIL
+        self.decoder = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self.metrics = metrics or ServiceMetrics()
         self.db_retry_s = db_retry_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inspection-worker", daemon=True)
+        self._to_infer: queue.Queue[_Batch | None] = queue.Queue(2)
+        self._to_store: queue.Queue[_Batch | None] = queue.Queue(2)
+        self._threads = [
+            threading.Thread(target=loop, name=f"inspection-{name}", daemon=True)
+            for name, loop in (("gather", self._gather_loop), ("infer", self._infer_loop), ("store", self._store_loop))
+        ]
         self._admit = threading.Lock()
         self.listeners: list = []  # called with (job, outcome) once the outcome is stored (MQTT output)
         self._next_model: tuple[Engine, Recorder] | None = None
@@ -94,7 +121,7 @@ class InspectionWorker:
         return fut
 
     def replace_model(self, engine: Engine, recorder: Recorder) -> None:
-        """Serve from the next batch on with another model; the batch in flight finishes on this one."""
+        """Serve from the next batch on with another model; batches already gathered finish on this one."""
         self._next_model = (engine, recorder)
 
     def pending_model_dir(self):
@@ -106,7 +133,8 @@ class InspectionWorker:
         for job in self.spool.pending():
             self.queue.put((job, Future(), time.perf_counter()))  # blocks if more than fit: nothing dropped
             log.info("re-queued spooled job %s from an earlier run", job.id)
-        self._thread.start()
+        for t in self._threads:
+            t.start()
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
         """Stop accepting; with ``drain`` finish everything queued first."""
@@ -115,75 +143,112 @@ class InspectionWorker:
             while not self.queue.empty() and time.monotonic() < deadline:
                 time.sleep(0.01)
         self._stop.set()
-        self._thread.join(timeout)
+        for t in self._threads:
+            t.join(timeout)
         self.decoder.shutdown(wait=True)
 
-    # -- the worker ----------------------------------------------------------------------------
-    def _gather(self) -> list[tuple[Job, Future, float]]:
+    # -- stage 1: gather and decode ------------------------------------------------------------
+    def _gather_loop(self) -> None:
+        while not self._stop.is_set() or not self.queue.empty():
+            if self._next_model is not None:  # between batches: each verdict names the model that made it
+                (self.engine, self.recorder), self._next_model = self._next_model, None
+            batch = self._gather(self.engine)
+            if batch:
+                self._to_infer.put(batch)
+        self._to_infer.put(_END)
+
+    def _gather(self, engine: Engine) -> _Batch | None:
         try:
             first = self.queue.get(timeout=0.1)
         except queue.Empty:
-            return []
-        batch, deadline = [first], time.perf_counter() + self.max_wait
-        while len(batch) < self.max_batch:
+            return None
+        jobs, deadline = [first], time.perf_counter() + self.max_wait
+        decoded = [self.decoder.submit(self._decode, first[0], engine)]
+        while len(jobs) < self.max_batch:
             left = deadline - time.perf_counter()
             try:
-                batch.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
+                item = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
             except queue.Empty:
                 break
-        return batch
+            jobs.append(item)
+            decoded.append(self.decoder.submit(self._decode, item[0], engine))
+        self.metrics.queue_depth.set(self.queue.qsize())
+        self.metrics.batch_size.observe(len(jobs))
+        return _Batch(jobs, engine, self.recorder, decoded)
 
-    def _run(self) -> None:
-        while not self._stop.is_set() or not self.queue.empty():
-            batch = self._gather()
-            if self._next_model is not None:  # between batches: each verdict names the model that made it
-                (self.engine, self.recorder), self._next_model = self._next_model, None
-            if batch:
-                self.metrics.queue_depth.set(self.queue.qsize())
-                self.metrics.batch_size.observe(len(batch))
-                try:
-                    self._process(batch)
-                except Exception as exc:
-                    log.exception("batch failed; its jobs stay spooled and are retried at the next start")
-                    for _, fut, _ in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-
-    def _decode(self, job: Job):
+    def _decode(self, job: Job, engine: Engine):
+        t0 = time.perf_counter()
+        data = None
         try:
             data = self.spool.data(job)
-            return data, load_image(
-                data,
-                name=job.source or job.id,
-                max_pixels=self.engine.max_pixels,
-                draft_size=2 * self.engine.encoder.input_size,
+            image = load_image(
+                data, name=job.source or job.id, max_pixels=engine.max_pixels, draft_size=2 * engine.encoder.input_size
             )
+            return data, engine.prepare(image), (image.shape[1], image.shape[0])
         except Exception as exc:  # noqa: BLE001 - becomes this job's error verdict
-            return None, exc
+            return data, exc, None
+        finally:
+            self.metrics.stage.labels("decode").observe(time.perf_counter() - t0)
 
-    def _process(self, batch: list[tuple[Job, Future, float]]) -> None:
-        decoded = list(self.decoder.map(lambda item: self._decode(item[0]), batch))
+    # -- stage 2: the model --------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        while (batch := self._to_infer.get()) is not _END:
+            try:
+                t0 = time.perf_counter()
+                batch.results = self._infer(batch)
+                self.metrics.stage.labels("infer").observe(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001 - _fail logs it; one bad batch must not stop the station
+                self._fail(batch, exc)
+                continue
+            self._to_store.put(batch)
+        self._to_store.put(_END)
+
+    def _infer(self, batch: _Batch) -> list[Verdict | Exception]:
+        decoded = [f.result() for f in batch.decoded]
+        results: list[Verdict | Exception] = [d[1] for d in decoded]  # errors stay; images get verdicts
         by_product: dict[str, list[int]] = {}
-        for i, (job, _, _) in enumerate(batch):
+        for i, (job, _, _) in enumerate(batch.jobs):
+            if not isinstance(decoded[i][1], Exception):
+                by_product.setdefault(job.product, []).append(i)
+        for product, idx in by_product.items():
+            try:
+                stacked = torch.stack([decoded[i][1] for i in idx])
+                verdicts = batch.engine.inspect_prepared(product, stacked, [decoded[i][2] for i in idx])
+            except InspectorError as exc:
+                verdicts = [exc] * len(idx)
+            for i, v in zip(idx, verdicts, strict=True):
+                results[i] = v
+        batch.decoded = [d[0] for d in decoded]  # keep the bytes for the store, drop the pixels
+        return results
+
+    # -- stage 3: store, then answer -----------------------------------------------------------
+    def _store_loop(self) -> None:
+        while (batch := self._to_store.get()) is not _END:
+            try:
+                t0 = time.perf_counter()
+                self._finish(batch)
+                self.metrics.stage.labels("store").observe(time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001 - _fail logs it; one bad batch must not stop the station
+                self._fail(batch, exc)
+
+    @staticmethod
+    def _fail(batch: _Batch, exc: Exception) -> None:
+        log.exception("batch failed; its jobs stay spooled and are retried at the next start")
+        for _, fut, _ in batch.jobs:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _finish(self, batch: _Batch) -> None:
+        by_product: dict[str, list[int]] = {}
+        for i, (job, _, _) in enumerate(batch.jobs):
             by_product.setdefault(job.product, []).append(i)
         for product, idx in by_product.items():
-            results: list[Verdict | Exception] = [None] * len(idx)  # type: ignore[list-item]
-            images = [(k, decoded[i][1]) for k, i in enumerate(idx) if not isinstance(decoded[i][1], Exception)]
-            for k, i in enumerate(idx):
-                if isinstance(decoded[i][1], Exception):
-                    results[k] = decoded[i][1]
-            if images:
-                try:
-                    verdicts = self.engine.inspect_arrays(product, [im for _, im in images])
-                except InspectorError as exc:
-                    verdicts = [exc] * len(images)
-                for (k, _), v in zip(images, verdicts, strict=True):
-                    results[k] = v
-            captures = [self._capture(batch[i][0], decoded[i][0]) for i in idx]
-            self._store(product, captures, results, [batch[i][0].id for i in idx])
-            for k, i in enumerate(idx):
-                job, fut, t0 = batch[i]
-                outcome = self._outcome(job, results[k], (time.perf_counter() - t0) * 1000)
+            captures = [self._capture(batch.jobs[i][0], batch.decoded[i]) for i in idx]
+            results = [batch.results[i] for i in idx]
+            self._store(batch.recorder, product, captures, results, [batch.jobs[i][0].id for i in idx])
+            for i in idx:
+                job, fut, t0 = batch.jobs[i]
+                outcome = self._outcome(job, batch.results[i], batch.recorder, (time.perf_counter() - t0) * 1000)
                 self.spool.done(job)
                 self.metrics.observe(outcome)
                 if not fut.done():
@@ -198,26 +263,27 @@ class InspectionWorker:
     def _capture(job: Job, data: bytes | None) -> Capture:
         return Capture(job.source or job.id, data, job.captured_at, job.line, job.station, job.camera, job.part_serial)
 
-    def _store(self, product: str, captures: list[Capture], results: list, ids: list[str]) -> None:
-        """Store the batch; while the database is down keep retrying (the jobs stay spooled)."""
+    def _store(self, recorder: Recorder, product: str, captures: list[Capture], results: list, ids: list[str]) -> None:
+        """Store one product's verdicts; while the database is down keep retrying (the jobs stay spooled)."""
         delay = self.db_retry_s
         while True:
             try:
-                self.recorder.record(product, captures, results, ids)
+                recorder.record(product, captures, results, ids)
                 return
             except SQLAlchemyError as exc:
                 self.metrics.db_errors.inc()
                 log.warning("database write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-                if self._stop.is_set() and self.queue.empty():
+                if self._stop.is_set():  # shutting down: the jobs stay spooled for the next start
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _outcome(self, job: Job, res: Verdict | Exception, latency_ms: float) -> Outcome:
+    @staticmethod
+    def _outcome(job: Job, res: Verdict | Exception, recorder: Recorder, latency_ms: float) -> Outcome:
         base = {
             "inspection_id": job.id,
             "product": job.product,
-            "model_version": self.recorder.model_name,
+            "model_version": recorder.model_name,
             "latency_ms": round(latency_ms, 2),
         }
         if isinstance(res, Verdict):

@@ -9,7 +9,7 @@ import torch
 from inspector.images import load_image
 from models import ImageEncoder
 from models.drift import image_statistics
-from models.transforms import normalize, resize, to_tensor
+from models.transforms import normalize, resize, to_float
 
 
 def darker(image: np.ndarray, factor: float = 0.7) -> np.ndarray:
@@ -31,7 +31,7 @@ def signals(encoder: ImageEncoder, images: list[np.ndarray], batch: int = 32) ->
     pooled, stats = [], []
     for i in range(0, len(images), batch):
         chunk = images[i : i + batch]
-        x = torch.stack([resize(to_tensor(im), encoder.input_size) for im in chunk])
+        x = to_float(torch.stack([resize(im, encoder.input_size) for im in chunk]))
         pixels = np.array([im.shape[0] * im.shape[1] for im in chunk], np.float64)
         stats.append(np.c_[image_statistics(x).numpy(), pixels])
         pooled.append(encoder(normalize(x, encoder.mean, encoder.std))[1].float().numpy())

@@ -84,12 +84,12 @@ def test_sigkill_then_restart_stores_every_accepted_image(tmp_path, trained_mode
     for t in threads:
         t.join()
     spool = tmp_path / "spool"
-    leftover = {p.stem for p in spool.glob("*.json") if not p.name.startswith(".")}  # .tmp-*: never accepted
+    leftover = {p.stem for p in spool.glob("*.job") if not p.name.startswith(".")}  # .tmp-*: never accepted
     assert answered, "some requests were answered before the kill"
 
     proc = start(tmp_path, trained_model, port)  # restart: re-inspects the spool
     deadline = time.monotonic() + 60
-    while any(not p.name.startswith(".") for p in spool.glob("*.json")) and time.monotonic() < deadline:
+    while any(not p.name.startswith(".") for p in spool.glob("*.job")) and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -100,4 +100,4 @@ def test_sigkill_then_restart_stores_every_accepted_image(tmp_path, trained_mode
     assert len(stored) == len(set(stored))  # nothing doubled
     assert set(answered) <= set(stored)  # every answered verdict was stored before the answer
     assert leftover <= set(stored)  # every accepted-but-unfinished image was inspected after the restart
-    assert not [p for p in spool.glob("*.json") if not p.name.startswith(".tmp-")]
+    assert not [p for p in spool.glob("*.job") if not p.name.startswith(".tmp-")]
