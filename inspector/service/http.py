@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from inspector.errors import UnknownProductError
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, QueueFullError
 
+log = logging.getLogger(__name__)
 FIELDS = ("product", "line", "station", "camera", "part_serial")
+
+
+class _Denied(Exception):  # args: (HTTP status, message) of a refused API key
+    pass
 
 
 def _error(status: int, message: str, **extra) -> JSONResponse:
@@ -43,6 +50,11 @@ def create_app(
     def metrics() -> Response:
         return Response(worker.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    def admit(key: str | None, job: Job, data: bytes):
+        if authorize is not None and (denied := authorize(key, job.line)):
+            raise _Denied(*denied)
+        return worker.submit(job, data)
+
     @app.post("/v1/inspect", responses={413: {}, 415: {}, 422: {}, 404: {}, 503: {}, 504: {}})
     async def inspect(request: Request) -> JSONResponse:
         """Body: the image bytes (Content-Type image/* or application/octet-stream, fields as query
@@ -66,10 +78,6 @@ def create_app(
             return _error(415, f"Content-Type '{ctype or 'none'}' is not an image; send image/* or multipart")
         if len(data) > max_body_bytes:
             return _error(413, f"body of {len(data)} bytes is over the {max_body_bytes}-byte limit")
-        if authorize is not None:
-            denied = authorize(request.headers.get("x-api-key"), fields.get("line") or "")
-            if denied:
-                return _error(*denied)
         if not fields.get("product"):
             return _error(422, "missing field 'product'")
         if not data:
@@ -83,12 +91,18 @@ def create_app(
             camera=fields.get("camera") or "",
             part_serial=fields.get("part_serial"),
         )
-        try:
-            future = worker.submit(job, data)
+        try:  # the key check and the spool's fsync must not hold up the event loop
+            future = await run_in_threadpool(admit, request.headers.get("x-api-key"), job, data)
+        except _Denied as exc:
+            return _error(*exc.args)
         except UnknownProductError as exc:
             return _error(404, str(exc))
         except QueueFullError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        except Exception as exc:  # e.g. the keys never read and the database down: nothing was accepted
+            log.exception("could not accept an image")
+            error = f"not accepted: {type(exc).__name__}: {exc}"[:500]
+            return JSONResponse({"error": error}, status_code=503, headers={"Retry-After": "5"})
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), answer_timeout_s)
         except TimeoutError:

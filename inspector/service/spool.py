@@ -8,6 +8,7 @@ its inspection row is stored; on start-up every job still here is inspected agai
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -44,14 +45,13 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._seq = time.time_ns()
+        self._seq = itertools.count(time.time_ns())  # next() is atomic: inputs on several threads
 
     def _path(self, job_id: str) -> Path:
         return self.root / f"{job_id}.job"
 
     def put(self, job: Job, data: bytes) -> Job:
-        self._seq += 1
-        job.seq = self._seq
+        job.seq = next(self._seq)
         meta = {**asdict(job), "captured_at": job.captured_at.isoformat()}
         _atomic_write(self._path(job.id), json.dumps(meta).encode() + b"\n" + data)
         return job

@@ -86,7 +86,8 @@ class InspectionWorker:
     ) -> None:
         self.engine, self.recorder, self.spool = engine, recorder, spool
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
-        self.queue: queue.Queue[tuple[Job, Future, float]] = queue.Queue(queue_size)
+        self.queue: queue.Queue[tuple[Job, Future, float]] = queue.Queue()
+        self._slots = threading.Semaphore(queue_size)  # the bound: taken by submit, given back by gather
         threads = decode_threads or min(8, os.cpu_count() or 1)  # decoding and resizing release the GIL
         self.decoder = ThreadPoolExecutor(threads, thread_name_prefix="decode")
         self.metrics = metrics or ServiceMetrics()
@@ -98,7 +99,6 @@ class InspectionWorker:
             threading.Thread(target=loop, name=f"inspection-{name}", daemon=True)
             for name, loop in (("gather", self._gather_loop), ("infer", self._infer_loop), ("store", self._store_loop))
         ]
-        self._admit = threading.Lock()
         self.listeners: list = []  # called with (job, outcome) once the outcome is stored (MQTT output)
         self._next_model: tuple[Engine, Recorder] | None = None
 
@@ -107,16 +107,23 @@ class InspectionWorker:
         return product in self.engine.manuals or product in self.engine.card["products"]
 
     def submit(self, job: Job, data: bytes) -> Future:
-        """Accept one image. Raises QueueFullError (nothing accepted) or UnknownProductError."""
+        """Accept one image. Raises QueueFullError (nothing accepted) or UnknownProductError.
+
+        A queue slot is taken first and the spool write happens outside any lock, so callers on
+        several threads write (and fsync) side by side.
+        """
         if not self.known_product(job.product):
             raise UnknownProductError(f"unknown product '{job.product}'")
-        with self._admit:  # check-then-put must be atomic across input threads
-            if self.queue.full() or self._stop.is_set():
-                self.metrics.rejected_full.inc()
-                raise QueueFullError("inspection queue is full")
+        if self._stop.is_set() or not self._slots.acquire(blocking=False):
+            self.metrics.rejected_full.inc()
+            raise QueueFullError("inspection queue is full")
+        try:
             self.spool.put(job, data)
-            fut: Future = Future()
-            self.queue.put_nowait((job, fut, time.perf_counter()))
+        except BaseException:
+            self._slots.release()
+            raise
+        fut: Future = Future()
+        self.queue.put((job, fut, time.perf_counter()))
         self.metrics.queue_depth.set(self.queue.qsize())
         return fut
 
@@ -129,12 +136,14 @@ class InspectionWorker:
         return pending[0].model_dir.resolve() if pending else None
 
     def start(self) -> None:
-        """Start the worker, first re-queueing what an earlier run accepted but never finished."""
-        for job in self.spool.pending():
-            self.queue.put((job, Future(), time.perf_counter()))  # blocks if more than fit: nothing dropped
-            log.info("re-queued spooled job %s from an earlier run", job.id)
+        """Start the worker, then re-queue what an earlier run accepted but never finished (the
+        stages run first: a spool can hold more than the queue, the batches in flight included)."""
         for t in self._threads:
             t.start()
+        for job in self.spool.pending():
+            self._slots.acquire()  # waits for room: nothing dropped
+            self.queue.put((job, Future(), time.perf_counter()))
+            log.info("re-queued spooled job %s from an earlier run", job.id)
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
         """Stop accepting; with ``drain`` finish everything queued first."""
@@ -162,6 +171,7 @@ class InspectionWorker:
             first = self.queue.get(timeout=0.1)
         except queue.Empty:
             return None
+        self._slots.release()
         jobs, deadline = [first], time.perf_counter() + self.max_wait
         decoded = [self.decoder.submit(self._decode, first[0], engine)]
         while len(jobs) < self.max_batch:
@@ -170,6 +180,7 @@ class InspectionWorker:
                 item = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
             except queue.Empty:
                 break
+            self._slots.release()
             jobs.append(item)
             decoded.append(self.decoder.submit(self._decode, item[0], engine))
         self.metrics.queue_depth.set(self.queue.qsize())

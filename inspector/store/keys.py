@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.store.base import utcnow
 from inspector.store.operations import ApiKey
 from inspector.store.repo import InvalidRecordError, audit
+
+log = logging.getLogger(__name__)
 
 
 def _digest(key: str) -> str:
@@ -61,9 +65,15 @@ class KeyChecker:
     def _active(self) -> dict[str, list[str]]:
         with self._lock:
             if time.monotonic() - self._loaded > self.ttl_s:
-                with self.sessions() as s:
-                    rows = s.execute(select(ApiKey.key_sha256, ApiKey.lines).where(ApiKey.revoked_at.is_(None)))
-                    self._keys = {sha: lines for sha, lines in rows}
+                try:
+                    with self.sessions() as s:
+                        rows = s.execute(select(ApiKey.key_sha256, ApiKey.lines).where(ApiKey.revoked_at.is_(None)))
+                        self._keys = {sha: lines for sha, lines in rows}
+                except SQLAlchemyError as exc:
+                    if self._loaded < 0:
+                        raise  # never read: refusing is safer than opening the API
+                    # the database is down: the line keeps running on the keys last read
+                    log.warning("could not refresh API keys (%s); using the last ones read", type(exc).__name__)
                 self._loaded = time.monotonic()
             return self._keys
 

@@ -44,3 +44,53 @@ def test_database_outage_delays_but_loses_nothing(tmp_path, trained_model):
             assert conn.scalar(select(func.count()).select_from(Inspection)) == 8
         engine.dispose()
         service.db_engine.dispose()
+
+
+def test_http_keeps_accepting_with_api_keys_while_the_database_is_down(tmp_path, trained_model):
+    """The key check cannot read the database either: it keeps the keys it last read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from inspector.service.app import asgi_app
+    from inspector.store.keys import create_api_key
+    from inspector.store.session import session_factory
+
+    with temporary_database() as (url, name):
+        settings = Settings(home=tmp_path, INSPECTOR_DATABASE_URL=url)
+        settings.model.device = "cpu"
+        service = build_service(settings, trained_model, max_batch=4, max_wait_ms=20)
+        service.worker.db_retry_s = 0.2
+        with session_factory(service.db_engine)() as s:
+            key = create_api_key(s, "plc", ["L1"])
+            s.commit()
+        admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+        def post(i: int):
+            headers = {"Content-Type": "image/png", "X-API-Key": key}
+            return client.post("/v1/inspect?product=washer&line=L1", content=png_bytes("ok", i), headers=headers)
+
+        try:
+            with TestClient(asgi_app(service)) as client, ThreadPoolExecutor(4) as pool:
+                assert post(0).status_code == 200  # the keys are read once while the database is up
+                service.keys.ttl_s = 0  # every request now tries to re-read them
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                    conn.execute(
+                        text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+                    )
+                during = [pool.submit(post, i) for i in range(1, 4)]
+                time.sleep(2)
+                assert not any(f.done() for f in during)  # accepted, waiting to be stored
+                assert len(service.worker.spool) == 3
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+                assert [f.result(60).status_code for f in during] == [200, 200, 200]
+                assert post(9).status_code == 200
+        finally:
+            admin.dispose()
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(Inspection)) == 5
+        engine.dispose()
+        service.db_engine.dispose()

@@ -96,9 +96,11 @@ def test_bad_requests_get_clear_json_errors(client, service):
     assert client.get("/v1/ready").status_code == 200
 
 
-def test_full_queue_refuses_with_503_and_keeps_nothing(service):
+def test_full_queue_refuses_with_503_and_keeps_nothing(service_settings, trained_model):
+    from inspector.service.app import build_service
+
+    service = build_service(service_settings, trained_model, queue_size=2)
     worker = service.worker  # not started: the queue fills up
-    worker.queue.maxsize = 2
     for i in range(2):
         worker.submit(Job(id=f"j{i}", product="washer"), png_bytes())
     try:
@@ -113,10 +115,11 @@ def test_spooled_jobs_of_a_crashed_run_are_inspected_at_start(service_settings, 
     from inspector.service.app import build_service
 
     first = build_service(service_settings, trained_model)
-    for i in range(3):  # accepted, then the process "died" before the worker ran
+    for i in range(5):  # accepted, then the process "died" before the worker ran
         first.worker.spool.put(Job(id=f"crash-{i}", product="washer"), png_bytes("spot", i))
-    second = build_service(service_settings, trained_model)
+    # more spooled than the queue holds (batches in flight were spooled too): start must not block
+    second = build_service(service_settings, trained_model, max_batch=2, queue_size=2)
     second.worker.start()
     second.worker.stop(drain=True)
-    assert sorted(r.uuid for r in rows(second)) == ["crash-0", "crash-1", "crash-2"]
+    assert sorted(r.uuid for r in rows(second)) == [f"crash-{i}" for i in range(5)]
     assert len(second.worker.spool) == 0
