@@ -37,6 +37,6 @@ def load_model(model_dir: Path, device: torch.device, cache_dir: Path | None) ->
     if extra:  # fine-tuned checkpoints carry their own backbone weights
         encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
     source = card.get("text_source", "manual")
-    text_encoder = create_text_encoder(card["text_encoder"]) if source == "manual" else None
-    bank = TextBank(text_encoder, model.cfg.text_dim, cache_dir, source)
+    name = card["text_encoder"]
+    bank = TextBank(name, lambda: create_text_encoder(name), model.cfg.text_dim, cache_dir, source)
     return LoadedModel(model, card, encoder.to(device).eval(), bank, bool(extra))

@@ -8,6 +8,7 @@ with the rest of the architecture unchanged.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -28,13 +29,25 @@ def id_vectors(product: str, classes: list[str], dim: int) -> torch.Tensor:
 
 
 class TextBank:
-    """Embeds manuals lazily and keeps them: the engine never re-encodes an unchanged manual."""
+    """Embeds manuals lazily and keeps them: the engine never re-encodes an unchanged manual.
 
-    def __init__(self, encoder: TextEncoder | None, dim: int, cache_dir: Path | None, source: str = "manual") -> None:
-        if source == "manual" and encoder is None:
+    The text encoder itself is made on first need: a station whose manuals are all in the
+    cache never loads it (a faster start, and about 90 MB less memory).
+    """
+
+    def __init__(
+        self,
+        name: str | None,
+        make_encoder: Callable[[], TextEncoder] | None,
+        dim: int,
+        cache_dir: Path | None,
+        source: str = "manual",
+    ) -> None:
+        if source == "manual" and make_encoder is None:
             raise ValueError("text_source 'manual' needs a text encoder")
-        self.encoder, self.dim, self.source = encoder, dim, source
-        self.dir = Path(cache_dir) / "text" / (encoder.name if encoder else "ids") if cache_dir else None
+        self.make_encoder, self.dim, self.source = make_encoder, dim, source
+        self._encoder: TextEncoder | None = None
+        self.dir = Path(cache_dir) / "text" / (name if source == "manual" else "ids") if cache_dir else None
         self._memo: dict[str, torch.Tensor] = {}
 
     def embed(self, manual: Manual) -> torch.Tensor:
@@ -48,7 +61,9 @@ class TextBank:
         if path is not None and path.exists():
             emb = torch.load(path, weights_only=True)
         else:
-            emb = self.encoder(manual.class_texts()).float()
+            if self._encoder is None:
+                self._encoder = self.make_encoder()
+            emb = self._encoder(manual.class_texts()).float()
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(emb, path)

@@ -136,7 +136,13 @@ def prepare(
     encoder = create_image_encoder(settings.model.backbone)
     text_encoder = create_text_encoder(settings.model.text_encoder) if settings.model.text_source == "manual" else None
     dim = text_encoder.dim if text_encoder else 384
-    bank = TextBank(text_encoder, dim, settings.cache_dir, settings.model.text_source)
+    bank = TextBank(
+        settings.model.text_encoder,
+        (lambda: text_encoder) if text_encoder is not None else None,
+        dim,
+        settings.cache_dir,
+        settings.model.text_source,
+    )
     manuals = [ds.manuals[p] for p in ds.products()]
     bank_t, mask_t = bank.padded(manuals)
     cache = FeatureCache(encoder, None if finetune else settings.cache_dir, device, settings.max_image_pixels)

@@ -72,3 +72,13 @@ def test_inspect_files_keeps_going_past_a_bad_file(engine, tmp_path, synthetic_r
     results = engine.inspect_files("washer", [bad, good])
     assert isinstance(results[0], Exception) and "bad.jpg" in str(results[0])
     assert results[1].verdict in ("accept", "warn", "reject")
+
+
+def test_cached_manual_embeddings_spare_loading_the_text_model(engine, trained_model, home):
+    engine.inspect_arrays("washer", images("ok", 1))  # the washer manual's embedding is now in the cache
+    fresh = Engine(trained_model, "cpu", cache_dir=home / "cache")
+    assert fresh.inspect_arrays("washer", images("spot", 1))[0].class_scores
+    assert fresh.bank._encoder is None  # served from the cache: the text model was never loaded
+    fresh.set_manual("washer-c", parse_manual(MANUAL.format(product="washer-c") + "\nA new line.\n"))
+    fresh.inspect_arrays("washer-c", images("ok", 1))
+    assert fresh.bank._encoder is not None  # a manual never embedded before loads it
