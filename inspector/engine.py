@@ -7,6 +7,7 @@ version and kept. Without a manual the verdict comes from the image alone and sa
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ class Engine:
             torch.backends.cudnn.benchmark = True  # the station's input size is fixed: tune once
             self.encoder.to(memory_format=torch.channels_last)
         self.manuals: dict[str, Manual | object] = {}
+        self.manual_texts: dict[str, str] = {}  # product -> sha256 of the text last given, parsed or refused
         for pid, info in self.card["products"].items():
             if info.get("manual"):
                 self.manuals[pid] = parse_manual(info["manual"], f"model card ({pid})", pid)
@@ -88,6 +90,7 @@ class Engine:
         self.manuals[product] = manual if manual is not None else _NO_MANUAL
 
     def set_manual_text(self, product: str, text: str | None, source: str = "manual") -> None:
+        self.manual_texts[product] = hashlib.sha256((text or "").encode()).hexdigest()  # usable or not
         if text is None or not text.strip():
             self.set_manual(product, None)
             return

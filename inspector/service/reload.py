@@ -57,8 +57,8 @@ class ChampionWatcher:
         changed = []
         for product, (sha, text) in latest.items():
             current = engine.manuals.get(product)
-            if isinstance(current, Manual) and current.sha256 == sha:
-                continue
+            if (isinstance(current, Manual) and current.sha256 == sha) or engine.manual_texts.get(product) == sha:
+                continue  # in use, or refused already (an unusable manual is reported once, not every poll)
             try:
                 engine.set_manual_text(product, text, f"manual of {product} (database)")
             except InspectorError as exc:  # an unusable manual: image-only verdicts, flagged

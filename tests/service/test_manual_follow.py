@@ -30,3 +30,16 @@ def test_an_edited_manual_and_a_new_product_are_used_at_once(client, service):
     bracket = _post(client, "bracket")
     assert bracket.status_code == 200, bracket.text
     assert bracket.json()["verdict"] in ("ok", "uncertain", "defect")
+
+
+def test_an_unusable_manual_is_reported_once_and_the_product_goes_image_only(client, service, caplog):
+    sessions = session_factory(service.db_engine)
+    with sessions() as s:
+        add_manual_version(s, "washer", "no front matter, no defects", "erik")
+        s.commit()
+    with caplog.at_level("ERROR"):
+        assert service.watcher.sync_manuals(service.worker.engine) == ["washer"]
+        assert service.watcher.sync_manuals(service.worker.engine) == []  # the next poll: nothing new to say
+    assert sum("unusable" in r.message for r in caplog.records) == 1
+    body = _post(client, "washer").json()
+    assert body["image_only"] and "image-only" in body["flags"]
