@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from inspector.checkpoint import load_model, resolve_device
+from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
 from inspector.dataset import Dataset, Sample, load_dataset
 from inspector.errors import DataError
 from inspector.features import FeatureCache, Features, view_tensor
@@ -355,6 +355,9 @@ def train_model(
     }
     if out_dir is not None:
         extra = {f"encoder.{k}": v for k, v in enc.state_dict().items()} if finetune else None
+        kept = keep_recorded_model(settings, out_dir)
+        if kept and progress:
+            print(f"the model that was in {out_dir} is recorded in the store: moved to {kept}")
         save_checkpoint(out_dir, classifier.cpu(), card, extra)
         ref = build_reference(prep.cache, prep.ds.split("train") + prep.ds.split("val"), seed=t.seed)
         if ref is not None:

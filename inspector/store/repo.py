@@ -182,6 +182,16 @@ def register_model(
     return mv
 
 
+def move_model_artifact(session: Session, old_path: str, new_path: str, actor: str) -> list[str]:
+    """Point the model versions stored at ``old_path`` to ``new_path`` (their folder moved). -> names."""
+    moved = list(session.scalars(select(ModelVersion).where(ModelVersion.artifact_path == old_path)))
+    for mv in moved:
+        mv.artifact_path = new_path
+        audit(session, actor, "model_moved", f"model:{mv.id}", {"from": old_path, "to": new_path})
+    session.flush()
+    return [mv.name for mv in moved]
+
+
 def promote_model(session: Session, model_id: int, actor: str) -> ModelVersion:
     """Make ``model_id`` the champion; the previous champion is retired. Audited."""
     mv = session.get(ModelVersion, model_id)

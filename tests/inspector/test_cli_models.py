@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from inspector.cli import main
-from inspector.store import AuditEntry
+from inspector.store import AuditEntry, ModelVersion
 from inspector.store.migrate import upgrade
 from inspector.store.monitoring import champion
 from inspector.store.repo import promote_model, register_model
@@ -58,3 +58,30 @@ def test_drift_and_retrain_with_nothing_to_do(tmp_path, capsys):
     assert "nothing to check yet" in out and "no retrain due" in out
     assert main(["retrain", "--now", *home]) == 1  # no champion: the run is recorded as failed
     assert "no champion model to retrain" in capsys.readouterr().out
+
+
+def test_training_over_a_recorded_model_moves_it_aside(tmp_path):
+    import json
+
+    from inspector.checkpoint import keep_recorded_model
+    from inspector.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    current = tmp_path / "models" / "current"
+    current.mkdir(parents=True)
+    (current / "card.json").write_text(json.dumps({"created_at": "2026-11-24T10:00:00+00:00"}))
+    (current / "model.safetensors").write_bytes(b"old weights")
+    assert keep_recorded_model(settings, current) is None  # no store yet: nothing recorded it
+    engine, sessions = _db(tmp_path)
+    assert keep_recorded_model(settings, current) is None and current.is_dir()  # a store, but not this model
+    with sessions() as s:
+        register_model(s, "current@2026-11-24T10:00:00+00:00", str(current.resolve()), {})
+        s.commit()
+    kept = keep_recorded_model(settings, current)
+    assert kept == tmp_path / "models" / "current@2026-11-24T10-00-00+00-00"
+    assert (kept / "model.safetensors").read_bytes() == b"old weights" and not current.exists()
+    with sessions() as s:
+        row = s.scalars(select(ModelVersion)).one()
+        assert row.artifact_path == str(kept.resolve())
+        assert s.scalars(select(AuditEntry.action)).all()[-1] == "model_moved"
+    engine.dispose()
