@@ -27,7 +27,7 @@ from inspector.settings import DriftSettings
 from inspector.store.base import utcnow
 from inspector.store.monitoring import champion, monitored_streams, recent_judged, record_drift_events
 from inspector.store.queries import latest_reviews
-from models.drift import IMAGE_STATS, bernoulli_cusum, mmd_test, psi, psi_of_counts
+from models.drift import IMAGE_STATS, mmd_test, psi, psi_of_counts, rate_rise_test
 
 STATS = (*IMAGE_STATS, "pixels")  # pixels: a new camera or resolution changes what the model sees
 MAX_REFERENCE = 300  # reference rows per MMD test: enough power, bounded cost
@@ -89,15 +89,16 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
     """Defect rate, defect-type mix, confidence and uncertain share of the window vs the baseline."""
     n, nb = len(window), len(baseline)
     is_defect = np.array([r["verdict"] == "defect" for r in window])
-    p0 = float(np.mean([r["verdict"] == "defect" for r in baseline]))
-    p1 = max(2 * p0, p0 + 0.02)  # the rise worth an alarm: a doubling, at least two points
+    k = sum(r["verdict"] == "defect" for r in baseline)
+    cusum, p = rate_rise_test(is_defect, k, nb, cfg.permutations)
     out = [
         grade(
             "defect_rate_cusum",
-            bernoulli_cusum(is_defect, p0, p1),
-            cfg.cusum_warn,
-            cfg.cusum_high,
-            {"baseline_rate": p0, "rate": float(is_defect.mean()), "n": n, "n_baseline": nb},
+            p,
+            cfg.mmd_p_warn,
+            cfg.mmd_p_high,
+            {"cusum": cusum, "baseline_rate": k / nb, "rate": float(is_defect.mean()), "n": n, "n_baseline": nb},
+            lower_is_worse=True,
         )
     ]
     cats = sorted({_category(r) for r in window + baseline})

@@ -49,13 +49,12 @@ class DriftSettings(BaseModel):
     baseline: int = Field(2000, ge=10)  # earlier inspections the output metrics compare against
     min_baseline: int = Field(100, ge=10)
     lookback_days: float = Field(7, gt=0)  # products / lines / reviews seen this recently are checked
-    permutations: int = Field(2000, ge=50)  # the smallest p-value a test can give is 1 / (permutations + 1)
-    mmd_p_warn: float = Field(0.01, gt=0, lt=1)  # p-values for warn / high (MMD, and PSI's significance)
+    permutations: int = Field(2000, ge=50)  # permutations / simulations: the smallest p is 1 / (this + 1)
+    mmd_p_warn: float = Field(0.01, gt=0, lt=1)  # p-values for warn / high: MMD, the defect-rate CUSUM,
+    # and the significance a PSI needs besides its size
     mmd_p_high: float = Field(0.001, gt=0, lt=1)
     psi_warn: float = Field(0.1, gt=0)
     psi_high: float = Field(0.25, gt=0)
-    cusum_warn: float = Field(3.0, gt=0)
-    cusum_high: float = Field(5.0, gt=0)
     confidence_drop_warn: float = Field(0.05, gt=0)
     confidence_drop_high: float = Field(0.10, gt=0)
     uncertain_rise_warn: float = Field(0.05, gt=0)

@@ -1,7 +1,15 @@
 import numpy as np
 import torch
 
-from models.drift import bernoulli_cusum, fit_projection, image_statistics, mmd_test, psi, psi_of_counts
+from models.drift import (
+    bernoulli_cusum,
+    fit_projection,
+    image_statistics,
+    mmd_test,
+    psi,
+    psi_of_counts,
+    rate_rise_test,
+)
 
 
 def test_mmd_same_distribution_is_not_significant_and_a_shift_is():
@@ -54,6 +62,18 @@ def test_cusum_stays_low_at_the_baseline_rate_and_rises_when_it_doubles():
     rng = np.random.default_rng(0)
     assert bernoulli_cusum(rng.random(200) < 0.05, 0.05, 0.10) < 5
     assert bernoulli_cusum(rng.random(200) < 0.20, 0.05, 0.10) > 5
+
+
+def test_rate_rise_p_value_holds_its_false_alarm_rate_at_any_defect_rate():
+    """A fixed CUSUM level alarms on half of unchanged windows at a 20 % defect rate; the
+    simulated p-value keeps p <= 0.01 near 1 % of them, whatever the rate."""
+    rng = np.random.default_rng(0)
+    for rate in (0.0, 0.05, 0.2):
+        warn = [rate_rise_test(rng.random(200) < rate, rng.binomial(2000, rate), 2000, seed=i)[1] <= 0.01
+                for i in range(150)]  # fmt: skip
+        assert sum(warn) <= 5, (rate, sum(warn))  # ~1.5 expected
+    risen = [rate_rise_test(rng.random(200) < 0.2, rng.binomial(2000, 0.05), 2000, seed=i)[1] for i in range(20)]
+    assert max(risen) <= 0.001  # four times the rate: high every time
 
 
 def test_image_statistics_see_darkness_and_blur():
