@@ -4,7 +4,8 @@ storing) vs HTTP from a second process, at saturation and at half of it. Prints 
 Also the host ceiling: the in-process engine with the image backbone swapped for one that
 returns a constant, so everything else runs for real (spool, decode, resize, drift signals,
 fusion head, image files, database rows, answers). It is what the station can do when the
-model costs nothing, e.g. on a GPU, and where the time then goes (per-stage sums).
+model costs nothing, e.g. on a GPU, and where the time then goes (per-stage sums); measured
+in-process and through HTTP (uvicorn in this process, load from ``--clients`` processes).
 
     python bench/serve.py --model var/models/current --images var/demo/solar-cell-mono/images
 
@@ -112,6 +113,31 @@ def in_process(
     }
 
 
+def http_host_ceiling(
+    settings: Settings, model: Path, product: str, blobs: list[bytes], count: int, batch: int, clients: int
+) -> dict:
+    """The host ceiling through HTTP: the station (constant backbone) served by uvicorn in this
+    process, loaded from ``clients`` other processes. What one station process can answer."""
+    import uvicorn
+
+    from inspector.service.app import asgi_app
+
+    service = build_service(settings, model, max_batch=batch, max_wait_ms=5, queue_size=4 * batch)
+    service.worker.engine.encoder = FreeBackbone(service.worker.engine.encoder)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        result = http_load(port, product, blobs, count, None, max(1, 2 * batch // clients), clients)
+    finally:
+        server.should_exit = True
+        thread.join(60)
+    return {**result, "stage_seconds": stage_seconds(service.worker)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -215,6 +241,11 @@ def main() -> None:
         host.model.device = args.device
         out["host_ceiling_batch"] = args.host_batch
         out["host_ceiling"] = in_process(host, args.model, args.product, blobs, args.host_count, args.host_batch, True)
+        http_host = Settings(home=home(tmp / "http-host"))
+        http_host.model.device = args.device
+        out["http_host_ceiling"] = http_host_ceiling(
+            http_host, args.model, args.product, blobs, args.host_count, args.host_batch, args.clients
+        )
     port = free_port()
     env = {**os.environ, "INSPECTOR_HOME": str(home(tmp / "http"))}
     proc = subprocess.Popen(

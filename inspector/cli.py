@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch", type=int, help="images per model batch at most (default 32)")
     sv.add_argument("--max-wait-ms", type=float, help="wait this long to fill a batch (default 10)")
     sv.add_argument("--queue-size", type=int, help="queued images before HTTP answers 503 (default 256)")
+    sv.add_argument("--decode-threads", type=int, help="image decode threads (default: cores, at most 8)")
     sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
     sv.add_argument("--mqtt-port", type=int, help="MQTT broker port (default 1883)")
     sv.add_argument(
@@ -356,6 +357,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_batch",
         "max_wait_ms",
         "queue_size",
+        "decode_threads",
         "mqtt_host",
         "mqtt_port",
     ):

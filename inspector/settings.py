@@ -104,6 +104,7 @@ class ServiceSettings(BaseModel):
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(10, ge=0)
     queue_size: int = Field(256, ge=1)
+    decode_threads: int | None = Field(None, ge=1)  # None: one per core, at most 8
     max_body_mb: float = Field(50, gt=0)
     mqtt_host: str | None = None
     mqtt_port: int = Field(1883, ge=1, le=65535)

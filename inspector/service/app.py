@@ -51,6 +51,7 @@ def build_service(
     max_batch: int = 32,
     max_wait_ms: float = 10,
     queue_size: int = 256,
+    decode_threads: int | None = None,
 ) -> Service:
     upgrade(settings.database_url)
     db = make_engine(settings.database_url)
@@ -80,6 +81,7 @@ def build_service(
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         queue_size=queue_size,
+        decode_threads=decode_threads,
     )
     watcher = ChampionWatcher(worker, sessions, images, load)
     watcher.sync_manuals(engine)  # before the first batch: the recorder must not re-add an older text
@@ -131,7 +133,7 @@ def serve(settings: Settings, model_dir: Path | None = None) -> None:
     cfg = settings.service
     if cfg.camera and cfg.camera.mode == "trigger" and not cfg.mqtt_host:
         raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
-    service = build_service(settings, model_dir, cfg.max_batch, cfg.max_wait_ms, cfg.queue_size)
+    service = build_service(settings, model_dir, cfg.max_batch, cfg.max_wait_ms, cfg.queue_size, cfg.decode_threads)
     mqtt = MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, settings.home / "mqtt-buffer") if cfg.mqtt_host else None
     cam = None
     if cfg.camera:

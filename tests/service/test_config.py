@@ -10,6 +10,7 @@ home = "{home}"
 port = 9001
 line = "L4"
 station = "S2"
+decode_threads = 4
 watch = "{home}/drop"
 mqtt_host = "127.0.0.1"
 
@@ -28,7 +29,7 @@ def test_toml_config_fills_every_section(tmp_path):
     f.write_text(GOOD.format(home=tmp_path))
     s = load_settings(f)
     assert (s.service.port, s.service.line, s.service.camera.mode, s.model.device) == (9001, "L4", "trigger", "cpu")
-    assert s.service.watch == tmp_path / "drop" and s.home == tmp_path
+    assert s.service.watch == tmp_path / "drop" and s.home == tmp_path and s.service.decode_threads == 4
 
 
 def test_broken_configs_are_one_line_errors(tmp_path, capsys):
