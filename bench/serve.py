@@ -146,25 +146,28 @@ def free_port() -> int:
 
 def _client(port: int, product: str, blobs: list[bytes], ids: range, rate: float | None, threads: int, t0: float):
     """One load process: posts images ``ids`` (open loop: image i due at t0 + i / rate)."""
-    lat, errors = [], 0
+    lat, errors = [], {}
     lock = threading.Lock()
     client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=threads))
 
     def one(i: int) -> None:
-        nonlocal errors
         if rate:
             time.sleep(max(0.0, t0 + i / rate - time.time()))
         start = time.perf_counter()
-        r = client.post(
-            f"http://127.0.0.1:{port}/v1/inspect?product={product}",
-            content=blobs[i % len(blobs)],
-            headers={"Content-Type": "image/png"},
-        )
+        try:
+            r = client.post(
+                f"http://127.0.0.1:{port}/v1/inspect?product={product}",
+                content=blobs[i % len(blobs)],
+                headers={"Content-Type": "image/png"},
+            )
+            outcome = r.status_code
+        except httpx.HTTPError as exc:  # counted and named, not fatal: a load generator reports
+            outcome = type(exc).__name__
         with lock:
-            if r.status_code == 200:
+            if outcome == 200:
                 lat.append((time.perf_counter() - start) * 1000)
             else:
-                errors += 1
+                errors[str(outcome)] = errors.get(str(outcome), 0) + 1
 
     time.sleep(max(0.0, t0 - time.time()))
     with ThreadPoolExecutor(threads) as pool:
@@ -186,11 +189,15 @@ def http_load(
         ]
         results = [p.result() for p in parts]
     lat = [x for r in results for x in r[0]]
+    errors: dict[str, int] = {}
+    for r in results:
+        for kind, n in r[1].items():
+            errors[kind] = errors.get(kind, 0) + n
     elapsed = max(r[2] for r in results) - t0
     return {
         "requests": count,
         "ok": len(lat),
-        "errors": sum(r[1] for r in results),
+        "errors": errors,  # by status code or exception
         "images_per_s": round(len(lat) / elapsed, 1),
         "p50_ms": pct(lat, 0.5),
         "p99_ms": pct(lat, 0.99),
