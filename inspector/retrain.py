@@ -10,9 +10,10 @@ One run:
 3. trains the challenger with the champion's configuration (the classifier's training code);
 4. runs champion and challenger through the engine, exactly as on the line, on the *golden*
    set (the original test split plus golden-flagged reviewed images) and on the recent set;
-5. promotes only when the challenger is, for every product, no worse on the golden set than
-   ``golden_tolerance`` and better on recent data by more than ``min_gain``; otherwise it stays
-   a candidate and the reason is recorded.
+5. promotes only when the challenger is measurably better on recent data (by more than
+   ``min_gain``, and the low end of a paired 90 % interval above zero) and measurably worse on
+   no product's golden set (a drop over ``golden_tolerance`` whose interval lies below zero);
+   otherwise it stays a candidate and the reason is recorded.
 The champion is never touched before step 5, so a crash anywhere leaves it serving.
 """
 
@@ -51,6 +52,7 @@ from inspector.store.retraining import (
     start_run,
 )
 from inspector.store.scheduling import acquire_lease, release_lease
+from models.metrics import balanced_accuracy, paired_difference
 
 log = logging.getLogger(__name__)
 LEASE = "retrain"
@@ -120,39 +122,69 @@ def _row(path: Path, product: str, defect: str, split: str, source: str) -> dict
             "split": split, "mask": "", "source": source}  # fmt: skip
 
 
-def decision_score(engine: Engine, samples: list[Sample]) -> dict[str, dict]:
-    """Per product: balanced accuracy of the line decision (accepted vs not) against the truth.
+def decision_outcomes(engine: Engine, samples: list[Sample]) -> dict[str, dict[str, np.ndarray]]:
+    """Per product, for each sample: its truth (defect?) and the line decision (not accepted?).
 
-    A warn verdict goes to an operator instead of passing, so it counts as not accepted.
+    A warn verdict goes to an operator instead of passing, so it counts as not accepted; an
+    image the engine could not read counts as accepted (it was not caught).
     """
     out = {}
     for product in sorted({s.product for s in samples}):
         group = [s for s in samples if s.product == product]
         verdicts = engine.inspect_files(product, [s.path for s in group])
-        truth = np.array([s.is_defect for s in group])
-        flagged = np.array([not isinstance(v, Exception) and v.verdict != "accept" for v in verdicts])
-        recalls = [float((flagged[truth == t] == t).mean()) for t in (False, True) if (truth == t).any()]
-        out[product] = {"score": float(np.mean(recalls)), "n": len(group), "defects": int(truth.sum())}
+        out[product] = {
+            "truth": np.array([s.is_defect for s in group]),
+            "flagged": np.array([not isinstance(v, Exception) and v.verdict != "accept" for v in verdicts]),
+        }
     return out
 
 
-def _pooled(scores: dict[str, dict]) -> float | None:
-    n = sum(v["n"] for v in scores.values())
-    return sum(v["score"] * v["n"] for v in scores.values()) / n if n else None
+def scores(outcomes: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
+    """Per product: balanced accuracy of the line decision, parts, defects."""
+    out = {}
+    for product, o in outcomes.items():
+        out[product] = {"score": balanced_accuracy(o["truth"], o["flagged"]), "n": len(o["truth"])}
+        out[product]["defects"] = int(o["truth"].sum())
+    return out
 
 
-def decide(champ: dict, chall: dict, tolerance: float, min_gain: float) -> tuple[bool, str]:
-    """Promotion rule on the two models' golden and recent scores. -> (promote, reason)."""
-    for product, c in champ["golden"].items():
-        new = chall["golden"].get(product, {"score": 0.0})["score"]
-        if new < c["score"] - tolerance:
-            return False, f"worse on the golden set of {product}: {new:.3f} vs {c['score']:.3f} (tolerance {tolerance})"
-    old, new = _pooled(champ["recent"]), _pooled(chall["recent"])
-    if old is None:
+def compare(champ: dict, chall: dict, sims: int = 2000) -> dict:
+    """Challenger minus champion with a 90 % paired interval: per product on the golden set,
+    and over all recent parts (outcomes as ``decision_outcomes`` gives them, per set)."""
+
+    def one(a: dict, b: dict) -> dict:
+        diff, low, high = paired_difference(a["truth"], a["flagged"], b["flagged"], sims)
+        return {"diff": diff, "low": low, "high": high, "n": len(a["truth"])}
+
+    def pooled(outcomes: dict) -> dict:
+        return {k: np.concatenate([o[k] for o in outcomes.values()]) for k in ("truth", "flagged")}
+
+    golden = {p: one(o, chall["golden"][p]) for p, o in champ["golden"].items()}
+    recent = one(pooled(champ["recent"]), pooled(chall["recent"])) if champ["recent"] else None
+    return {"golden": golden, "recent": recent}
+
+
+def decide(comparison: dict, tolerance: float, min_gain: float) -> tuple[bool, str]:
+    """Promote only when the challenger is measurably better on recent parts and measurably
+    worse on no product's golden set. -> (promote, reason).
+
+    Worse: the drop is over ``tolerance`` and even the optimistic end of its 90 % interval is a
+    loss. Better: the gain is over ``min_gain`` and the pessimistic end of its interval is a gain.
+    On a few dozen parts that asks for several parts fixed and few broken, not one part's luck.
+    """
+    for product, c in comparison["golden"].items():
+        if c["diff"] < -tolerance and c["high"] < 0:
+            return False, (
+                f"worse on the golden set of {product}: {c['diff']:+.3f} balanced accuracy "
+                f"(90 % interval {c['low']:+.3f} to {c['high']:+.3f}, n={c['n']}; tolerance {tolerance})"
+            )
+    r = comparison["recent"]
+    if r is None:
         return False, "no held-out reviewed images to show an improvement on recent data"
-    if new <= old + min_gain:
-        return False, f"not better on recent reviewed data: {new:.3f} vs {old:.3f} (needs > +{min_gain})"
-    return True, f"better on recent reviewed data ({new:.3f} vs {old:.3f}) and not worse on the golden set"
+    gain = f"{r['diff']:+.3f} (90 % interval {r['low']:+.3f} to {r['high']:+.3f}, n={r['n']})"
+    if r["diff"] <= min_gain or r["low"] <= 0:
+        return False, f"not measurably better on recent reviewed data: {gain}, needs > +{min_gain} and a low end > 0"
+    return True, f"better on recent reviewed data, {gain}, and measurably worse on no golden set"
 
 
 def _settings_like(settings: Settings, card: dict) -> Settings:
@@ -224,11 +256,14 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
     test = ds.split("test")
     golden = [s for s in test if not _source_is(s, "recent")]
     recent = [s for s in test if _source_is(s, "recent")]
-    metrics = {}
-    for name, engine in (("champion", champ_engine), ("challenger", chall_engine)):
-        metrics[name] = {"golden": decision_score(engine, golden), "recent": decision_score(engine, recent)}
-    cfg = settings.retrain
-    promote, reason = decide(metrics["champion"], metrics["challenger"], cfg.golden_tolerance, cfg.min_gain)
+    outcomes = {
+        name: {"golden": decision_outcomes(engine, golden), "recent": decision_outcomes(engine, recent)}
+        for name, engine in (("champion", champ_engine), ("challenger", chall_engine))
+    }
+    metrics = {name: {k: scores(v) for k, v in o.items()} for name, o in outcomes.items()}
+    comparison = compare(outcomes["champion"], outcomes["challenger"])
+    metrics["challenger"]["vs_champion"] = comparison
+    promote, reason = decide(comparison, settings.retrain.golden_tolerance, settings.retrain.min_gain)
     with sessions() as s:
         mv = register_model(s, model_name(out, card), str(out.resolve()), _card_summary(card), metrics["challenger"])
         if promote:

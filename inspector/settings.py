@@ -81,8 +81,8 @@ class RetrainSettings(BaseModel):
     drift_cooldown_hours: float = Field(12, ge=0)  # persisting drift retriggers at most this often
     check_minutes: float = Field(10, gt=0)  # how often triggers are looked at
     holdout: float = Field(0.3, gt=0, lt=1)  # share of reviewed images kept out of training to judge on
-    golden_tolerance: float = Field(0.01, ge=0)  # challenger may be this much worse on the golden set
-    min_gain: float = Field(0.0, ge=0)  # and must beat the champion on recent data by more than this
+    golden_tolerance: float = Field(0.01, ge=0)  # a bigger golden drop, if significant, refuses the challenger
+    min_gain: float = Field(0.0, ge=0)  # the recent gain must exceed this, and be significant
     lease_minutes: float = Field(10, gt=0)  # a running run renews its lock; a crashed one's expires after this
 
 

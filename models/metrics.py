@@ -66,3 +66,33 @@ def product_metrics(
         out["warn_rate_good"] = float(((score[~defect] > warn_threshold) & (score[~defect] <= reject_threshold)).mean())
         out["target_frr"] = target_frr
     return out
+
+
+def balanced_accuracy(truth: np.ndarray, flagged: np.ndarray) -> float:
+    """Mean of the recall of each class present: defects flagged, good parts passed."""
+    truth, flagged = np.asarray(truth, bool), np.asarray(flagged, bool)
+    return float(np.mean([(flagged[truth == t] == t).mean() for t in (False, True) if (truth == t).any()]))
+
+
+def paired_difference(
+    truth: np.ndarray, a: np.ndarray, b: np.ndarray, sims: int = 2000, level: float = 0.90, seed: int = 0
+) -> tuple[float, float, float]:
+    """Balanced accuracy of decisions ``b`` minus that of ``a`` on the same parts, with a paired
+    bootstrap interval (parts resampled within each class, both models together). -> (diff, low, high).
+
+    Paired, because both models judged the very same parts: a part both get wrong says nothing
+    about which is better, and the interval shrinks to what the discordant parts support.
+    """
+    truth, a, b = (np.asarray(x, bool) for x in (truth, a, b))
+    diff = balanced_accuracy(truth, b) - balanced_accuracy(truth, a)
+    rng = np.random.default_rng(seed)
+    recall_diffs = []
+    for t in (False, True):
+        idx = np.flatnonzero(truth == t)
+        if len(idx) == 0:
+            continue
+        picks = idx[rng.integers(0, len(idx), (sims, len(idx)))]  # [sims, n_t]
+        recall_diffs.append((b[picks] == t).mean(1) - (a[picks] == t).mean(1))
+    boot = np.mean(recall_diffs, axis=0)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return diff, float(low), float(high)

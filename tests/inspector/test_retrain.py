@@ -19,7 +19,7 @@ from PIL import Image
 
 from inspector.engine import Engine
 from inspector.recorder import Capture, Recorder
-from inspector.retrain import run_retrain
+from inspector.retrain import compare, decide, run_retrain
 from inspector.settings import Settings
 from inspector.store.files import ImageStore
 from inspector.store.migrate import upgrade
@@ -116,7 +116,8 @@ def test_retrain_promotes_only_a_better_challenger(line_model, tmp_path, corrupt
     assert result["status"] == "finished", result
     assert run["trigger"] == "test" and run["status"] == "finished" and run["duration_s"] > 0
     assert run["data_counts"]["reviewed"] == 120 and run["data_counts"]["recent"] > 0
-    assert set(run["champion_metrics"]) == {"golden", "recent"} == set(run["challenger_metrics"])
+    assert set(run["champion_metrics"]) == {"golden", "recent"}
+    assert set(run["challenger_metrics"]) == {"golden", "recent", "vs_champion"}
     if corrupt:
         assert result["promoted"] is False and "golden" in result["reason"], result["reason"]
         assert after["id"] == before["id"]
@@ -178,3 +179,34 @@ def test_lease_race_has_one_winner(tmp_path):
     for e in engines:
         e.dispose()
     assert len(wins) == 1
+
+
+def _outcomes(truth: list[bool], flagged: list[bool]) -> dict:
+    return {"truth": np.array(truth), "flagged": np.array(flagged)}
+
+
+def test_promotion_needs_evidence_not_one_part_of_luck():
+    """The rule on paired outcomes: 30 golden parts (10 defects), 40 recent parts (20 defects)."""
+    truth = [True] * 10 + [False] * 20
+    golden_champ = _outcomes(truth, truth)  # the champion gets every golden part right
+    recent_truth = [True] * 20 + [False] * 20
+    recent_champ = _outcomes(recent_truth, [True] * 20 + [True] * 8 + [False] * 12)  # rejects 8 good parts
+
+    def run(golden_flagged, recent_flagged):
+        champ = {"golden": {"p": golden_champ}, "recent": {"p": recent_champ}}
+        chall = {
+            "golden": {"p": _outcomes(truth, golden_flagged)},
+            "recent": {"p": _outcomes(recent_truth, recent_flagged)},
+        }
+        return decide(compare(champ, chall), tolerance=0.01, min_gain=0.0)
+
+    fixed = recent_truth  # the challenger fixes all 8
+    one_more = [True] * 20 + [True] * 7 + [False] * 13  # fixes one of them
+    assert run(truth, fixed)[0] is True
+    promote, reason = run(truth, one_more)
+    assert not promote and "not measurably better" in reason
+    one_broken = [True] * 9 + [False] + [False] * 20  # misses one golden defect: -0.05, but one part
+    assert run(one_broken, fixed)[0] is True
+    five_broken = [True] * 5 + [False] * 5 + [False] * 20
+    promote, reason = run(five_broken, fixed)
+    assert not promote and "worse on the golden set of p" in reason
