@@ -141,11 +141,14 @@ def decision_outcomes(engine: Engine, samples: list[Sample]) -> dict[str, dict[s
 
 def scores(outcomes: dict[str, dict[str, np.ndarray]]) -> dict[str, dict]:
     """Per product: balanced accuracy of the line decision, parts, defects."""
-    out = {}
-    for product, o in outcomes.items():
-        out[product] = {"score": balanced_accuracy(o["truth"], o["flagged"]), "n": len(o["truth"])}
-        out[product]["defects"] = int(o["truth"].sum())
-    return out
+    return {
+        product: {
+            "score": balanced_accuracy(o["truth"], o["flagged"]),
+            "n": len(o["truth"]),
+            "defects": int(o["truth"].sum()),
+        }
+        for product, o in outcomes.items()
+    }
 
 
 def compare(champ: dict, chall: dict, sims: int = 2000) -> dict:
