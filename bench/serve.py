@@ -39,7 +39,6 @@ from inspector.images import load_image
 from inspector.service.app import build_service
 from inspector.service.spool import Job
 from inspector.settings import Settings
-from models.transforms import preprocess
 
 
 def pct(values: list[float], q: float) -> float:
@@ -48,25 +47,21 @@ def pct(values: list[float], q: float) -> float:
 
 
 def raw_forward(engine: Engine, arrays, batch: int, seconds: float) -> float:
-    """Images/s of encoder + classifier on preprocessed tensors: the ceiling for the service."""
-    enc, text = engine.encoder, None
-    product = next(iter(engine.card["products"]))
-    text = engine.bank.embed(engine.manuals[product]).to(engine.device)
-    x = torch.stack([preprocess(a, enc.input_size, enc.mean, enc.std) for a in arrays[:batch]]).to(engine.device)
-    mask = torch.ones(batch, text.shape[0], dtype=torch.bool, device=engine.device)
+    """Images/s of every part on prepared views (no decode, no queue, no store): the ceiling."""
+    product = next(iter(engine.card.products))
+    manual = engine.manual(product)
+    prepared = [engine.prepare(a, product) for a in arrays[:batch]]
     n, start = 0, time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=engine.device.type == "cuda"):
-        while time.perf_counter() - start < seconds:
-            tokens, pooled = enc(x)
-            engine.model(tokens, pooled, text.expand(batch, -1, -1), mask)
-            if engine.device.type == "cuda":
-                torch.cuda.synchronize()
-            n += batch
+    while time.perf_counter() - start < seconds:
+        engine.part_outputs(product, prepared, manual)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize()
+        n += batch
     return n / (time.perf_counter() - start)
 
 
 class FreeBackbone(torch.nn.Module):
-    """Stands in for the image encoder: the first image's features for every image, at no cost."""
+    """Stands in for the classifier's image encoder: the first image's features for every image, at no cost."""
 
     def __init__(self, encoder) -> None:
         super().__init__()
@@ -77,6 +72,31 @@ class FreeBackbone(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tokens.expand(len(x), -1, -1), self.pooled.expand(len(x), -1)
+
+
+class FreeExtractor(torch.nn.Module):
+    """Stands in for a patch extractor: one computed feature map per input shape, then reused."""
+
+    def __init__(self, extractor) -> None:
+        super().__init__()
+        self.inner = extractor
+        self.mean, self.std, self.multiple, self.dim = extractor.mean, extractor.std, extractor.multiple, extractor.dim
+        self.cache: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape[1:])
+        if key not in self.cache:
+            self.cache[key] = self.inner(x[:1])
+        return self.cache[key].expand(len(x), -1, -1, -1)
+
+
+def free_parts(engine: Engine) -> None:
+    """Swap every backbone for a constant: what is left is the station's own work."""
+    if "classifier" in engine.parts:
+        engine.parts["classifier"].encoder = FreeBackbone(engine.parts["classifier"].encoder)
+    if "anomaly" in engine.parts:
+        part = engine.parts["anomaly"]
+        part.extractors = {k: FreeExtractor(v) for k, v in part.extractors.items()}
 
 
 def stage_seconds(worker) -> dict:
@@ -95,7 +115,7 @@ def in_process(
     service = build_service(settings, model, max_batch=batch, max_wait_ms=5, queue_size=count + 1)
     worker = service.worker
     if free:
-        worker.engine.encoder = FreeBackbone(worker.engine.encoder)
+        free_parts(worker.engine)
     worker.start()
     start = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:  # accepting fsyncs each image: callers do it side by side, as HTTP does
@@ -123,7 +143,7 @@ def http_host_ceiling(
     from inspector.service.app import asgi_app
 
     service = build_service(settings, model, max_batch=batch, max_wait_ms=5, queue_size=4 * batch)
-    service.worker.engine.encoder = FreeBackbone(service.worker.engine.encoder)
+    free_parts(service.worker.engine)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(asgi_app(service), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,4 +1,5 @@
-"""The ``inspector`` command line: train, eval, inspect, demo, serve, db, keys, models, drift, retrain, scheduler."""
+"""The ``inspector`` command line: train, eval, inspect, onboard, demo, serve, db, keys, models, drift, retrain,
+scheduler, users."""
 
 from __future__ import annotations
 
@@ -63,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="frozen (default): cached backbone features, fast on CPU; finetune: last stages learn",
     )
     t.add_argument("--trainable-stages", type=int, help="finetune mode: backbone stages that learn (default 2)")
+    t.add_argument(
+        "--input-size",
+        type=int,
+        help="classifier input side in px (default: the backbone's, 224); e.g. 128 for "
+        "128-px crops at their native resolution",
+    )
+    t.add_argument(
+        "--anomaly",
+        nargs="+",
+        metavar="EXTRACTOR@VIEW",
+        help="anomaly-branch candidates, each product takes the best on val: efficientnet_lite0@auto (default), "
+        "@fit448, @scale1.0, dinov2_vits14@fit448",
+    )
+    t.add_argument("--no-anomaly", action="store_true", help="no anomaly branch (classifier only)")
+    t.add_argument("--no-classifier", action="store_true", help="no classifier (anomaly branch only)")
+    t.add_argument("--bank-size", type=int, help="memory-bank patches per product at most (default 6000)")
     t.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping on val)")
     t.add_argument("--batch-size", type=int, help="batch size (default 64)")
     t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -210,6 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", help="cpu, cuda or auto")
     _add_store(rt)
 
+    ob = sub.add_parser(
+        "onboard",
+        help="add a product from its manual and good images to the model; the station takes it up at once",
+        epilog=EPILOG,
+        description="Build a memory bank of the product's good images and calibrate its reject threshold on "
+        "good images held out of the bank, in a copy of the model; record it in the database and promote it, "
+        "so a running station inspects the product within seconds. Defect images are optional: any part "
+        "unlike the good ones is rejected; given ones are only counted.",
+    )
+    ob.add_argument(
+        "--product",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="product folder: manual.md and images/ok/* (at least 10), optionally images/<defect_type>/* or a "
+        "manifest.csv",
+    )
+    ob.add_argument("--model", type=Path, help="model to add it to (default: the champion, else <home>/models/current)")
+    ob.add_argument(
+        "--out", type=Path, help="folder of the new model (default: <home>/models/onboard-<product>-<time>)"
+    )
+    ob.add_argument("--no-promote", action="store_true", help="record the new model as a candidate, do not promote")
+    ob.add_argument("--device", help="cpu, cuda or auto")
+    ob.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_store(ob)
+
     us = sub.add_parser(
         "users",
         help="dashboard users: add (or reset) one, or list them",
@@ -251,6 +294,9 @@ def _apply(s: Settings, args: argparse.Namespace) -> Settings:
         "text_source": ("model", "text_source"),
         "mode": ("train", "mode"),
         "trainable_stages": ("train", "trainable_stages"),
+        "input_size": ("model", "input_size"),
+        "anomaly": ("anomaly", "candidates"),
+        "bank_size": ("anomaly", "bank_size"),
         "epochs": ("train", "epochs"),
         "batch_size": ("train", "batch_size"),
         "lr": ("train", "lr"),
@@ -261,6 +307,10 @@ def _apply(s: Settings, args: argparse.Namespace) -> Settings:
         value = getattr(args, opt, None)
         if value is not None:
             setattr(getattr(s, group), field, value)
+    if getattr(args, "no_anomaly", False):
+        s.anomaly.enabled = False
+    if getattr(args, "no_classifier", False):
+        s.model.classifier = False
     return s
 
 
@@ -271,15 +321,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = _settings(args)
     out = args.out or s.default_model
     card = train_model(s, args.data, out, args.product, args.shots, progress=not args.quiet)
-    if card["data"]["bad_count"]:
-        print(f"skipped {card['data']['bad_count']} unusable rows:", *card["data"]["bad_rows"][:10], sep="\n  ")
-    print(metrics_table(card["metrics"]["val"], "val (used for early stopping and calibration)"))
-    if "test" in card["metrics"]:
+    if card.data["bad_count"]:
+        print(f"skipped {card.data['bad_count']} unusable rows:", *card.data["bad_rows"][:10], sep="\n  ")
+    print(metrics_table(card.metrics["val"], "val (chose the epoch, parts and scales; not the thresholds)"))
+    if card.metrics.get("test"):
         print()
-        print(metrics_table(card["metrics"]["test"], "test (held out)"))
+        print(metrics_table(card.metrics["test"], "test (held out)", legend=True))
     print(f"\nsaved {out}")
     if args.json:
-        args.json.write_text(json.dumps(card, indent=2))
+        args.json.write_text(card.to_json())
     return 0
 
 
@@ -507,6 +557,31 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0 if result["status"] in ("finished", "skipped") else 1
 
 
+def cmd_onboard(args: argparse.Namespace) -> int:
+    from inspector.onboard import onboard, register
+    from inspector.store.monitoring import champion
+
+    settings = _store_settings(args)
+    base = args.model
+    if base is None:
+        with _sessions(settings)() as s:
+            champ = champion(s)
+        base = Path(champ["artifact_path"]) if champ else settings.default_model
+    result = onboard(settings, args.product, base, args.out, progress=not args.quiet)
+    mv_id, name = register(settings, result.model_dir, not args.no_promote, os.environ.get("USER", "cli"))
+    promise = "guaranteed" if result.guaranteed else "not guaranteed: too few good parts held out"
+    print(
+        f"{result.product}: bank from {result.good - result.calibration} good images, threshold calibrated on "
+        f"{result.calibration} held out ({settings.verdict.target_frr:.0%} false-reject promise {promise}), "
+        f"{result.seconds:.0f} s"
+    )
+    if result.defects:
+        print(f"defect images given: {result.caught} of {result.defects} rejected at the new threshold")
+    state = "promoted to champion: a running station inspects it within seconds" if not args.no_promote else "candidate"
+    print(f"model {mv_id} {name} ({state}) in {result.model_dir}")
+    return 0
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from inspector.services import create_user, list_users
 
@@ -553,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
-    from models import WeightsUnavailableError
+    from models import CardError, WeightsUnavailableError
     from models.registry import UnknownNameError
 
     handler = {
@@ -569,13 +644,21 @@ def main(argv: list[str] | None = None) -> int:
         "retrain": cmd_retrain,
         "scheduler": cmd_scheduler,
         "users": cmd_users,
+        "onboard": cmd_onboard,
     }[args.command]
     try:
         return handler(args)
     except InspectorError as exc:
         print(f"inspector: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, WeightsUnavailableError, UnknownNameError, ValidationError, OperationalError) as exc:
+    except (
+        CardError,
+        FileNotFoundError,
+        WeightsUnavailableError,
+        UnknownNameError,
+        ValidationError,
+        OperationalError,
+    ) as exc:
         print(f"inspector: error: {exc}".replace("\n", " "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

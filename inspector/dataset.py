@@ -5,6 +5,11 @@
 - Folder layout: ``<product>/images/<defect_type>/*`` plus ``<product>/manual.md``; the split
   is assigned from a hash of the file name (70/15/15), so it never changes between runs.
 
+Images of one physical part (several lightings or views) share a group: a ``group`` column in
+the manifest, or ``groups.csv`` / ``tile_groups.csv`` (image,group) beside it. A group is
+never split between the memory bank and the calibration set, so calibration sees parts the
+model has not seen (different frames of the same part would make good parts look too good).
+
 A root may be one product folder or a folder of product folders. Rows that cannot be used
 (missing file, defect type the manual does not describe) are reported with file and reason.
 """
@@ -13,7 +18,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from inspector.errors import DataError, ManualError
@@ -21,6 +27,7 @@ from inspector.manual import Manual, load_manual
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SPLITS = ("train", "val", "test")
+CALIBRATION = "calib"  # good parts held out of train: they set the verdict thresholds and nothing else
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,15 @@ class Sample:
     split: str
     mask: Path | None = None
     source: str = ""  # the manifest's source column: where the image came from
+    group: str = ""  # the physical part the image shows ("" = the image is its own part)
 
     @property
     def is_defect(self) -> bool:
         return self.defect_type != "ok"
+
+    @property
+    def part(self) -> str:
+        return self.group or self.path.name
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,32 @@ class Dataset:
 
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
+
+    def hold_out_calibration(self, alpha: float, share: float = 0.3) -> dict[str, int]:
+        """Move good train parts of each product into the calibration split. -> parts per product.
+
+        Enough for a split-conformal promise at ``alpha`` (2/alpha parts: the threshold is then not
+        the single largest score) but at most half of the product's good train parts, and at
+        least ``share`` of them. Whole groups move, chosen by a stable hash, so reruns agree.
+        """
+        moved: dict[str, int] = {}
+        for product in self.products():
+            good = [s for s in self.samples if s.product == product and s.split == "train" and not s.is_defect]
+            if len(good) < 2:
+                continue
+            want = max(math.ceil(share * len(good)), min(math.ceil(2 / alpha), len(good) // 2))
+            groups: dict[str, list[Sample]] = {}
+            for s in good:
+                groups.setdefault(s.part, []).append(s)
+            order = sorted(groups, key=lambda g: hashlib.sha1(f"calib|{product}|{g}".encode()).hexdigest())
+            chosen: set[Path] = set()
+            for g in order:
+                if len(chosen) >= want or len(chosen) + len(groups[g]) > len(good) // 2 + 1:
+                    continue
+                chosen.update(s.path for s in groups[g])
+            self.samples = [replace(s, split=CALIBRATION) if s.path in chosen else s for s in self.samples]
+            moved[product] = len(chosen)
+        return moved
 
     def products(self) -> list[str]:
         return sorted(self.manuals)
@@ -87,9 +125,21 @@ def hash_split(name: str, fractions: tuple[float, float] = (0.70, 0.85)) -> str:
     return "train" if u < fractions[0] else "val" if u < fractions[1] else "test"
 
 
+def _groups(folder: Path) -> dict[str, str]:
+    for name in ("groups.csv", "tile_groups.csv"):
+        path = folder / name
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+            if rows and len(rows[0]) >= 2:
+                return {r[0]: r[1] for r in rows[1:] if len(r) >= 2}
+    return {}
+
+
 def _manifest_product(folder: Path, manual: Manual) -> Dataset:
     ds = Dataset(manuals={manual.product: manual})
     manifest = folder / "manifest.csv"
+    groups = _groups(folder)
     with open(manifest, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"image", "defect_type", "split"} - set(reader.fieldnames or [])
@@ -108,7 +158,8 @@ def _manifest_product(folder: Path, manual: Manual) -> Dataset:
                 ds.bad.append(BadRow(where, f"split '{split}' is not one of {SPLITS}"))
             else:
                 mask = folder / row["mask"] if row.get("mask") else None
-                ds.samples.append(Sample(path, manual.product, defect, split, mask, row.get("source") or ""))
+                group = row.get("group") or groups.get(row["image"], "")
+                ds.samples.append(Sample(path, manual.product, defect, split, mask, row.get("source") or "", group))
     return ds
 
 

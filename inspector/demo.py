@@ -93,8 +93,8 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     print(f"demo data: {data} (elpv-dataset: electroluminescence images of solar cells)")
     out = settings.default_model
     card = train_model(settings, [data], out, progress=progress)
-    print(metrics_table(card["metrics"]["val"], "\nval (early stopping and calibration)"))
-    print(metrics_table(card["metrics"]["test"], "\ntest (held out)"))
+    print(metrics_table(card.metrics["val"], "\nval (chose the epoch, parts and scales; not the thresholds)"))
+    print(metrics_table(card.metrics["test"], "\ntest (held out)", legend=True))
     print(f"\nmodel saved to {out}")
     print("\nsimulated line: held-out cells posted to the station at 4 per second")
     service = build_service(settings, out, max_batch=8, max_wait_ms=20)

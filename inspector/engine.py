@@ -1,8 +1,10 @@
 """The inference engine: images of a product in, verdicts in the manual's words out.
 
-One checkpoint serves every product it was trained on, and any product whose manual it is
-given (a new product is a new manual). Manual embeddings are computed once per manual
-version and kept. Without a manual the verdict comes from the image alone and says so.
+The engine composes the model's parts (``inspector/parts``): each part looks at its own view
+of the image and says what it sees (a defect score, class or type probabilities, an anomaly
+map); the product's decision in the model card turns those into one defect score, cut by
+thresholds calibrated on good parts. One checkpoint serves every product it was built for,
+and any product whose manual it is given. Without a manual the verdict says it is image-only.
 """
 
 from __future__ import annotations
@@ -17,35 +19,44 @@ import torch
 
 from inspector.checkpoint import load_model, model_name, resolve_device
 from inspector.errors import ManualError, UnknownProductError
-from inspector.images import load_image
+from inspector.images import DRAFT_SIZE, load_image
 from inspector.manual import Manual, parse_manual
 from inspector.reference import load_reference
-from models import Thresholds
+from models.card import Decision, ModelCard
+from models.decision import combine, probability
 from models.drift import image_statistics
-from models.transforms import normalize, resize, to_float
+from models.transforms import resize, to_float
+from models.types import PartOutput
 
 _NO_MANUAL = object()
+STATS_VIEW = "stats"  # the view image statistics (drift) are computed on
+Prepared = dict[str, torch.Tensor]  # part name (or STATS_VIEW) -> uint8 [3, h, w]
 
 
 @dataclass
 class Verdict:
     product: str
     verdict: str  # accept | warn | reject
-    defect_type: str | None  # the manual's id for the defect, None when accepted or image-only
-    confidence: float  # probability of what the verdict says (ok, or the named defect)
-    defect_score: float  # calibrated P(defective): the number the thresholds cut
+    defect_type: str | None  # the manual's id for the defect, None when accepted or untyped
+    confidence: float  # probability of what the verdict says (a good part, or the named defect)
+    defect_score: float  # the decision score the thresholds cut
     reason: str  # the manual's section for the defect, quoted, or why it was accepted
     image_only: bool = False
     class_scores: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
-    attention: np.ndarray | None = field(default=None, repr=False)  # [h, w] where the model looked
+    warn_threshold: float = 0.0
+    reject_threshold: float = 0.0
+    classifier_score: float | None = None  # the classifier's P(defect)
+    anomaly_score: float | None = None  # the anomaly part's score: distance to the nearest good patch
+    attention: np.ndarray | None = field(default=None, repr=False)  # [h, w] where the classifier looked
+    anomaly_map: np.ndarray | None = field(default=None, repr=False)  # [h, w]; 1.0 = rejects on its own
     signals: Signals | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.pop("attention")
-        d.pop("signals")
+        for k in ("attention", "anomaly_map", "signals"):
+            d.pop(k)
         return d
 
 
@@ -67,23 +78,26 @@ class Engine:
     ) -> None:
         self.device = resolve_device(device)
         loaded = load_model(Path(model_dir), self.device, cache_dir)
-        self.model, self.card, self.encoder, self.bank = loaded.model, loaded.card, loaded.encoder, loaded.bank
+        self.card: ModelCard = loaded.card
+        self.parts = loaded.parts
+        self.text = loaded.text
         self.model_dir = Path(model_dir)
         self.max_pixels = max_pixels
         self.reference = load_reference(self.model_dir)
-        self.channels_last = self.device.type == "cuda"  # convolutions on tensor cores want NHWC
-        if self.channels_last:
-            torch.backends.cudnn.benchmark = True  # the station's input size is fixed: tune once
-            self.encoder.to(memory_format=torch.channels_last)
+        classifier = self.card.classifier
+        self.stats_size = classifier.input_size if classifier else 224
         self.manuals: dict[str, Manual | object] = {}
         self.manual_texts: dict[str, str] = {}  # product -> sha256 of the text last given, parsed or refused
-        for pid, info in self.card["products"].items():
-            if info.get("manual"):
-                self.manuals[pid] = parse_manual(info["manual"], f"model card ({pid})", pid)
+        for pid, info in self.card.products.items():
+            if info.manual:
+                self.manuals[pid] = parse_manual(info.manual, f"model card ({pid})", pid)
 
     @property
     def version(self) -> str:
         return model_name(self.model_dir, self.card)
+
+    def knows(self, product: str) -> bool:
+        return product in self.manuals or product in self.card.products
 
     def set_manual(self, product: str, manual: Manual | None) -> None:
         """Give the engine a product's (new) manual; ``None`` means the product has none."""
@@ -100,108 +114,136 @@ class Engine:
             self.set_manual(product, None)  # an unusable manual must not stop the line: image-only
             raise
 
-    def _thresholds(self, product: str, image_only: bool) -> tuple[Thresholds, list[str]]:
-        info = self.card["products"].get(product)
-        key = "image_only" if image_only else "thresholds"
-        if info is None:
-            fallback = self.card["calibration"]["image_only_fallback" if image_only else "fallback"]
-            return Thresholds(**fallback), ["uncalibrated: product not in training data, P(defect) > 0.5 rejects"]
-        flags = []
-        if not image_only and isinstance(self.manuals.get(product), Manual):
-            if self.manuals[product].sha256 != info["manual_sha256"]:
-                flags.append("manual changed since calibration")
-        return Thresholds(**info[key]), flags
+    def manual(self, product: str) -> Manual | None:
+        m = self.manuals.get(product)
+        return m if isinstance(m, Manual) else None
 
-    def prepare(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 [H, W, 3] -> uint8 [3, S, S] at the model's input size. Thread-safe: the service
-        runs it in its decode threads, so the inference thread only stacks."""
-        return resize(image, self.encoder.input_size)
+    def decision(self, product: str, manual: Manual | None) -> tuple[Decision, list[str]]:
+        info = self.card.products.get(product)
+        if info is None:
+            return self.card.fallback, ["uncalibrated: product not in the model, P(defect) > 0.5 rejects"]
+        flags = [] if info.decision.thresholds.guaranteed else ["calibrated on too few good parts to promise its FRR"]
+        if manual is None:
+            return info.image_only, ["image-only", *flags]
+        if manual.sha256 != info.manual_sha256:
+            flags.append("manual changed since calibration")
+        return info.decision, flags
+
+    # -- the station's path: prepare in decode threads, inspect in the model thread ------------------------
+    def prepare(self, image: np.ndarray, product: str) -> Prepared:
+        """uint8 [H, W, 3] -> each part's view of it. Thread-safe: the service runs it in its decode
+        threads, so the inference thread only stacks."""
+        views = {name: part.view(image, product) for name, part in self.parts.items() if part.knows(product)}
+        c = views.get("classifier")
+        views[STATS_VIEW] = c if c is not None and c.shape[-1] == self.stats_size else resize(image, self.stats_size)
+        return views
 
     def inspect_arrays(self, product: str, images: list[np.ndarray]) -> list[Verdict]:
-        """Classify images (uint8 [H, W, 3]) of one product in one batch."""
+        """Verdicts for images (uint8 [H, W, 3]) of one product."""
         sizes = [(im.shape[1], im.shape[0]) for im in images]
-        return self.inspect_prepared(product, torch.stack([self.prepare(im) for im in images]), sizes)
+        return self.inspect_prepared(product, [self.prepare(im, product) for im in images], sizes)
 
-    @torch.inference_mode()
-    def inspect_prepared(self, product: str, batch: torch.Tensor, sizes: list[tuple[int, int]]) -> list[Verdict]:
-        """Classify a batch from ``prepare`` (uint8 [B, 3, S, S]); ``sizes``: each original (w, h)."""
-        if product not in self.manuals and product not in self.card["products"]:
-            known = sorted(set(self.manuals) | set(self.card["products"]))
+    def part_outputs(
+        self, product: str, prepared: list[Prepared], manual: Manual | None
+    ) -> dict[str, list[PartOutput]]:
+        """Every part that knows the product, run on the batch -> part name: one output per image."""
+        return {
+            name: part.run([p[name] for p in prepared], product, manual)
+            for name, part in self.parts.items()
+            if all(name in p for p in prepared)
+        }
+
+    def inspect_prepared(self, product: str, prepared: list[Prepared], sizes: list[tuple[int, int]]) -> list[Verdict]:
+        """Verdicts for a batch from ``prepare``; ``sizes``: each original (w, h)."""
+        if not self.knows(product):
+            known = sorted(set(self.manuals) | set(self.card.products))
             raise UnknownProductError(f"unknown product '{product}'; known: {', '.join(known)}")
         start = time.perf_counter()
-        enc, cuda = self.encoder, self.device.type == "cuda"
-        # uint8 crosses to the GPU (a quarter of float32's bytes); the float work happens there
-        x = to_float((batch.pin_memory() if cuda else batch).to(self.device, non_blocking=True))
-        stats = image_statistics(x).cpu().numpy()
-        x = normalize(x, enc.mean, enc.std)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        manual = self.manuals.get(product, _NO_MANUAL)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            tokens, pooled = enc(x)
-            if isinstance(manual, Manual):
-                text = self.bank.embed(manual).to(self.device)  # [C, Dt], cached per manual version
-                B, C = len(batch), text.shape[0]
-                out = self.model(
-                    tokens, pooled, text.expand(B, -1, -1), torch.ones(B, C, dtype=torch.bool, device=self.device)
-                )
-                probs = torch.softmax(out.class_logits.float() / self.model.class_temperature, -1).cpu().numpy()
-                attn = out.attention.float().cpu().numpy() if out.attention is not None else None
-            else:
-                logit = self.model.image_only_defect_logit(pooled)
-                scores = torch.sigmoid(logit.float() / self.model.defect_temperature).cpu().numpy()
-            embedding = self.reference.projection(pooled.float().cpu().numpy()) if self.reference else None
-        ms = (time.perf_counter() - start) * 1000 / len(batch)
-        if not isinstance(manual, Manual):
-            th, flags = self._thresholds(product, image_only=True)
-            verdicts = [self._image_only(product, float(s), th, flags, ms) for s in scores]
-        else:
-            th, flags = self._thresholds(product, image_only=False)
-            verdicts = [
-                self._fused(manual, p, None if attn is None else attn[i], th, flags, ms) for i, p in enumerate(probs)
-            ]
+        manual = self.manual(product)
+        outputs = self.part_outputs(product, prepared, manual)
+        stats = image_statistics(to_float(torch.stack([p[STATS_VIEW] for p in prepared]))).numpy()
+        verdicts = self.decide(product, manual, outputs)
+        ms = (time.perf_counter() - start) * 1000 / len(prepared)
+        pooled = [o.pooled for o in outputs.get("classifier", [])]
+        embedding = self.reference.projection(np.stack(pooled)) if self.reference and pooled else None
         for i, (v, (w, h)) in enumerate(zip(verdicts, sizes, strict=True)):
             b, c, sh = map(float, stats[i])
+            v.latency_ms = ms
             v.signals = Signals(None if embedding is None else embedding[i], b, c, sh, w, h)
         return verdicts
 
-    def _fused(self, manual: Manual, p: np.ndarray, attn, th: Thresholds, flags: list[str], ms: float) -> Verdict:
-        score = float(1 - p[0])
-        band = th.verdict(score)
-        classes = manual.classes
-        top = int(np.argmax(p[1:]) + 1)  # the most likely defect type
-        grid = None
-        if attn is not None:
-            side = round(attn.shape[-1] ** 0.5)
-            cls = top if band != "accept" else 0
-            grid = attn[cls].reshape(side, side) if side * side == attn.shape[-1] else None
-        if band == "accept":
-            defect, conf = None, float(p[0])
-            reason = f"looks like a good part (defect score {score:.3f} <= {th.warn:.3f})"
-        else:
-            section = manual.defects[classes[top]]
-            defect, conf, reason = section.name, float(p[top]), f"{section.name}: {section.text}"
-        scores = dict(zip(classes, map(float, p), strict=True))
-        return Verdict(manual.product, band, defect, conf, score, reason, False, scores, flags, ms, grid)
+    # -- from part outputs to verdicts --------------------------------------------------------------------
+    def decide(self, product: str, manual: Manual | None, outputs: dict[str, list[PartOutput]]) -> list[Verdict]:
+        decision, flags = self.decision(product, manual)
+        parts = {k: s for k, s in decision.parts.items() if k in outputs}
+        if not parts:  # the deciding part is missing (e.g. a bank not built): the classifier alone, uncalibrated
+            decision, flags = self.card.fallback, [*flags, "uncalibrated: no deciding part for this product"]
+            parts = {k: s for k, s in decision.parts.items() if k in outputs}
+        n = len(next(iter(outputs.values())))
+        raw = {k: np.array([o.score for o in outputs[k]]) for k in parts}
+        score = combine(raw, parts)
+        th = decision.thresholds
+        p_defect = probability(score, decision.platt, th.reject, th.warn)
+        typer = outputs.get(decision.typing) or outputs.get("classifier") or []
+        classifier, anomaly = outputs.get("classifier"), outputs.get("anomaly")
+        map_ref = self._map_reference(product)
+        verdicts = []
+        for i in range(n):
+            types = typer[i].type_probs if typer else None
+            v = self._verdict(product, manual, float(score[i]), float(p_defect[i]), types, decision, flags)
+            if classifier:
+                v.classifier_score = classifier[i].score
+                v.attention = classifier[i].attention
+            if anomaly:
+                v.anomaly_score = anomaly[i].score
+                if map_ref:
+                    v.anomaly_map = anomaly[i].anomaly_map / map_ref
+            verdicts.append(v)
+        return verdicts
 
-    def _image_only(self, product: str, score: float, th: Thresholds, flags: list[str], ms: float) -> Verdict:
+    def _map_reference(self, product: str) -> float | None:
+        info = self.card.products.get(product)
+        return info.anomaly.map_reference if info is not None and info.anomaly is not None else None
+
+    def _verdict(
+        self,
+        product: str,
+        manual: Manual | None,
+        score: float,
+        p_defect: float,
+        types: np.ndarray | None,
+        decision: Decision,
+        flags: list[str],
+    ) -> Verdict:
+        th = decision.thresholds
         band = th.verdict(score)
-        reason = (
-            f"image-only (no usable manual for '{product}'): defect score {score:.3f}; "
-            f"reject above {th.reject:.3f}, review above {th.warn:.3f}"
-        )
-        conf = score if band != "accept" else 1 - score
-        return Verdict(product, band, None, conf, score, reason, True, {}, ["image-only", *flags], ms)
+        named = manual is not None and types is not None and len(types) == len(manual.defects) and len(types) > 0
+        class_scores: dict[str, float] = {"ok": round(1 - p_defect, 6)}
+        if named:
+            class_scores |= {d: round(p_defect * float(t), 6) for d, t in zip(manual.defects, types, strict=True)}
+        where = f"defect score {score:.2f}; review above {th.warn:.2f}, reject above {th.reject:.2f}"
+        if band == "accept":
+            defect, conf, reason = None, 1 - p_defect, f"looks like a good part ({where})"
+        elif named:
+            top = int(np.argmax(types))
+            section = list(manual.defects.values())[top]
+            defect, conf, reason = section.name, p_defect * float(types[top]), f"{section.name}: {section.text}"
+        else:
+            why = f"image-only (no usable manual for '{product}')" if manual is None else "defect type not named"
+            defect, conf, reason = None, p_defect, f"{why}: {where}"
+        return Verdict(
+            product, band, defect, conf, score, reason, manual is None, class_scores, flags,
+            warn_threshold=th.warn, reject_threshold=th.reject,
+        )  # fmt: skip
 
     def inspect_files(self, product: str, paths: list[Path], batch_size: int = 16) -> list[Verdict | Exception]:
         """Per file a Verdict, or the error that file raised (the others still get inspected)."""
         results: list[Verdict | Exception] = [None] * len(paths)  # type: ignore[list-item]
-        size = 2 * self.encoder.input_size
         for start in range(0, len(paths), batch_size):
             good, arrays = [], []
             for i in range(start, min(start + batch_size, len(paths))):
                 try:
-                    arrays.append(load_image(paths[i], max_pixels=self.max_pixels, draft_size=size))
+                    arrays.append(load_image(paths[i], max_pixels=self.max_pixels, draft_size=DRAFT_SIZE))
                     good.append(i)
                 except Exception as exc:  # noqa: BLE001 - reported per file, never stops the batch
                     results[i] = exc

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from inspector.dataset import BadRow, Sample
 from inspector.errors import ImageError
-from inspector.images import load_image
+from inspector.images import DRAFT_SIZE, load_image
 from models import ImageEncoder
 from models.transforms import augment, normalize, resize, to_float
 
@@ -30,7 +30,7 @@ class Features:
 
 def view_tensor(path: Path, encoder: ImageEncoder, view: int, max_pixels: int) -> torch.Tensor:
     """Decode, resize and (view > 0) augment one image deterministically -> [3, S, S] normalised."""
-    image = load_image(path, max_pixels=max_pixels, draft_size=2 * encoder.input_size)
+    image = load_image(path, max_pixels=max_pixels, draft_size=DRAFT_SIZE)
     x = to_float(resize(image, encoder.input_size))
     if view > 0:
         seed = int(hashlib.sha1(f"{path.name}|{view}".encode()).hexdigest()[:12], 16)

@@ -6,15 +6,17 @@ defect, plus error for an image that could not be inspected (its bytes are kept 
 
 from __future__ import annotations
 
+import io
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.engine import Engine, Signals, Verdict
-from inspector.manual import Manual
 from inspector.store import Inspection, ModelVersion
 from inspector.store.base import utcnow
 from inspector.store.files import ImageStore
@@ -43,10 +45,22 @@ class Capture:
     part_serial: str | None = None
 
 
-def signal_row(uuid: str, sig: Signals, attention=None) -> dict:
+def map_png(anomaly_map: np.ndarray | None) -> bytes | None:
+    """An anomaly map relative to its product's reference (1.0 = rejects on its own) as an 8-bit
+    grayscale PNG where 128 is that line: a few hundred bytes that any image viewer opens."""
+    if anomaly_map is None:
+        return None
+    grey = np.clip(np.nan_to_num(anomaly_map) * 128, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(grey, mode="L").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def signal_row(uuid: str, sig: Signals, attention=None, anomaly_map=None) -> dict:
     emb = None if sig.embedding is None else sig.embedding.astype("<f2").tobytes()
     return {
         "attention": None if attention is None else attention.astype("<f2").tobytes(),
+        "anomaly_map": map_png(anomaly_map),
         "inspection_uuid": uuid,
         "embedding": emb,
         "brightness": sig.brightness,
@@ -81,9 +95,8 @@ class Recorder:
         with self.sessions() as s:
             mv = s.scalar(select(ModelVersion).where(ModelVersion.name == name))
             if mv is None:
-                card = {k: v for k, v in self.engine.card.items() if k != "products"}
                 path = str(self.engine.model_dir.resolve())
-                mv = register_model(s, name, path, card, self.engine.card.get("metrics", {}))
+                mv = register_model(s, name, path, self.engine.card.summary(), self.engine.card.metrics)
             no_champion = s.scalar(select(ModelVersion.id).where(ModelVersion.status == "champion")) is None
             if mv.status != "champion" and (promote or no_champion):
                 promote_model(s, mv.id, self.actor)
@@ -91,8 +104,8 @@ class Recorder:
             return mv.id
 
     def _manual_id(self, s: Session, product: str) -> int | None:
-        manual = self.engine.manuals.get(product)
-        if not isinstance(manual, Manual):
+        manual = self.engine.manual(product)
+        if manual is None:
             ensure_product(s, product)
             return None
         key = f"{product}:{manual.sha256}"
@@ -131,13 +144,15 @@ class Recorder:
                     verdict=STORE_VERDICT[res.verdict],
                     defect_type=res.defect_type,
                     confidence=res.confidence,
-                    anomaly_score=res.defect_score,
+                    defect_score=res.defect_score,
+                    classifier_score=res.classifier_score,
+                    anomaly_score=res.anomaly_score,
                     class_scores=res.class_scores or None,
                     image_only=res.image_only,
                     latency_ms=res.latency_ms,
                 )
                 if res.signals is not None:
-                    signals[uid] = signal_row(uid, res.signals, res.attention)
+                    signals[uid] = signal_row(uid, res.signals, res.attention, res.anomaly_map)
             else:
                 row.update(verdict="error", error=f"{cap.source}: {res}"[:20_000])
             rows.append(row)

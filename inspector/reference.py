@@ -17,7 +17,7 @@ import numpy as np
 from inspector.dataset import Sample
 from inspector.errors import ImageError
 from inspector.features import FeatureCache
-from inspector.images import load_image
+from inspector.images import DRAFT_SIZE, load_image
 from models.drift import Projection, fit_projection, image_statistics
 from models.transforms import resize, to_float
 
@@ -54,7 +54,7 @@ def build_reference(
     stats, rows = [], []
     for i, s in enumerate(kept):
         try:
-            image = load_image(s.path, max_pixels=cache.max_pixels)
+            image = load_image(s.path, max_pixels=cache.max_pixels, draft_size=DRAFT_SIZE)
             stats.append([*stats_of(image, cache.encoder.input_size), image.shape[0] * image.shape[1]])
             rows.append(i)
         except ImageError:

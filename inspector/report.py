@@ -1,6 +1,14 @@
-"""Plain-text tables of metrics and verdicts for the terminal."""
+"""Plain-text tables of metrics and verdicts for the terminal, with the words a quality
+engineer needs to read them."""
 
 from __future__ import annotations
+
+LEGEND = (
+    "escape = defects not rejected at the threshold that promises the target false-reject rate (lower is "
+    "better);\nFRR = good parts rejected, measured, beside its target and the most it may be by chance "
+    "(95 % bound);\nAUROC = how well the defect score separates good from defective (1.0 = perfectly); "
+    "type-F1 = macro-F1 of the named defect type on defects."
+)
 
 
 def _fmt(v, pct: bool = False) -> str:
@@ -9,31 +17,75 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
 
 
-def metrics_table(metrics: dict[str, dict], title: str = "") -> str:
-    cols = ["product", "n", "accuracy", "macro-F1", "type-F1", "AUROC", "escape", "FRR/target", "ECE"]
-    rows = []
-    for product, m in sorted(metrics.items()):
-        frr = m.get("false_reject_rate")
-        rows.append(
-            [
-                product,
-                str(m["n"]),
-                _fmt(m["accuracy"]),
-                _fmt(m["macro_f1"]),
-                _fmt(m.get("defect_type_macro_f1")),
-                _fmt(m.get("auroc")),
-                _fmt(m.get("escape_rate"), True),
-                "-" if frr is None else f"{_fmt(frr, True)}/{_fmt(m['target_frr'], True)}",
-                _fmt(m["ece"]),
-            ]
-        )
+def _frr(m: dict) -> str:
+    frr = m.get("false_reject_rate")
+    if frr is None:
+        return "-"
+    bound = m.get("frr_bound")
+    tail = f" (<={_fmt(bound, True)})" if bound is not None else " (no promise)"
+    return f"{_fmt(frr, True)}/{_fmt(m['target_frr'], True)}{tail}"
+
+
+def _escape_auroc(m: dict | None) -> str:
+    return "-" if m is None else f"{_fmt(m.get('escape_rate'), True)} / {_fmt(m.get('auroc'))}"
+
+
+def _table(cols: list[str], rows: list[list[str]], title: str) -> str:
     widths = [max(len(r[i]) for r in [cols, *rows]) for i in range(len(cols))]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     body = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(([title] if title else []) + [line, "-" * len(line), *body])
 
 
+def metrics_table(metrics: dict[str, dict], title: str = "", legend: bool = False) -> str:
+    """The station's decision per product, then each part alone where there are several."""
+    cols = ["product", "good/defect", "decided by", "escape", "FRR/target", "AUROC", "type-F1", "pixel AUROC"]
+    rows = [
+        [
+            product,
+            f"{m['n'] - m.get('n_defect', 0)}/{m.get('n_defect', 0)}",
+            m.get("parts", "-") or "-",
+            _fmt(m.get("escape_rate"), True),
+            _frr(m),
+            _fmt(m.get("auroc")),
+            _fmt(m.get("defect_type_macro_f1")),
+            _fmt(m.get("pixel_auroc")),
+        ]
+        for product, m in sorted(metrics.items())
+    ]
+    out = [_table(cols, rows, title)]
+    parts = [(p, m["methods"]) for p, m in sorted(metrics.items()) if len(m.get("methods", {})) > 1]
+    if parts:
+        cols = ["product"] + [f"{k}: escape / AUROC" for k in ("classifier", "anomaly", "combined")]
+        rows = [[p] + [_escape_auroc(ms.get(k)) for k in ("classifier", "anomaly", "combined")] for p, ms in parts]
+        out.append(_table(cols, rows, "each part alone (calibrated the same way):"))
+    notes = warnings(metrics)
+    if notes:
+        out.append("\n".join(notes))
+    if legend:
+        out.append(LEGEND)
+    return "\n\n".join(out)
+
+
+def warnings(metrics: dict[str, dict]) -> list[str]:
+    """Plain words where a product breaks its promise or lets many defects through."""
+    out = []
+    for product, m in sorted(metrics.items()):
+        frr, bound, esc = m.get("false_reject_rate"), m.get("frr_bound"), m.get("escape_rate")
+        if frr is not None and bound is not None and frr > bound:
+            out.append(
+                f"! {product}: {frr:.1%} of good parts were rejected, above what the {m['target_frr']:.0%} promise "
+                f"allows by chance ({bound:.1%}): the promise did not hold on these parts"
+            )
+        elif frr is not None and m.get("guaranteed") is False:
+            out.append(f"! {product}: too few good parts to calibrate on: no false-reject promise is made")
+        if esc is not None and esc > 0.5:
+            out.append(f"! {product}: {esc:.0%} of defects pass at the promised false-reject rate")
+    return out
+
+
 def verdict_line(name: str, v) -> str:
     what = v.defect_type or ("defect" if v.verdict != "accept" else "ok")
     flags = f"  [{', '.join(v.flags)}]" if v.flags else ""
-    return f"{v.verdict.upper():6}  {what:16} conf {v.confidence:.2f}  score {v.defect_score:.3f}  {name}{flags}"
+    score = f"score {v.defect_score:.2f} (review > {v.warn_threshold:.2f}, reject > {v.reject_threshold:.2f})"
+    return f"{v.verdict.upper():6}  {what:16} {v.confidence:4.0%} sure  {score}  {name}{flags}"

@@ -52,12 +52,13 @@ from inspector.store.retraining import (
     start_run,
 )
 from inspector.store.scheduling import acquire_lease, release_lease
+from models.card import ModelCard
 from models.metrics import balanced_accuracy, paired_difference
 
 log = logging.getLogger(__name__)
 LEASE = "retrain"
 VAL_SHARE = 0.15  # of reviewed images, beside the held-out share
-FIELDS = ["image", "product", "label", "defect_type", "split", "mask", "source"]
+FIELDS = ["image", "product", "label", "defect_type", "split", "mask", "source", "group"]
 
 
 def holder_id() -> str:
@@ -75,7 +76,7 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
     counts = {"original": len(original.samples), "reviewed": 0, "recent": 0, "golden_reviewed": 0, "skipped": {}}
     by_product: dict[str, list[dict]] = {p: [] for p in original.products()}
     for s in original.samples:
-        by_product[s.product].append(_row(s.path, s.product, s.defect_type, s.split, "original"))
+        by_product[s.product].append(_row(s.path, s.product, s.defect_type, s.split, "original", s.group))
     for r in latest_reviews(session):
         product = r["product_id"]
         defect = "ok" if r["review_label"] == "ok" else (r["review_defect_type"] or r["defect_type"])
@@ -116,10 +117,10 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
     return counts
 
 
-def _row(path: Path, product: str, defect: str, split: str, source: str) -> dict:
+def _row(path: Path, product: str, defect: str, split: str, source: str, group: str = "") -> dict:
     label = "ok" if defect == "ok" else "defect"
     return {"image": str(Path(path).resolve()), "product": product, "label": label, "defect_type": defect,
-            "split": split, "mask": "", "source": source}  # fmt: skip
+            "split": split, "mask": "", "source": source, "group": group}  # fmt: skip
 
 
 def decision_outcomes(engine: Engine, samples: list[Sample]) -> dict[str, dict[str, np.ndarray]]:
@@ -190,14 +191,19 @@ def decide(comparison: dict, tolerance: float, min_gain: float) -> tuple[bool, s
     return True, f"better on recent reviewed data, {gain}, and measurably worse on no golden set"
 
 
-def _settings_like(settings: Settings, card: dict) -> Settings:
+def _settings_like(settings: Settings, card: ModelCard) -> Settings:
     """The champion's model and training configuration, so only the data changes."""
     s = settings.model_copy(deep=True)
-    s.model.backbone = card["backbone"]
-    s.model.fusion = card["fusion_config"]["fusion"]
-    s.model.hidden_dim = card["fusion_config"]["hidden_dim"]
-    s.model.text_source = card.get("text_source", "manual")
-    s.train.mode = card.get("mode", "frozen")
+    s.model.text_source = card.text_source
+    s.model.classifier = card.classifier is not None
+    if card.classifier is not None:
+        s.model.backbone = card.classifier.backbone
+        s.model.input_size = card.classifier.input_size
+        s.model.fusion = card.classifier.fusion.fusion
+        s.model.hidden_dim = card.classifier.fusion.hidden_dim
+        s.train.mode = card.classifier.mode
+    s.anomaly.enabled = bool(card.anomaly_backbones)
+    s.anomaly.views = {p: info.anomaly.view.label for p, info in card.products.items() if info.anomaly}
     return s
 
 
@@ -245,7 +251,7 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
         raise InspectorError("no champion model to retrain: run the station (or `inspector models promote`) first")
     champ_dir = Path(champ["artifact_path"])
     champ_engine = Engine(champ_dir, settings.model.device, settings.max_image_pixels, settings.cache_dir)
-    roots = settings.retrain.data or [Path(r) for r in champ_engine.card["data"].get("roots", [])]
+    roots = settings.retrain.data or [Path(r) for r in champ_engine.card.data.get("roots", [])]
     if not roots:
         raise DataError("the champion's card names no training data: set retrain.data (INSPECTOR_RETRAIN__DATA)")
     run_dir = settings.home / "retrain" / f"run-{run_id}"
@@ -293,8 +299,8 @@ def _source_is(sample: Sample, source: str) -> bool:
     return sample.source.startswith(f"{source}:")
 
 
-def _card_summary(card: dict) -> dict:
-    return {k: v for k, v in card.items() if k != "products"}
+def _card_summary(card: ModelCard) -> dict:
+    return card.summary()
 
 
 def due_trigger(settings: Settings, sessions: sessionmaker[Session]) -> str | None:

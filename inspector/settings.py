@@ -20,6 +20,8 @@ class ModelSettings(BaseModel):
     fusion: str = "cross_attention"
     hidden_dim: int = Field(256, ge=8)
     text_source: Literal["manual", "ids"] = "manual"  # "ids" ablates the manual (image-only baseline)
+    input_size: int | None = Field(None, ge=32)  # classifier input side; None = the backbone's own (224)
+    classifier: bool = True  # train the classifier (it needs defect images in train)
     device: str = "auto"  # auto = cuda when available, else cpu
 
 
@@ -38,6 +40,25 @@ class TrainSettings(BaseModel):
 class VerdictSettings(BaseModel):
     target_frr: float = Field(0.01, gt=0, lt=1)  # promised false-reject rate on good parts
     warn_frr: float = Field(0.05, gt=0, lt=1)  # good parts allowed into the operator-review band
+    calibration_share: float = Field(0.3, gt=0, lt=1)  # good train parts held out to set thresholds (at least)
+
+
+class AnomalySettings(BaseModel):
+    """The anomaly branch: per product, a memory bank of good patches (docs/architecture.md)."""
+
+    enabled: bool = True
+    # candidate inputs, "<patch extractor>@<view>": view "auto" (from the product's image sizes),
+    # "fit448" (a 448 px square) or "scale1.0" (aspect kept, pixels x1.0, longest side at most 1024);
+    # with several, each product takes the one that lets fewest val defects through at the target FRR
+    candidates: list[str] = ["efficientnet_lite0@auto"]
+    views: dict[
+        str, str
+    ] = {}  # per-product override of the candidates, e.g. {"magnetic-tile": "efficientnet_lite0@scale1.0"}
+    bank_size: int = Field(6000, ge=16)  # coreset patches per product at most (inference cost grows with it)
+    coreset_ratio: float = Field(0.1, gt=0, le=1)  # ... and at most this share of the sampled patches
+    pool_size: int = Field(60_000, ge=100)  # patches sampled from the good images before the coreset
+    min_good: int = Field(5, ge=2)  # good images a product needs for a bank (calibration parts excluded)
+    type_head: bool = True  # name defects from the anomalous region (needs defect images in train)
 
 
 class DriftSettings(BaseModel):
@@ -125,6 +146,7 @@ class Settings(BaseSettings):
     database_url_override: str | None = Field(None, validation_alias="INSPECTOR_DATABASE_URL")
     max_image_pixels: int = Field(40_000_000, ge=64)
     model: ModelSettings = ModelSettings()
+    anomaly: AnomalySettings = AnomalySettings()
     train: TrainSettings = TrainSettings()
     verdict: VerdictSettings = VerdictSettings()
     service: ServiceSettings = ServiceSettings()

@@ -1,10 +1,17 @@
-"""Train, calibrate and evaluate the classifier on a dataset: the engine behind
-``inspector train`` and ``inspector eval``. The ML itself lives in ``models``; this module
-feeds it files, manuals and caches, and writes the checkpoint with its model card."""
+"""Train, choose, calibrate and evaluate a model on a dataset: the engine behind ``inspector
+train`` and ``inspector eval``. The ML itself lives in ``models``; this module feeds it files,
+manuals and caches, and writes the checkpoint with its model card.
+
+The splits keep their roles apart: train teaches the parts; val picks the epoch, the
+temperatures, each product's anomaly view, deciding parts and scales; the calibration split
+(good train parts held out, ``dataset.CALIBRATION``) sets the verdict thresholds and nothing
+else; test is only reported.
+"""
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,27 +21,31 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from inspector.anomaly_fit import fit_anomaly, fit_type_heads
 from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
-from inspector.dataset import Dataset, Sample, load_dataset
+from inspector.dataset import CALIBRATION, Dataset, Sample, load_dataset
+from inspector.decisions import fallback_decision, fit_decision, map_reference
 from inspector.errors import DataError
+from inspector.evaluation import decision_metrics, pixel_auroc
 from inspector.features import FeatureCache, Features, view_tensor
 from inspector.manual import Manual
+from inspector.outputs import SplitOutputs, collect
+from inspector.parts import Part
+from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
-from inspector.settings import Settings
+from inspector.settings import Settings, VerdictSettings
 from inspector.text_bank import TextBank
 from models import (
     CrossModalClassifier,
     FineTuneModel,
     FusionConfig,
-    Thresholds,
-    calibrate_thresholds,
+    ImageEncoder,
     create_image_encoder,
     create_text_encoder,
-    defect_score,
     fit_temperature,
-    product_metrics,
     save_checkpoint,
 )
+from models.card import ClassifierSpec, Decision, ModelCard, ProductCard
 from models.training.loop import TrainConfig, predict, train
 
 
@@ -88,9 +99,12 @@ class Prepared:
     manuals: list[Manual]
     device: torch.device
     cache: FeatureCache
+    text: TextBank
     bank: torch.Tensor  # [P, Cmax, Dt]
     bank_mask: torch.Tensor  # [P, Cmax]
+    calibration: dict[str, int] = field(default_factory=dict)  # good parts held out per product
     _memo: dict = field(default_factory=dict)  # feature sets already read: benchmarks train many models
+    patch_memo: dict | None = None  # patch features kept across models (benchmarks set it to {})
 
     def index(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         pos = {m.product: i for i, m in enumerate(self.manuals)}
@@ -130,13 +144,15 @@ class Prepared:
 def prepare(
     settings: Settings, roots: list[Path], products: list[str] | None = None, finetune: bool = False
 ) -> Prepared:
+    """Load the data, hold out the calibration parts, and set up encoders and caches."""
     ds = load_dataset(roots, products)
     ds.check_bad_share(settings.train.max_bad_share)
+    calibration = ds.hold_out_calibration(settings.verdict.target_frr, settings.verdict.calibration_share)
     device = resolve_device(settings.model.device)
-    encoder = create_image_encoder(settings.model.backbone)
+    encoder = create_image_encoder(settings.model.backbone, input_size=settings.model.input_size)
     text_encoder = create_text_encoder(settings.model.text_encoder) if settings.model.text_source == "manual" else None
     dim = text_encoder.dim if text_encoder else 384
-    bank = TextBank(
+    text = TextBank(
         settings.model.text_encoder,
         (lambda: text_encoder) if text_encoder is not None else None,
         dim,
@@ -144,9 +160,9 @@ def prepare(
         settings.model.text_source,
     )
     manuals = [ds.manuals[p] for p in ds.products()]
-    bank_t, mask_t = bank.padded(manuals)
+    bank_t, mask_t = text.padded(manuals)
     cache = FeatureCache(encoder, None if finetune else settings.cache_dir, device, settings.max_image_pixels)
-    return Prepared(ds, manuals, device, cache, bank_t.to(device), mask_t.to(device))
+    return Prepared(ds, manuals, device, cache, text, bank_t.to(device), mask_t.to(device), calibration)
 
 
 def limit_per_class(samples: list[Sample], k: int, seed: int) -> list[Sample]:
@@ -162,78 +178,6 @@ def limit_per_class(samples: list[Sample], k: int, seed: int) -> list[Sample]:
     return out
 
 
-def _scores(model: CrossModalClassifier, pred: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> calibrated class probs [M, C], fused defect score [M], image-only defect score [M]."""
-    probs = torch.softmax(pred["class_logits"] / model.class_temperature.cpu(), dim=-1)
-    fused = defect_score(pred["class_logits"], model.class_temperature.cpu())
-    image_only = torch.sigmoid(pred["defect_logit"] / model.defect_temperature.cpu())
-    return probs, fused, image_only
-
-
-# Without good parts there is no false-reject rate to hold: reject on the calibrated
-# probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so in the card.
-UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaranteed=False).to_dict()
-
-
-def calibrate(model: CrossModalClassifier, pred: dict, manuals: list[Manual], settings: Settings) -> dict:
-    """Fit temperatures and per-product verdict thresholds on val predictions -> card section."""
-    model.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
-    model.defect_temperature.fill_(fit_temperature(pred["defect_logit"], (pred["target"] != 0).float(), binary=True))
-    _, fused, image_only = _scores(model, pred)
-    v = settings.verdict
-    good = (pred["target"] == 0).numpy()
-    out = {
-        "class_temperature": float(model.class_temperature),
-        "defect_temperature": float(model.defect_temperature),
-        "fallback": UNCALIBRATED,
-        "image_only_fallback": UNCALIBRATED,
-        "products": {},
-    }
-    for p, m in enumerate(manuals):
-        rows = (pred["product"] == p).numpy() & good
-        if rows.sum() == 0:
-            out["products"][m.product] = {
-                "thresholds": UNCALIBRATED,
-                "image_only": UNCALIBRATED,
-                "calibrated_on": "no good parts in val: P(defect) > 0.5 rejects",
-            }
-            continue
-        out["products"][m.product] = {
-            "thresholds": calibrate_thresholds(fused.numpy()[rows], v.target_frr, v.warn_frr).to_dict(),
-            "image_only": calibrate_thresholds(image_only.numpy()[rows], v.target_frr, v.warn_frr).to_dict(),
-            "calibrated_on": f"{int(rows.sum())} good parts of val",
-        }
-    return out
-
-
-def evaluate(model: CrossModalClassifier, pred: dict, manuals: list[Manual], calibration: dict) -> dict:
-    """Per-product metrics of calibrated predictions."""
-    probs, fused, image_only = _scores(model, pred)
-    out = {}
-    for p, m in enumerate(manuals):
-        rows = (pred["product"] == p).numpy()
-        if not rows.any():
-            continue
-        th = calibration["products"][m.product]["thresholds"]
-        C = len(m.classes)
-        metrics = product_metrics(
-            m.classes,
-            pred["target"].numpy()[rows],
-            probs[rows, :C].numpy(),
-            fused.numpy()[rows],
-            th["reject"],
-            th["warn"],
-            th["target_frr"],
-        )
-        truth = pred["target"].numpy()[rows] != 0
-        if truth.any() and (~truth).any():
-            from sklearn.metrics import roc_auc_score
-
-            metrics["image_only_auroc"] = float(roc_auc_score(truth, image_only.numpy()[rows]))
-        out[m.product] = metrics
-    return out
-
-
 def _counts(samples: list[Sample]) -> dict:
     c = Counter((s.split, s.product, s.defect_type) for s in samples)
     out: dict = {}
@@ -242,24 +186,22 @@ def _counts(samples: list[Sample]) -> dict:
     return out
 
 
-def train_model(
-    settings: Settings,
-    roots: list[Path],
-    out_dir: Path | None,
-    products: list[str] | None = None,
-    shots: int | None = None,
-    progress: bool = True,
-    prepared: Prepared | None = None,
-) -> dict:
-    """Train on train, stop early and calibrate on val, report on test; save if ``out_dir``. -> card."""
+@dataclass
+class TrainedClassifier:
+    model: CrossModalClassifier
+    encoder: ImageEncoder
+    spec: ClassifierSpec
+    record: dict  # training configuration and history, for the card
+    finetuned: bool
+
+
+def train_classifier(
+    settings: Settings, prep: Prepared, train_samples: list[Sample], progress: bool
+) -> TrainedClassifier:
+    """Train on ``train_samples``, stop early and fit temperatures on val (the calibration split
+    is not touched: it sets the verdict thresholds once every choice is made)."""
     t = settings.train
     finetune = t.mode == "finetune"
-    prep = prepared or prepare(settings, roots, products, finetune)
-    train_samples = prep.ds.split("train")
-    if shots:
-        train_samples = limit_per_class(train_samples, shots, t.seed)
-    if not train_samples:
-        raise DataError("no train-split images: every product needs labelled train images")
     cfg = FusionConfig(
         fusion=settings.model.fusion,
         image_dim=prep.cache.encoder.dim,
@@ -278,8 +220,8 @@ def train_model(
         device=str(prep.device),
         progress=progress,
     )
+    encoder = prep.cache.encoder
     if finetune:
-        encoder = prep.cache.encoder
         encoder.freeze(t.trainable_stages)
         model = FineTuneModel(encoder, classifier)
         p_tr, y_tr = prep.index(train_samples)
@@ -296,72 +238,167 @@ def train_model(
     prep.ds.check_bad_share(settings.train.max_bad_share)
     keys = [(s.product, s.defect_type) for s in train_samples]
     history = train(model, prep.step(model), train_set, val_set if len(val_set) else None, keys, loop_cfg)
-
-    step = prep.step(model)
     model.eval()
-    val_pred = predict(model, step, DataLoader(val_set, batch_size=128, num_workers=loop_cfg.num_workers), prep.device)
-    classifier.cpu()
-    calibration = calibrate(classifier, val_pred, prep.manuals, settings)
-    classifier.to(prep.device)
-    if finetune:
-        p_te, y_te = prep.index(prep.ds.split("test"))
-        test_set = ImageSet(prep.ds.split("test"), prep.cache.encoder, p_te, y_te, settings.max_image_pixels, False)
-    else:
-        test_set, _ = prep.features(prep.ds.split("test"), 1, progress)
-    metrics: dict = {}
-    if len(test_set):
-        test_loader = DataLoader(test_set, batch_size=128, num_workers=loop_cfg.num_workers)
-        test_pred = predict(model, step, test_loader, prep.device)
-        metrics["test"] = evaluate(classifier, test_pred, prep.manuals, calibration)
-    metrics["val"] = evaluate(classifier, val_pred, prep.manuals, calibration)
-    enc = prep.cache.encoder
-    card = {
-        "format": 1,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "backbone": enc.name,
-        "input_size": enc.input_size,
-        "text_encoder": settings.model.text_encoder,
-        "text_source": settings.model.text_source,
-        "mode": t.mode,
-        "trainable_stages": t.trainable_stages if finetune else 0,
-        "products": {
-            m.product: {
-                "name": m.name,
-                "classes": m.classes,
-                "manual_sha256": m.sha256,
-                "manual_version": m.version,
-                "manual": m.text,
-                **calibration["products"][m.product],
-            }
-            for m in prep.manuals
-        },
-        "calibration": {k: v for k, v in calibration.items() if k != "products"},
-        "verdict": settings.verdict.model_dump(),
-        "data": {
-            "fingerprint": prep.ds.fingerprint(),
+    if len(val_set):
+        loader = DataLoader(val_set, batch_size=128, num_workers=loop_cfg.num_workers)
+        pred = predict(model, prep.step(model), loader, prep.device)
+        classifier.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
+        defective = (pred["target"] != 0).float()
+        classifier.defect_temperature.fill_(fit_temperature(pred["defect_logit"], defective, binary=True))
+    spec = ClassifierSpec(
+        backbone=encoder.name,
+        input_size=encoder.input_size,
+        mode=t.mode,
+        trainable_stages=t.trainable_stages if finetune else 0,
+        fusion=cfg,
+        class_temperature=float(classifier.class_temperature),
+        defect_temperature=float(classifier.defect_temperature),
+    )
+    record = {
+        **loop_cfg.to_dict(),
+        **{k: v for k, v in history.items() if k != "history"},
+        "epochs_run": len(history["history"]),
+        "train_used": len(train_samples),
+    }
+    return TrainedClassifier(classifier.eval(), encoder.eval(), spec, record, finetune)
+
+
+def _with_train(ds: Dataset, train_samples: list[Sample]) -> Dataset:
+    """``ds`` with its train split replaced (the few-shot setting)."""
+    return Dataset(ds.manuals, train_samples + [s for s in ds.samples if s.split != "train"], ds.bad)
+
+
+def product_report(
+    out: SplitOutputs, decision: Decision, image_only: Decision, val: SplitOutputs | None,
+    calib: SplitOutputs | None, verdict: VerdictSettings,
+) -> dict:  # fmt: skip
+    """The product's metrics on one split: the station's decision, image-only, and each part alone."""
+    m = decision_metrics(out, decision)
+    m["image_only"] = decision_metrics(out, image_only, image_only=True)
+    methods = {}
+    for name, parts in (
+        ("classifier", ["classifier"]),
+        ("anomaly", ["anomaly"]),
+        ("combined", ["anomaly", "classifier"]),
+    ):
+        if all(p in out.scores for p in parts) and (name != "combined" or len(out.scores) > 1):
+            d = fit_decision(val, calib, False, verdict.target_frr, verdict.warn_frr, parts=parts)
+            methods[name] = decision_metrics(out, d)
+    m["methods"] = methods
+    px = pixel_auroc(out)
+    if px is not None:
+        m["pixel_auroc"] = px
+    return m
+
+
+def train_model(
+    settings: Settings,
+    roots: list[Path],
+    out_dir: Path | None,
+    products: list[str] | None = None,
+    shots: int | None = None,
+    progress: bool = True,
+    prepared: Prepared | None = None,
+) -> ModelCard:
+    """Train the parts on train, choose on val, calibrate on the calibration split, report on
+    test; save to ``out_dir`` when given. -> the model card."""
+    started = time.perf_counter()
+    t = settings.train
+    prep = prepared or prepare(settings, roots, products, t.mode == "finetune")
+    ds, device, v = prep.ds, prep.device, settings.verdict
+    train_samples = ds.split("train")
+    if shots:
+        train_samples = limit_per_class(train_samples, shots, t.seed)
+    if not train_samples:
+        raise DataError("no train-split images: every product needs labelled train images")
+    parts: dict[str, Part] = {}
+    trained = None
+    if settings.model.classifier and any(s.is_defect for s in train_samples):
+        trained = train_classifier(settings, prep, train_samples, progress)
+        parts["classifier"] = ClassifierPart(trained.model.to(device), trained.encoder, prep.text, device)
+    anomaly = None
+    if settings.anomaly.enabled:
+        data = _with_train(ds, train_samples)
+        anomaly = fit_anomaly(
+            settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
+        )
+        if anomaly is not None and settings.anomaly.type_head:
+            fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
+        if anomaly is not None:
+            parts["anomaly"] = anomaly.part(prep.text, device)
+    if not parts:
+        raise DataError(
+            "nothing to learn from: no defect images in train for the classifier and no product with "
+            f"{settings.anomaly.min_good} good train images for a memory bank"
+        )
+    outputs: dict[str, dict[str, SplitOutputs | None]] = {}
+    for split in ("val", CALIBRATION, "test"):
+        outputs[split] = {}
+        for m in prep.manuals:
+            samples = [s for s in ds.split(split) if s.product == m.product]
+            out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
+            outputs[split][m.product] = out if len(out.target) else None
+    products_card, metrics = {}, {"val": {}, "test": {}}
+    for m in prep.manuals:
+        val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
+        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr)
+        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr)
+        spec = anomaly.specs.get(m.product) if anomaly else None
+        if spec is not None:
+            spec = spec.model_copy(update={"map_reference": map_reference(cal, v.target_frr)})
+        products_card[m.product] = ProductCard(
+            name=m.name,
+            classes=m.classes,
+            manual_sha256=m.sha256,
+            manual_version=m.version,
+            manual=m.text,
+            decision=decision,
+            image_only=image_only,
+            anomaly=spec,
+        )
+        for split in ("val", "test"):
+            if outputs[split][m.product] is not None:
+                metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
+    card = ModelCard(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        text_encoder=settings.model.text_encoder,
+        text_source=settings.model.text_source,
+        classifier=trained.spec if trained else None,
+        anomaly_backbones=sorted(anomaly.extractors) if anomaly else [],
+        type_heads=sorted(anomaly.heads) if anomaly else [],
+        products=products_card,
+        fallback=fallback_decision(),
+        verdict=v.model_dump(),
+        data={
+            "fingerprint": ds.fingerprint(),
             "roots": [str(Path(r).resolve()) for r in roots],  # retraining starts from the same data
-            "counts": _counts(prep.ds.samples),
+            "counts": _counts(ds.samples),
+            "calibration_parts": prep.calibration,
             "train_used": len(train_samples),
             "shots": shots,
-            "bad_rows": [str(b) for b in prep.ds.bad[:50]],
-            "bad_count": len(prep.ds.bad),
+            "bad_rows": [str(b) for b in ds.bad[:50]],
+            "bad_count": len(ds.bad),
         },
-        "train": {
-            **loop_cfg.to_dict(),
-            **{k: v for k, v in history.items() if k != "history"},
-            "epochs_run": len(history["history"]),
-        },
-        "metrics": metrics,
-    }
+        train={**(trained.record if trained else {}), "seconds": round(time.perf_counter() - started, 1)},
+        metrics=metrics,
+    )
     if out_dir is not None:
-        extra = {f"encoder.{k}": v for k, v in enc.state_dict().items()} if finetune else None
+        extra = None
+        if trained is not None and trained.finetuned:
+            extra = {f"encoder.{k}": v for k, v in trained.encoder.state_dict().items()}
         kept = keep_recorded_model(settings, out_dir)
         if kept and progress:
             print(f"the model that was in {out_dir} is recorded in the store: moved to {kept}")
-        save_checkpoint(out_dir, classifier.cpu(), card, extra)
-        ref = build_reference(prep.cache, prep.ds.split("train") + prep.ds.split("val"), seed=t.seed)
-        if ref is not None:
-            save_reference(out_dir, ref)
+        # good parts of every split but test: the reference says what production should look like
+        ref = build_reference(prep.cache, [x for x in ds.samples if x.split != "test"], seed=t.seed)
+        save_checkpoint(
+            out_dir,
+            card,
+            trained.model.cpu() if trained else None,
+            extra,
+            anomaly.tensors() if anomaly else None,
+            write_more=(lambda folder: save_reference(folder, ref)) if ref is not None else None,
+        )
     return card
 
 
@@ -373,27 +410,32 @@ def evaluate_checkpoint(
     products: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Metrics of a saved model on one split of the data, using the thresholds in its card."""
+    """Metrics of a saved model on one split of the data, with the decisions in its card (products
+    the model was not built for are judged as the station would: uncalibrated)."""
     device = resolve_device(settings.model.device)
     loaded = load_model(Path(model_dir), device, settings.cache_dir)
-    model, card = loaded.model, loaded.card
     ds = load_dataset(roots, products)
-    manuals = [ds.manuals[p] for p in ds.products()]
-    bank_t, mask_t = loaded.bank.padded(manuals)
-    cache_dir = None if loaded.finetuned else settings.cache_dir
-    cache = FeatureCache(loaded.encoder, cache_dir, device, settings.max_image_pixels)
-    prep = Prepared(ds, manuals, device, cache, bank_t.to(device), mask_t.to(device))
-    fs, _ = prep.features(ds.split(split), 1, progress)
-    if not len(fs):
+    out: dict = {}
+    for product in ds.products():
+        manual = ds.manuals[product]
+        samples = [s for s in ds.split(split) if s.product == product]
+        if not samples:
+            continue
+        o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
+        info = loaded.card.products.get(product)
+        decision = info.decision if info else loaded.card.fallback
+        image_only = info.image_only if info else loaded.card.fallback
+        out[product] = decision_metrics(o, decision)
+        out[product]["image_only"] = decision_metrics(o, image_only, image_only=True)
+        px = pixel_auroc(o)
+        if px is not None:
+            out[product]["pixel_auroc"] = px
+    if not out:
         raise DataError(f"no usable '{split}' images in {', '.join(map(str, roots))}")
-    pred = predict(model, prep.step(model), DataLoader(fs, batch_size=128), device)
-    model.cpu()
-    fallback = {"thresholds": card["calibration"]["fallback"], "image_only": card["calibration"]["image_only_fallback"]}
-    calibration = {"products": {m.product: card["products"].get(m.product, fallback) for m in manuals}}
     return {
         "model": str(model_dir),
         "split": split,
         "data": [str(r) for r in roots],
         "bad_rows": [str(b) for b in ds.bad],
-        "metrics": evaluate(model, pred, manuals, calibration),
+        "metrics": out,
     }

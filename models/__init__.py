@@ -4,6 +4,7 @@ No database, no files beyond checkpoints, nothing from ``inspector`` or ``dashbo
 """
 
 from models.calibration import Thresholds, calibrate_thresholds, defect_score, fit_temperature
+from models.card import CardError, ModelCard, load_card
 from models.classifier import CrossModalClassifier, FineTuneModel
 from models.encoders import (
     IMAGE_ENCODERS,
@@ -14,19 +15,22 @@ from models.encoders import (
     create_image_encoder,
     create_text_encoder,
 )
-from models.export import load_checkpoint, save_checkpoint
+from models.export import load_anomaly, load_classifier, read_card, save_checkpoint
 from models.fusion import create_fusion, list_fusions
 from models.metrics import product_metrics
-from models.types import ClassifierOutput, FusionConfig, ProductTexts
+from models.types import ClassifierOutput, FusionConfig, PartOutput, ProductTexts
 
 __all__ = [
     "IMAGE_ENCODERS",
     "TEXT_ENCODERS",
+    "CardError",
     "ClassifierOutput",
     "CrossModalClassifier",
     "FineTuneModel",
     "FusionConfig",
     "ImageEncoder",
+    "ModelCard",
+    "PartOutput",
     "ProductTexts",
     "TextEncoder",
     "Thresholds",
@@ -38,7 +42,10 @@ __all__ = [
     "defect_score",
     "fit_temperature",
     "list_fusions",
-    "load_checkpoint",
+    "load_anomaly",
+    "load_card",
+    "load_classifier",
     "product_metrics",
+    "read_card",
     "save_checkpoint",
 ]

@@ -82,3 +82,20 @@ def calibrate_thresholds(good_scores: np.ndarray, target_frr: float = 0.01, warn
     reject, guaranteed = conformal_quantile(good_scores, target_frr)
     warn, _ = conformal_quantile(good_scores, max(warn_frr, target_frr))
     return Thresholds(min(warn, reject), reject, target_frr, len(good_scores), guaranteed)
+
+
+def frr_bound(n_calibration: int, n_test: int, alpha: float, level: float = 0.95) -> float | None:
+    """The false-reject rate that ``n_test`` new good parts stay under with probability ``level``
+    when the threshold is the conformal quantile of ``n_calibration`` good scores.
+
+    The conformal threshold's true FRR is Beta(n + 1 - k, k) with k = ceil((n + 1)(1 - alpha));
+    the count of rejects among n_test good parts is then Beta-Binomial. A measured FRR above
+    this bound says the promise broke (or the parts changed), not bad luck. None when n is too
+    small for any promise.
+    """
+    from scipy.stats import betabinom
+
+    k = math.ceil((n_calibration + 1) * (1 - alpha))
+    if k > n_calibration or n_test <= 0:
+        return None
+    return float(betabinom.ppf(level, n_test, n_calibration + 1 - k, k)) / n_test

@@ -1,19 +1,27 @@
-"""Checkpoint = safetensors weights + a JSON model card, rebuilt from the card alone."""
+"""Checkpoint = a typed model card + safetensors per part, rebuilt from the card alone.
+
+    card.json            ModelCard (models/card.py)
+    model.safetensors    the classifier (and, fine-tuned, its image encoder as ``extra.encoder.*``)
+    anomaly.safetensors  memory banks ``bank/<backbone>/<product>`` and type heads ``head/<backbone>/<param>``
+
+A folder is written beside the target and swapped in whole: a reader never sees half a model.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from models.card import ClassifierSpec, ModelCard, load_card
 from models.classifier import CrossModalClassifier
-from models.types import FusionConfig
 
-WEIGHTS, CARD = "model.safetensors", "card.json"
+WEIGHTS, ANOMALY, CARD = "model.safetensors", "anomaly.safetensors", "card.json"
 
 
 def library_versions() -> dict[str, str]:
@@ -28,38 +36,74 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def save_checkpoint(directory: Path, model: CrossModalClassifier, card: dict, extra: dict | None = None) -> Path:
-    """Write weights and card into ``directory`` atomically (a half-written model is never loadable)."""
+def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    directory: Path,
+    card: ModelCard,
+    classifier: CrossModalClassifier | None = None,
+    extra: dict[str, torch.Tensor] | None = None,
+    anomaly: dict[str, torch.Tensor] | None = None,
+    write_more: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write the card and weights into ``directory`` atomically; ``write_more(folder)`` adds
+    files (the drift reference) to the folder before it is swapped in."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
-    save_file(tensors, tmp / WEIGHTS)
-    card = {**card, "fusion_config": model.cfg.to_dict(), "versions": library_versions()}
-    (tmp / CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if classifier is not None:
+            tensors = _cpu(classifier.state_dict())
+            tensors.update({f"extra.{k}": v for k, v in _cpu(extra or {}).items()})
+            save_file(tensors, tmp / WEIGHTS)
+        if anomaly:
+            save_file(_cpu(anomaly), tmp / ANOMALY)
+        card = card.model_copy(update={"versions": library_versions()})
+        (tmp / CARD).write_text(card.to_json())
+        if write_more is not None:
+            write_more(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if directory.exists():
         old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
         os.replace(tmp, directory)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
+        shutil.rmtree(old)
     else:
         os.replace(tmp, directory)
     return directory
 
 
-def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[CrossModalClassifier, dict, dict]:
-    """-> (classifier in eval mode, card, extra tensors)."""
+def read_card(directory: Path) -> ModelCard:
     directory = Path(directory)
-    if not (directory / CARD).exists() or not (directory / WEIGHTS).exists():
-        raise FileNotFoundError(
-            f"{directory}: not a model checkpoint (need {WEIGHTS} and {CARD}); run `inspector train`"
-        )
-    card = json.loads((directory / CARD).read_text())
-    model = CrossModalClassifier(FusionConfig(**card["fusion_config"]))
-    tensors = load_file(directory / WEIGHTS, device=device)
+    if not (directory / CARD).exists():
+        raise FileNotFoundError(f"{directory}: not a model checkpoint (no {CARD}); run `inspector train`")
+    return load_card(directory / CARD)
+
+
+def load_classifier(
+    directory: Path, spec: ClassifierSpec, device: str = "cpu"
+) -> tuple[CrossModalClassifier, dict[str, torch.Tensor]]:
+    """-> (classifier in eval mode with the card's temperatures, extra tensors)."""
+    path = Path(directory) / WEIGHTS
+    if not path.exists():
+        raise FileNotFoundError(f"{directory}: the card names a classifier but {WEIGHTS} is missing")
+    model = CrossModalClassifier(spec.fusion)
+    tensors = load_file(path, device=device)
     extra = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("extra.")}, strict=True)
-    return model.to(device).eval(), card, extra
+    model.class_temperature.fill_(spec.class_temperature)
+    model.defect_temperature.fill_(spec.defect_temperature)
+    return model.to(device).eval(), extra
+
+
+def load_anomaly(directory: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(directory) / ANOMALY
+    if not path.exists():
+        raise FileNotFoundError(f"{directory}: the card names memory banks but {ANOMALY} is missing")
+    return load_file(path, device=device)

@@ -9,15 +9,18 @@ import torch
 import torch.nn.functional as F
 
 
-def resize(image: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 [H, W, 3] -> uint8 [3, size, size], antialiased bilinear.
+def resize(image: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
+    """uint8 [H, W, 3] -> uint8 [3, size, size] (or [3, h, w] for ``size=(h, w)``), antialiased bilinear.
 
     The whole part is kept (no centre crop): defects sit at edges too. Resizing uint8 runs
     torch's vectorised uint8 kernel, about 4x the float one on a CPU; training, serving and the
     drift reference all come through here, so they see the same pixels.
     """
+    hw = (size, size) if isinstance(size, int) else size
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    if tuple(x.shape[-2:]) == hw:
+        return x[0].clone()
+    return F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 
@@ -48,3 +49,24 @@ class ProductTexts:
     texts: list[str]
     overview: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PartOutput:
+    """What one model part says about one image; the engine composes these into a verdict.
+
+    score: the part's raw defect score (higher = more likely defective), before the product's
+        decision puts it on the common scale.
+    class_probs: [C] probabilities over the product's classes, ``ok`` first.
+    type_probs: [C - 1] probabilities over the product's defect types, given that it is defective.
+    anomaly_map: [h, w] per-region anomaly score on the part's grid, in the units of ``score``.
+    pooled: [D] the image's pooled embedding (drift statistics).
+    attention: [h, w] where a cross-attention classifier looked.
+    """
+
+    score: float
+    class_probs: np.ndarray | None = None
+    type_probs: np.ndarray | None = None
+    anomaly_map: np.ndarray | None = None
+    pooled: np.ndarray | None = None
+    attention: np.ndarray | None = None

@@ -46,7 +46,7 @@ page = data.query(list_inspections, flt, page=page_no, page_size=page_size)
 st.caption(f"{page.total:,} inspections match; page {page_no + 1} of {max(1, -(-page.total // page_size))}")
 if page.rows:
     table = pd.DataFrame(page.rows)[
-        ["id", "captured_at", "product_id", "line", "verdict", "defect_type", "confidence", "anomaly_score"]
+        ["id", "captured_at", "product_id", "line", "verdict", "defect_type", "confidence", "defect_score"]
     ]
     st.dataframe(table, hide_index=True, width="stretch")
 
@@ -62,8 +62,11 @@ elif detail:
         if raw is None:
             st.info("The image file is no longer kept (retention) or was never stored; the verdict stays.")
         else:
-            show_map = st.toggle("Where the model looked", value=detail["attention"] is not None)
-            st.image(overlay(raw, detail["attention"]) if show_map else raw, width="stretch")
+            has_map = detail["anomaly_map"] is not None
+            label = "Where the part differs from good parts" if has_map else "Where the model looked"
+            show_map = st.toggle(label, value=has_map or detail["attention"] is not None)
+            heat = overlay(raw, detail["attention"], anomaly_map=detail["anomaly_map"])
+            st.image(heat if show_map else raw, width="stretch")
     with right:
         st.markdown(
             f"**{detail['verdict'].upper()}** {detail['defect_type'] or ''} · confidence "

@@ -38,7 +38,9 @@ with left:
     if raw is None:
         st.info("The image file is no longer kept; review from the verdict and the line's records.")
     else:
-        st.image(overlay(raw, item["attention"]), width="stretch")
+        st.image(overlay(raw, item["attention"], anomaly_map=item["anomaly_map"]), width="stretch")
+        if item["anomaly_map"]:
+            st.caption("red: where the part differs from good parts; full red = enough on its own to reject")
 with right:
     st.markdown(
         f"### #{item['id']} · {item['verdict'].upper()} {item['defect_type'] or ''}\n"

@@ -24,12 +24,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import torch
 from sqlalchemy.exc import SQLAlchemyError
 
 from inspector.engine import Engine, Verdict
 from inspector.errors import InspectorError, UnknownProductError
-from inspector.images import load_image
+from inspector.images import DRAFT_SIZE, load_image
 from inspector.recorder import STORE_VERDICT, Capture, Recorder
 from inspector.service.metrics import ServiceMetrics
 from inspector.service.spool import Job, Spool
@@ -50,7 +49,10 @@ class Outcome:
     verdict: str  # ok | uncertain | defect | error (as stored)
     defect_type: str | None = None
     confidence: float | None = None
-    anomaly_score: float | None = None
+    defect_score: float | None = None  # the decision score the thresholds cut
+    reject_threshold: float | None = None
+    classifier_score: float | None = None  # the classifier's P(defect)
+    anomaly_score: float | None = None  # distance to the nearest good patch (the anomaly part)
     reason: str | None = None
     image_only: bool = False
     flags: list[str] = field(default_factory=list)
@@ -64,7 +66,7 @@ class _Batch:
     jobs: list[tuple[Job, Future, float]]  # job, the caller's future, when it was accepted
     engine: Engine  # the model that answers the whole batch, and the recorder that names it
     recorder: Recorder
-    decoded: list[Future]  # per job: (bytes | None, prepared uint8 image | Exception, (w, h))
+    decoded: list[Future]  # per job: (bytes | None, the parts' uint8 views | Exception, (w, h))
     results: list[Verdict | Exception] = field(default_factory=list)
 
 
@@ -104,7 +106,7 @@ class InspectionWorker:
 
     # -- callers -------------------------------------------------------------------------------
     def known_product(self, product: str) -> bool:
-        return product in self.engine.manuals or product in self.engine.card["products"]
+        return self.engine.knows(product)
 
     def submit(self, job: Job, data: bytes) -> Future:
         """Accept one image. Raises QueueFullError (nothing accepted) or UnknownProductError.
@@ -192,10 +194,8 @@ class InspectionWorker:
         data = None
         try:
             data = self.spool.data(job)
-            image = load_image(
-                data, name=job.source or job.id, max_pixels=engine.max_pixels, draft_size=2 * engine.encoder.input_size
-            )
-            return data, engine.prepare(image), (image.shape[1], image.shape[0])
+            image = load_image(data, name=job.source or job.id, max_pixels=engine.max_pixels, draft_size=DRAFT_SIZE)
+            return data, engine.prepare(image, job.product), (image.shape[1], image.shape[0])
         except Exception as exc:  # noqa: BLE001 - becomes this job's error verdict
             return data, exc, None
         finally:
@@ -223,8 +223,8 @@ class InspectionWorker:
                 by_product.setdefault(job.product, []).append(i)
         for product, idx in by_product.items():
             try:
-                stacked = torch.stack([decoded[i][1] for i in idx])
-                verdicts = batch.engine.inspect_prepared(product, stacked, [decoded[i][2] for i in idx])
+                views = [decoded[i][1] for i in idx]
+                verdicts = batch.engine.inspect_prepared(product, views, [decoded[i][2] for i in idx])
             except InspectorError as exc:
                 verdicts = [exc] * len(idx)
             for i, v in zip(idx, verdicts, strict=True):
@@ -302,7 +302,10 @@ class InspectionWorker:
                 verdict=STORE_VERDICT[res.verdict],
                 defect_type=res.defect_type,
                 confidence=res.confidence,
-                anomaly_score=res.defect_score,
+                defect_score=res.defect_score,
+                reject_threshold=res.reject_threshold,
+                classifier_score=res.classifier_score,
+                anomaly_score=res.anomaly_score,
                 reason=res.reason,
                 image_only=res.image_only,
                 flags=res.flags,

@@ -41,7 +41,9 @@ class Inspection(Base):
     )
     defect_type: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float | None]
-    anomaly_score: Mapped[float | None]
+    defect_score: Mapped[float | None]  # the decision score the product's thresholds cut
+    classifier_score: Mapped[float | None]  # the classifier's P(defect)
+    anomaly_score: Mapped[float | None]  # the anomaly part's score: distance to the nearest good patch
     class_scores: Mapped[dict[str, Any] | None] = mapped_column(Json)
     image_only: Mapped[bool] = mapped_column(default=False)
     golden: Mapped[bool] = mapped_column(default=False)  # part of the product's fixed evaluation set

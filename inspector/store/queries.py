@@ -249,7 +249,7 @@ def model_history(session: Session) -> list[dict[str, Any]]:
 
 
 def inspection_detail(session: Session, inspection_id: int) -> dict[str, Any] | None:
-    """One inspection with its reviews (newest first), manual text and attention grid."""
+    """One inspection with its reviews (newest first), manual text, attention grid and anomaly map."""
     obj = session.get(Inspection, inspection_id)
     if obj is None:
         return None
@@ -265,6 +265,7 @@ def inspection_detail(session: Session, inspection_id: int) -> dict[str, Any] | 
     out["manual_version"] = manual.version if manual else None
     sig = session.get(InspectionSignal, obj.uuid)
     out["attention"] = sig.attention if sig else None
+    out["anomaly_map"] = sig.anomaly_map if sig else None
     return out
 
 

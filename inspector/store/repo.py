@@ -46,6 +46,8 @@ class InspectionRecord(BaseModel):
     verdict: Literal["ok", "defect", "uncertain", "error"]
     defect_type: str | None = Field(None, max_length=64)
     confidence: float | None = Field(None, ge=0, le=1)
+    defect_score: float | None = None
+    classifier_score: float | None = Field(None, ge=0, le=1)
     anomaly_score: float | None = None
     class_scores: dict[str, float] | None = None
     image_only: bool = False

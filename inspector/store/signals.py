@@ -1,5 +1,5 @@
-"""What drift checks (and the dashboard's heatmap) read per inspection: a compact image
-embedding, image statistics and the model's attention grid.
+"""What drift checks (and the dashboard's heatmaps) read per inspection: a compact image
+embedding, image statistics, the classifier's attention grid and the anomaly map.
 
 Kept beside ``inspections`` rather than in it, so the dashboard's hot table stays narrow.
 The embedding is the champion's pooled image feature projected onto the PCA of its reference
@@ -26,5 +26,7 @@ class InspectionSignal(Base):
     sharpness: Mapped[float]
     width: Mapped[int]
     height: Mapped[int]
-    # where the model looked for its verdict: a square grid of patch weights, float16 (dashboard heatmap)
+    # where the classifier looked for its verdict: a square grid of patch weights, float16 (dashboard heatmap)
     attention: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the anomaly map as an 8-bit grayscale PNG; 128 = a region that on its own would reject the part
+    anomaly_map: Mapped[bytes | None] = mapped_column(LargeBinary)

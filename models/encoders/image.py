@@ -103,5 +103,12 @@ def tiny_test(pretrained: bool = False) -> ImageEncoder:
     return ImageEncoder("tiny_test", model, model.num_features, 64, _IMAGENET_MEAN, _IMAGENET_STD)
 
 
-def create_image_encoder(name: str, pretrained: bool = True) -> ImageEncoder:
-    return IMAGE_ENCODERS.create(name, pretrained=pretrained)
+def create_image_encoder(name: str, pretrained: bool = True, input_size: int | None = None) -> ImageEncoder:
+    """``input_size`` overrides the encoder's default (a CNN takes any size: small parts at
+    their native resolution; a ViT's position embedding fixes its size)."""
+    enc = IMAGE_ENCODERS.create(name, pretrained=pretrained)
+    if input_size and input_size != enc.input_size:
+        if enc.prefix_tokens:
+            raise ValueError(f"{name} runs at {enc.input_size} px only")
+        enc.input_size = input_size
+    return enc

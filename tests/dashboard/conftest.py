@@ -27,6 +27,18 @@ PASSWORDS = {"olga": "operator-pass-1", "erik": "engineer-pass-1"}
 TILE_MANUAL = MANUAL.format(product="tile").replace("### scratch", "### crack").replace("### spot", "### blowhole")
 
 
+def _anomaly_map() -> bytes:
+    """A 12x12 map as the recorder stores it: 128 = rejects on its own; one hot corner."""
+    grid = np.full((12, 12), 40, np.uint8)
+    grid[1:4, 8:11] = 230
+    buf = io.BytesIO()
+    Image.fromarray(grid, mode="L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+ANOMALY_MAP = _anomaly_map()
+
+
 def seed(home: Path) -> dict:
     url = f"sqlite:///{home / 'inspector.db'}"
     upgrade(url)
@@ -57,9 +69,9 @@ def seed(home: Path) -> dict:
         s.add_all(
             InspectionSignal(
                 inspection_uuid=r["uuid"], brightness=0.5, contrast=0.1, sharpness=0.01, width=96, height=96,
-                attention=att,
+                attention=att, anomaly_map=ANOMALY_MAP if i >= 20 else None,
             )
-            for r in rows[-40:]
+            for i, r in enumerate(rows[-40:])
         )  # fmt: skip
         a = register_model(s, "first@2026-11-01", "/models/first", {})
         b = register_model(s, "second@2026-11-10", "/models/second", {})

@@ -68,7 +68,42 @@ def test_inspections_total_and_detail(station):
     at.selectbox[2].select("defect").run()  # verdict
     want = sum(r["verdict"] == "defect" for r in in_range)
     assert any(f"{want:,} inspections match" in c.value for c in at.caption)
-    assert at.toggle[0].value is True  # the newest defect has an image and an attention map
+    assert at.toggle[0].value is True  # the newest defect has an image and a map
+
+
+def test_inspection_detail_shows_the_anomaly_map_where_there_is_one(station):
+    at = page("inspections")
+    newest = max(station["rows"], key=lambda r: r["captured_at"])  # seeded with an anomaly map
+    assert at.toggle[0].label == "Where the part differs from good parts"
+    assert at.number_input[1].value == next(r for r in _page_rows(station) if r["uuid"] == newest["uuid"])["id"]
+
+
+def _page_rows(station):
+    from inspector.store.queries import list_inspections
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        rows = list_inspections(s).rows
+    engine.dispose()
+    return rows
+
+
+def test_anomaly_heat_is_full_at_the_reject_line_and_clear_below_half():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.heatmap import anomaly_heat, overlay
+    from tests.dashboard.conftest import ANOMALY_MAP
+
+    heat = anomaly_heat(ANOMALY_MAP)
+    assert heat[2, 9] == 1.0 and heat[8, 2] == 0.0
+    img = io.BytesIO()
+    Image.fromarray(np.full((96, 96, 3), 100, np.uint8)).save(img, "PNG")
+    shown = np.asarray(overlay(img.getvalue(), None, anomaly_map=ANOMALY_MAP))
+    hot, cold = shown[20, 76].astype(int), shown[70, 10].astype(int)
+    assert hot[0] - hot[1] > 80 and tuple(cold) == (100, 100, 100)  # red on the hot corner only
 
 
 def test_review_writes_the_reviewer_and_undo_takes_it_back(station):

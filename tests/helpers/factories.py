@@ -31,7 +31,9 @@ def inspection_rows(n: int, seed: int = 0, start: datetime = START, step_s: floa
                 "verdict": verdict,
                 "defect_type": defect,
                 "confidence": round(rng.random(), 4),
-                "anomaly_score": round(rng.random(), 4),
+                "defect_score": round(rng.random(), 4),
+                "classifier_score": round(rng.random(), 4),
+                "anomaly_score": round(10 * rng.random(), 4),
                 "latency_ms": 12.5,
                 "error": "decode failed" if verdict == "error" else None,
             }

@@ -54,7 +54,7 @@ def test_edited_manual_is_flagged_and_reembedded_once(engine):
     try:
         v = engine.inspect_arrays("washer", images("spot", 1))[0]
         assert "manual changed since calibration" in v.flags
-        assert len(engine.bank._memo) >= 2  # the old and the new version, each embedded once
+        assert len(engine.text._memo) >= 2  # the old and the new version, each embedded once
     finally:
         engine.set_manual("washer", parse_manual(MANUAL.format(product="washer")))
 
@@ -78,7 +78,7 @@ def test_cached_manual_embeddings_spare_loading_the_text_model(engine, trained_m
     engine.inspect_arrays("washer", images("ok", 1))  # the washer manual's embedding is now in the cache
     fresh = Engine(trained_model, "cpu", cache_dir=home / "cache")
     assert fresh.inspect_arrays("washer", images("spot", 1))[0].class_scores
-    assert fresh.bank._encoder is None  # served from the cache: the text model was never loaded
+    assert fresh.text._encoder is None  # served from the cache: the text model was never loaded
     fresh.set_manual("washer-c", parse_manual(MANUAL.format(product="washer-c") + "\nA new line.\n"))
     fresh.inspect_arrays("washer-c", images("ok", 1))
-    assert fresh.bank._encoder is not None  # a manual never embedded before loads it
+    assert fresh.text._encoder is not None  # a manual never embedded before loads it

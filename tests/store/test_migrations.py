@@ -64,3 +64,32 @@ def test_upgrade_keeps_every_row(fresh_db_url):
 
         assert conn.scalar(select(func.sum(InspectionCount.n))) == 500  # hourly counters backfilled
     engine.dispose()
+
+
+def test_0007_keeps_the_classifier_score_under_its_real_name(fresh_db_url):
+    """Before 0007 ``anomaly_score`` held the classifier's P(defect), the score the thresholds cut."""
+    upgrade(fresh_db_url, "0006")
+    engine = make_engine(fresh_db_url)
+    meta = MetaData()
+    meta.reflect(engine)
+    now = datetime.now(UTC)
+    row = {"uuid": "u1", "captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
+           "product_id": "tile", "verdict": "defect", "image_only": False, "golden": False,
+           "anomaly_score": 0.73}  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
+        )
+        conn.execute(insert(meta.tables["inspections"]), [row])
+    upgrade(fresh_db_url)
+    from inspector.store import Inspection
+
+    with engine.connect() as conn:
+        got = conn.execute(select(Inspection.classifier_score, Inspection.defect_score, Inspection.anomaly_score)).one()
+    assert tuple(got) == (0.73, 0.73, None)
+    downgrade(fresh_db_url, "0006")
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        assert conn.scalar(select(meta.tables["inspections"].c.anomaly_score)) == 0.73
+    engine.dispose()

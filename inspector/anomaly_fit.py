@@ -1,0 +1,294 @@
+"""Build the anomaly branch from a dataset: per product a memory bank of good train patches
+(greedy coreset), the input view chosen on val among the candidates, and a region type head
+per patch extractor trained on the train defects. Calibration parts never enter a bank."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from statistics import median
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from inspector.dataset import Dataset, Sample
+from inspector.errors import DataError, ImageError
+from inspector.images import DRAFT_SIZE, load_image
+from inspector.parts.anomaly import AnomalyPart, view_of
+from inspector.settings import AnomalySettings
+from inspector.text_bank import TextBank
+from models.anomaly import MemoryBanks, PatchExtractor, RegionTypeHead, create_patch_extractor, greedy_coreset
+from models.card import AnomalySpec, AnomalyView
+from models.decision import auroc, escape_at_quantile
+
+MAX_SIZE_RATIO = 16.0  # a good image this many times larger (or smaller) in area than the median is refused
+
+
+class MemoExtractor(torch.nn.Module):
+    """A patch extractor that remembers the features of every input it saw (float16, in memory):
+    benchmarks that train many models on the same images extract each image once."""
+
+    def __init__(self, inner: PatchExtractor, memo: dict) -> None:
+        super().__init__()
+        self.inner, self.memo = inner, memo
+        self.name, self.dim, self.stride, self.multiple = inner.name, inner.dim, inner.stride, inner.multiple
+        self.mean, self.std = inner.mean, inner.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keys = [(self.name, hashlib.blake2b(v.cpu().numpy().tobytes(), digest_size=16).digest()) for v in x]
+        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        if todo:
+            for i, f in zip(todo, self.inner(x[todo]), strict=True):
+                self.memo[keys[i]] = f.half()
+        return torch.stack([self.memo[k] for k in keys]).float()
+
+
+@dataclass
+class AnomalyBuild:
+    extractors: dict[str, PatchExtractor]
+    banks: dict[str, MemoryBanks]
+    specs: dict[str, AnomalySpec]  # product -> its bank as built
+    heads: dict[str, RegionTypeHead] = field(default_factory=dict)
+
+    def part(self, text: TextBank | None, device: torch.device) -> AnomalyPart:
+        views = {p: s.view for p, s in self.specs.items()}
+        return AnomalyPart(self.extractors, self.banks, views, self.heads, text, device)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for backbone, banks in self.banks.items():
+            for product in banks.products():
+                out[f"bank/{backbone}/{product}"] = banks.bank(product)
+        for backbone, head in self.heads.items():
+            out |= {f"head/{backbone}/{k}": v for k, v in head.state_dict().items()}
+        return out
+
+
+def decode(sample: Sample, max_pixels: int) -> np.ndarray:
+    return load_image(sample.path, max_pixels=max_pixels, draft_size=DRAFT_SIZE)
+
+
+def parse_candidate(text: str, sizes: list[tuple[int, int]]) -> AnomalyView:
+    """'efficientnet_lite0@auto' | '@fit448' | '@scale1.0' | '@scale0.5max800' -> a view."""
+    backbone, _, how = text.partition("@")
+    how = how or "auto"
+    if how == "auto":
+        return auto_view(backbone, sizes)
+    if m := re.fullmatch(r"fit(\d+)", how):
+        return AnomalyView(backbone=backbone, resize="fit", size=int(m.group(1)))
+    if m := re.fullmatch(r"scale([\d.]+)(?:max(\d+))?", how):
+        return AnomalyView(backbone=backbone, resize="scale", scale=float(m.group(1)), size=int(m.group(2) or 1024))
+    raise DataError(f"anomaly view '{text}': use <extractor>@auto, @fit<px> or @scale<factor>[max<px>]")
+
+
+def auto_view(backbone: str, sizes: list[tuple[int, int]]) -> AnomalyView:
+    """Parts photographed alike (one image size) are fitted to a square near their own size
+    (small crops enlarged to 256 px so defects span several grid cells, large ones held to 448);
+    parts whose crops vary in shape keep their shape at native scale (no squeeze)."""
+    areas = [h * w for h, w in sizes]
+    aspects = [w / h for h, w in sizes]
+    if max(areas) <= 1.2 * min(areas) and max(aspects) <= 1.1 * min(aspects):
+        side = max(max(h, w) for h, w in sizes)
+        return AnomalyView(backbone=backbone, resize="fit", size=int(min(448, max(256, round(side / 32) * 32))))
+    longest = median(max(h, w) for h, w in sizes)
+    scale = min(1.0, 640 / longest)
+    return AnomalyView(backbone=backbone, resize="scale", scale=round(scale, 3), size=int(2 * longest * scale))
+
+
+def image_sizes(samples: list[Sample]) -> list[tuple[int, int]]:
+    """(h, w) from each file's header (no decoding); an unreadable file is named."""
+    sizes = []
+    for s in samples:
+        try:
+            with Image.open(s.path) as im:
+                sizes.append((im.height, im.width))
+        except (OSError, SyntaxError) as exc:
+            raise DataError(f"{s.path}: unreadable good image of {s.product} ({exc})") from None
+    return sizes
+
+
+def check_sizes(product: str, samples: list[Sample], sizes: list[tuple[int, int]]) -> None:
+    """A good image far larger or smaller than the others is likely another part or camera."""
+    areas = np.array([h * w for h, w in sizes], dtype=np.float64)
+    mid = float(np.median(areas))
+    for s, a, (h, w) in zip(samples, areas, sizes, strict=True):
+        if a > MAX_SIZE_RATIO * mid or a * MAX_SIZE_RATIO < mid:
+            raise DataError(
+                f"{s.path}: {w}x{h} is {a / mid:.3g}x the median area of {product}'s good images; "
+                "another part or camera? remove it, or give such parts their own product"
+            )
+
+
+def features(
+    extractor: PatchExtractor, view: AnomalyView, samples: list[Sample], device: torch.device, max_pixels: int,
+    desc: str = "", progress: bool = False,
+) -> Iterator[tuple[Sample, torch.Tensor]]:  # fmt: skip
+    """(sample, patch features [D, h, w]) per image; a good image that cannot be read is an error."""
+    part = AnomalyPart({view.backbone: extractor}, {}, {}, {}, None, device)
+    with torch.inference_mode():
+        for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
+            try:
+                x = view_of(decode(s, max_pixels), view, extractor)
+            except ImageError as exc:
+                raise DataError(f"{exc} (a good image of {s.product}: fix or remove it)") from None
+            for _, f in part.features([x], view.backbone):
+                yield s, f[0]
+
+
+def build_bank(
+    extractor: PatchExtractor, view: AnomalyView, samples: list[Sample], cfg: AnomalySettings,
+    device: torch.device, max_pixels: int, progress: bool,
+) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """Coreset of the good images' patches -> (bank [M, D], seconds)."""
+    start = time.perf_counter()
+    per_image = max(16, cfg.pool_size // max(1, len(samples)))
+    g = torch.Generator().manual_seed(0)
+    pool = []
+    for _, f in features(extractor, view, samples, device, max_pixels, f"bank {samples[0].product}", progress):
+        patches = f.flatten(1).T  # [h*w, D]
+        if len(patches) > per_image:
+            patches = patches[torch.randperm(len(patches), generator=g)[:per_image].to(patches.device)]
+        pool.append(patches)
+    x = torch.cat(pool)
+    bank = x[greedy_coreset(x, min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x)))))]
+    return bank.cpu(), time.perf_counter() - start
+
+
+def _score(part: AnomalyPart, product: str, samples: list[Sample], max_pixels: int) -> np.ndarray:
+    out = []
+    for s in samples:
+        out.append(part.run([part.view(decode(s, max_pixels), product)], product, None)[0].score)
+    return np.array(out)
+
+
+def fit_anomaly(
+    cfg: AnomalySettings,
+    ds: Dataset,
+    alpha: float,
+    device: torch.device,
+    max_pixels: int,
+    progress: bool = True,
+    memo: dict | None = None,
+) -> AnomalyBuild | None:
+    """A bank for every product with enough good train parts; None when no product has any.
+    ``memo``: keep patch features across calls (benchmarks; never the station)."""
+    extractors: dict[str, PatchExtractor] = {}
+    banks: dict[str, MemoryBanks] = {}
+    specs: dict[str, AnomalySpec] = {}
+    for product in ds.products():
+        good = [s for s in ds.split("train") if s.product == product and not s.is_defect]
+        if len(good) < cfg.min_good:
+            if good:
+                print(f"{product}: {len(good)} good train images, a bank needs {cfg.min_good}: no anomaly part")
+            continue
+        sizes = image_sizes(good)
+        check_sizes(product, good, sizes)
+        wanted = [cfg.views[product]] if product in cfg.views else cfg.candidates
+        val = [s for s in ds.split("val") if s.product == product]
+        val_defect = np.array([s.is_defect for s in val])
+        tried = []
+        for text in wanted:
+            view = parse_candidate(text, sizes)
+            if view.backbone not in extractors:
+                made = create_patch_extractor(view.backbone).to(device)
+                extractors[view.backbone] = made if memo is None else MemoExtractor(made, memo)
+            ext = extractors[view.backbone]
+            bank, seconds = build_bank(ext, view, good, cfg, device, max_pixels, progress)
+            one = MemoryBanks(ext.dim, device=device)
+            one.add(product, bank)
+            spec = AnomalySpec(
+                view=view, bank_patches=len(bank), bank_images=len(good), build_seconds=round(seconds, 1)
+            )
+            if len(wanted) > 1 and val_defect.any() and (~val_defect).any():
+                part = AnomalyPart({view.backbone: ext}, {view.backbone: one}, {product: view}, {}, None, device)
+                t = time.perf_counter()
+                scores = _score(part, product, val, max_pixels)
+                ms = (time.perf_counter() - t) * 1000 / len(val)
+                esc, auc = escape_at_quantile(scores, val_defect, alpha), auroc(scores, val_defect)
+                tried.append(((esc, -auc, ms), view, bank, spec, f"{view.label}: val escape {esc:.3f}, AUROC "
+                              f"{auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
+            else:
+                tried.append(((0.0, 0.0, 0.0), view, bank, spec, f"{view.label} (the only candidate)"))
+            print(f"{product}: bank of {len(bank)} patches from {len(good)} good images, {view.label}, {seconds:.0f} s")
+        tried.sort(key=lambda t: t[0])
+        _, view, bank, spec, _ = tried[0]
+        spec.selected_on = "; ".join(t[4] for t in tried)
+        banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
+        specs[product] = spec
+    if not specs:
+        return None
+    used = {s.view.backbone for s in specs.values()}
+    return AnomalyBuild({b: e for b, e in extractors.items() if b in used}, banks, specs)
+
+
+def fit_type_heads(
+    build: AnomalyBuild, ds: Dataset, text: TextBank, device: torch.device, max_pixels: int, seed: int = 0,
+    progress: bool = True,
+) -> None:  # fmt: skip
+    """Train one region type head per patch extractor on the train defects of its products."""
+    part = build.part(text, device)
+    by_backbone: dict[str, list[Sample]] = {}
+    for s in ds.split("train"):
+        if s.is_defect and s.product in build.specs:
+            by_backbone.setdefault(build.specs[s.product].view.backbone, []).append(s)
+    for backbone, samples in by_backbone.items():
+        products = sorted({s.product for s in samples})
+        if all(len(ds.manuals[p].defects) < 2 for p in products):
+            continue  # one defect type per product: nothing to tell apart
+        pooled, product_idx, target = [], [], []
+        for s in tqdm(samples, desc=f"region features {backbone}", disable=not progress, leave=False):
+            try:
+                image = decode(s, max_pixels)
+            except ImageError:
+                continue  # a broken defect image only costs the head one example
+            pooled.append(part.region_features([part.view(image, s.product)], s.product)[0])
+            product_idx.append(products.index(s.product))
+            target.append(list(ds.manuals[s.product].defects).index(s.defect_type))
+        texts = [text.embed(ds.manuals[p])[1:] for p in products]  # [T_p, Dt] each, ok dropped
+        width = max(len(t) for t in texts)
+        bank = torch.zeros(len(products), width, texts[0].shape[1])
+        mask = torch.zeros(len(products), width, dtype=torch.bool)
+        for i, t in enumerate(texts):
+            bank[i, : len(t)], mask[i, : len(t)] = t, True
+        head = train_type_head(
+            torch.stack(pooled),
+            torch.tensor(product_idx),
+            torch.tensor(target),
+            bank,
+            mask,
+            build.extractors[backbone].dim,
+            seed,
+        )
+        build.heads[backbone] = head.to(device).eval()
+
+
+def train_type_head(
+    pooled: torch.Tensor, product: torch.Tensor, target: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
+    feat_dim: int, seed: int = 0, steps: int = 600,
+) -> RegionTypeHead:  # fmt: skip
+    """Cross-entropy over each product's defect types, every (product, type) drawn equally often."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    head = RegionTypeHead(feat_dim, text.shape[-1])
+    opt = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=0.05)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (p, t) in enumerate(zip(product.tolist(), target.tolist(), strict=True)):
+        groups.setdefault((p, t), []).append(i)
+    keys = sorted(groups)
+    head.train()
+    for _ in range(steps):
+        idx = torch.tensor([rng.choice(groups[keys[rng.randrange(len(keys))]]) for _ in range(64)])
+        x = pooled[idx] + 0.05 * pooled[idx].std(0) * torch.randn_like(pooled[idx])  # feature noise: few examples
+        logits = head(x, text[product[idx]], mask[product[idx]])
+        loss = F.cross_entropy(logits, target[idx], label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return head.eval()

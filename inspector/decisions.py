@@ -1,0 +1,115 @@
+"""Fit each product's decision: which parts decide and on what scale (chosen on val), then
+the verdict thresholds (conformal, on the calibration split, touched once, after every choice).
+
+Keeping the two apart is what makes the false-reject promise hold on new parts: the epoch,
+the temperatures, the part choice and the scales all looked at val; the thresholds come from
+good parts that chose none of them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from inspector.outputs import SplitOutputs
+from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
+from models.card import Decision, PartScale
+from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_scale
+
+# Without good parts there is no false-reject rate to hold: reject on the classifier's
+# calibrated probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so.
+UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaranteed=False)
+TRANSFORM = {"classifier": "logit", "anomaly": "identity"}  # P(defect) piles up near 1; distances do not
+
+
+def fallback_decision() -> Decision:
+    return Decision(parts={"classifier": PartScale()}, thresholds=UNCALIBRATED, calibrated_on="uncalibrated")
+
+
+def candidates(available: list[str]) -> list[list[str]]:
+    """Part sets worth trying: each part alone, and all together."""
+    out = [[p] for p in available]
+    return [*out, available] if len(available) > 1 else out
+
+
+def _scales(parts: list[str], good: dict[str, np.ndarray]) -> dict[str, PartScale]:
+    return {p: fit_scale(good[p], TRANSFORM.get(p, "identity")) for p in parts}
+
+
+def fit_decision(
+    val: SplitOutputs | None,
+    calib: SplitOutputs | None,
+    image_only: bool,
+    target_frr: float,
+    warn_frr: float,
+    parts: list[str] | None = None,
+) -> Decision:
+    """The product's decision; ``parts`` fixes the deciding parts, else they are chosen on val."""
+    scores_of = (lambda o: o.image_only) if image_only else (lambda o: o.scores)
+    source = calib or val
+    available = sorted(scores_of(source)) if source is not None else []
+    if not available:
+        return fallback_decision()
+    val_good = val is not None and bool((~val.is_defect).any())
+    val_both = val_good and bool(val.is_defect.any())
+    good: dict[str, np.ndarray] = {}
+    if val_good:
+        good = {p: s[~val.is_defect] for p, s in scores_of(val).items()}
+    elif calib is not None:  # no val good parts to scale on: single parts only, where the scale changes nothing
+        good = {p: s[~calib.is_defect] for p, s in scores_of(calib).items()}
+    if parts is not None:
+        chosen, why = [p for p in parts if p in available], "fixed"
+        if not chosen:
+            return fallback_decision()
+    elif val_both:
+        ranked = []
+        for c in candidates(available):
+            s = combine(scores_of(val), _scales(c, good))
+            esc, auc = escape_at_quantile(s, val.is_defect, target_frr), auroc(s, val.is_defect)
+            ranked.append(((esc, -auc, len(c)), c, f"{'+'.join(c)}: val escape {esc:.3f}, AUROC {auc:.3f}"))
+        ranked.sort(key=lambda t: t[0])
+        chosen, why = ranked[0][1], "; ".join(t[2] for t in ranked)
+    else:  # nothing to choose on: the anomaly part holds without defect examples
+        chosen = ["anomaly"] if "anomaly" in available else available[:1]
+        why = "no val defects to choose on"
+    scales = _scales(chosen, good) if good else {p: PartScale() for p in chosen}
+    if calib is None or (~calib.is_defect).sum() == 0:
+        if chosen != ["classifier"]:
+            chosen, scales = ["classifier"], {"classifier": PartScale()}
+        return Decision(parts=scales, thresholds=UNCALIBRATED, calibrated_on="no good parts to calibrate on",
+                        selected_on=why)  # fmt: skip
+    good_cal = combine(scores_of(calib), scales)[~calib.is_defect]
+    thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr)
+    platt = fit_platt(combine(scores_of(val), scales), val.is_defect) if val_both else None
+    return Decision(
+        parts=scales,
+        thresholds=thresholds,
+        typing=choose_typing(val, chosen),
+        platt=platt,
+        calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
+        selected_on=why,
+    )
+
+
+def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:
+    """The part whose type probabilities name val defects best (macro-F1), anomaly on a tie."""
+    if val is None or not val.types:
+        return "classifier"
+    defect = val.is_defect
+    best = ("anomaly" if "anomaly" in val.types else "classifier", -1.0)
+    for part, probs in val.types.items():
+        if not defect.any():
+            break
+        truth = val.target[defect] - 1
+        f1 = f1_score(truth, probs[defect].argmax(1), average="macro", labels=sorted(set(truth)), zero_division=0)
+        if f1 > best[1] + 1e-9 or (abs(f1 - best[1]) <= 1e-9 and part == "anomaly"):
+            best = (part, f1)
+    return best[0]
+
+
+def map_reference(calib: SplitOutputs | None, target_frr: float) -> float | None:
+    """The anomaly score good parts exceed at the target rate: heatmaps are drawn relative to it."""
+    if calib is None or "anomaly" not in calib.scores:
+        return None
+    good = calib.scores["anomaly"][~calib.is_defect]
+    return conformal_quantile(good, target_frr)[0] if len(good) else None

@@ -1,0 +1,80 @@
+"""Metrics of decisions on a split: the escape rate at the promised false-reject rate first,
+the measured FRR beside its target and its conformal bound, then AUROC, defect-type F1 and
+(where masks exist) pixel AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import f1_score, roc_auc_score
+
+from inspector.outputs import SplitOutputs
+from models.calibration import frr_bound
+from models.card import Decision
+from models.decision import combine
+from models.metrics import expected_calibration_error
+
+
+def decision_metrics(out: SplitOutputs, decision: Decision, image_only: bool = False) -> dict:
+    """How the station's decision does on ``out`` (the product's images of one split)."""
+    scores = out.image_only if image_only else out.scores
+    parts = {k: s for k, s in decision.parts.items() if k in scores}
+    defect = out.is_defect
+    m: dict = {"n": len(out.target), "n_defect": int(defect.sum()), "parts": "+".join(parts)}
+    if not parts or not len(out.target):
+        return m
+    score = combine(scores, parts)
+    th = decision.thresholds
+    if defect.any() and (~defect).any():
+        m["auroc"] = float(roc_auc_score(defect, score))
+        for name, s in scores.items():
+            m[f"{name}_auroc"] = float(roc_auc_score(defect, s))
+    if defect.any():
+        m["escape_rate"] = float((score[defect] <= th.reject).mean())  # defects not rejected
+        m["escape_to_accept_rate"] = float((score[defect] <= th.warn).mean())  # not even sent to review
+    if (~defect).any():
+        n_good = int((~defect).sum())
+        m["false_reject_rate"] = float((score[~defect] > th.reject).mean())
+        m["warn_rate_good"] = float(((score[~defect] > th.warn) & (score[~defect] <= th.reject)).mean())
+        m["target_frr"] = th.target_frr
+        m["frr_bound"] = frr_bound(th.n_good, n_good, th.target_frr) if th.guaranteed else None
+        m["guaranteed"] = th.guaranteed
+    types = out.types.get(decision.typing)
+    if types is not None and defect.any():
+        truth, pred = out.target[defect] - 1, types[defect].argmax(1)
+        m["defect_type_macro_f1"] = float(
+            f1_score(truth, pred, labels=sorted(set(truth.tolist())), average="macro", zero_division=0)
+        )
+        station = np.where(score > th.reject, types.argmax(1) + 1, 0)  # what the line decides, type included
+        m["macro_f1"] = float(
+            f1_score(out.target, station, labels=sorted(set(out.target.tolist())), average="macro", zero_division=0)
+        )
+    if out.class_probs is not None and not image_only:
+        pred = out.class_probs.argmax(1)
+        m["classifier_accuracy"] = float((pred == out.target).mean())
+        m["ece"] = expected_calibration_error(out.class_probs.max(1), pred == out.target)
+    return m
+
+
+def pixel_auroc(out: SplitOutputs, shrink: int = 4) -> float | None:
+    """AUROC of the anomaly maps against the defect masks over every pixel of the split's images
+    (good images count as all-good pixels); None without masks or maps. Maps and masks are
+    compared at 1/``shrink`` of the image size, which keeps a split to a few million pixels."""
+    if out.maps is None or not any(s.mask for s in out.samples if s.is_defect):
+        return None
+    scores, truth = [], []
+    for s, amap in zip(out.samples, out.maps, strict=True):
+        if s.is_defect and not s.mask:
+            continue  # a defect without a mask says nothing about where
+        with Image.open(s.path) as im:
+            w, h = max(1, im.width // shrink), max(1, im.height // shrink)
+        heat = np.asarray(Image.fromarray(amap.astype(np.float32)).resize((w, h), Image.BILINEAR))
+        if s.mask:
+            with Image.open(s.mask) as mk:
+                mask = np.asarray(mk.convert("L").resize((w, h), Image.NEAREST)) > 127
+        else:
+            mask = np.zeros((h, w), bool)
+        scores.append(heat.ravel())
+        truth.append(mask.ravel())
+    y = np.concatenate(truth)
+    return float(roc_auc_score(y, np.concatenate(scores))) if y.any() and not y.all() else None

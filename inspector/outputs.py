@@ -1,0 +1,101 @@
+"""Run a model's parts over a split of a dataset and keep what calibration, selection and
+evaluation need: per image, every part's raw score, type probabilities and anomaly map.
+
+The parts are the very objects the station runs, fed the same decoded pixels, so the numbers
+calibrated and reported here are the station's numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from inspector.anomaly_fit import decode
+from inspector.dataset import BadRow, Sample
+from inspector.errors import ImageError
+from inspector.manual import Manual
+from inspector.parts import Part
+from inspector.parts.classifier import ClassifierPart
+
+
+@dataclass
+class SplitOutputs:
+    """One product's images of one split, and what each part said about them."""
+
+    product: str
+    samples: list[Sample]
+    target: np.ndarray  # [M] class index into the manual's classes (0 = ok)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M] raw score, with the manual
+    image_only: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M] raw score, without it
+    types: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M, T] P(type | defective)
+    class_probs: np.ndarray | None = None  # [M, C] the classifier's, for accuracy and ECE
+    maps: list[np.ndarray] | None = None  # anomaly maps [h, w] per image
+
+    @property
+    def is_defect(self) -> np.ndarray:
+        return self.target != 0
+
+    def where(self, rows: np.ndarray) -> SplitOutputs:
+        """The same outputs for a subset of rows (a boolean mask)."""
+        idx = np.flatnonzero(rows)
+        return SplitOutputs(
+            self.product,
+            [self.samples[i] for i in idx],
+            self.target[idx],
+            {k: v[idx] for k, v in self.scores.items()},
+            {k: v[idx] for k, v in self.image_only.items()},
+            {k: v[idx] for k, v in self.types.items()},
+            None if self.class_probs is None else self.class_probs[idx],
+            None if self.maps is None else [self.maps[i] for i in idx],
+        )
+
+
+def collect(
+    parts: dict[str, Part],
+    manual: Manual,
+    samples: list[Sample],
+    max_pixels: int,
+    batch_size: int = 16,
+    progress: bool = False,
+    bad: list[BadRow] | None = None,
+) -> SplitOutputs:
+    """Every part that knows the product, over ``samples`` of one product (unreadable images
+    are left out and reported in ``bad``)."""
+    product = manual.product
+    use = {k: p for k, p in parts.items() if p.knows(product)}
+    kept: list[Sample] = []
+    got: dict[str, list] = {k: [] for k in use}
+    bar = tqdm(total=len(samples), desc=f"score {product}", disable=not progress, leave=False)
+    for start in range(0, len(samples), batch_size):
+        chunk, images = [], []
+        for s in samples[start : start + batch_size]:
+            try:
+                images.append(decode(s, max_pixels))
+                chunk.append(s)
+            except ImageError as exc:
+                if bad is not None:
+                    bad.append(BadRow(str(s.path), str(exc)))
+        bar.update(min(batch_size, len(samples) - start))
+        if not chunk:
+            continue
+        kept += chunk
+        for name, part in use.items():
+            got[name] += part.run([part.view(im, product) for im in images], product, manual)
+    bar.close()
+    out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
+    for name, outs in got.items():
+        out.scores[name] = np.array([o.score for o in outs], dtype=np.float64)
+        if outs and all(o.type_probs is not None for o in outs):
+            out.types[name] = np.stack([o.type_probs for o in outs])
+        if isinstance(use[name], ClassifierPart):
+            out.image_only[name] = (
+                use[name].image_only_scores(np.stack([o.pooled for o in outs])) if outs else np.zeros(0)
+            )
+            out.class_probs = np.stack([o.class_probs for o in outs]) if outs else None
+        else:
+            out.image_only[name] = out.scores[name]  # no part but the classifier reads the manual's text for its score
+        if outs and outs[0].anomaly_map is not None:
+            out.maps = [o.anomaly_map for o in outs]
+    return out

@@ -1,0 +1,86 @@
+"""The cross-modal classifier as an engine part: the manual's class descriptions against the
+image, or (without a manual) the image-only defect head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inspector.manual import Manual
+from inspector.text_bank import TextBank
+from models import CrossModalClassifier, ImageEncoder
+from models.transforms import normalize, resize, to_float
+from models.types import PartOutput
+
+
+class ClassifierPart:
+    name = "classifier"
+
+    def __init__(
+        self, model: CrossModalClassifier, encoder: ImageEncoder, bank: TextBank, device: torch.device
+    ) -> None:
+        self.model, self.encoder, self.bank, self.device = model, encoder, bank, device
+        self.input_size = encoder.input_size
+        self.cuda = device.type == "cuda"
+        if self.cuda:  # convolutions on tensor cores want NHWC; the input size is fixed: tune once
+            torch.backends.cudnn.benchmark = True
+            self.encoder.to(memory_format=torch.channels_last)
+
+    def knows(self, product: str) -> bool:
+        return True  # it reads any product's manual
+
+    def view(self, image: np.ndarray, product: str) -> torch.Tensor:
+        return resize(image, self.input_size)
+
+    @torch.inference_mode()
+    def run(self, views: list[torch.Tensor], product: str, manual: Manual | None) -> list[PartOutput]:
+        batch = torch.stack(views)
+        # uint8 crosses to the GPU (a quarter of float32's bytes); the float work happens there
+        x = to_float((batch.pin_memory() if self.cuda else batch).to(self.device, non_blocking=True))
+        x = normalize(x, self.encoder.mean, self.encoder.std)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            tokens, pooled = self.encoder(x)
+            pooled_np = pooled.float().cpu().numpy()
+            if manual is None:
+                logit = self.model.image_only_defect_logit(pooled).float() / self.model.defect_temperature
+                scores = torch.sigmoid(logit).cpu().numpy()
+                return [PartOutput(float(s), pooled=p) for s, p in zip(scores, pooled_np, strict=True)]
+            text = self.bank.embed(manual).to(self.device)  # [C, Dt], cached per manual version
+            B, C = len(batch), text.shape[0]
+            mask = torch.ones(B, C, dtype=torch.bool, device=self.device)
+            out = self.model(tokens, pooled, text.expand(B, -1, -1), mask)
+            probs = torch.softmax(out.class_logits.float() / self.model.class_temperature, -1).cpu().numpy()
+            attn = out.attention.float().cpu().numpy() if out.attention is not None else None
+        return [
+            PartOutput(
+                float(1 - p[0]), class_probs=p, type_probs=_types(p), pooled=pooled_np[i], attention=_grid(attn, i, p)
+            )
+            for i, p in enumerate(probs)
+        ]
+
+    @torch.inference_mode()
+    def image_only_scores(self, pooled: np.ndarray) -> np.ndarray:
+        """P(defect) [B] of the manual-free head from pooled features [B, D] (what ``run`` gives
+        without a manual), so calibration gets both modes from one pass."""
+        x = torch.from_numpy(np.asarray(pooled, np.float32)).to(self.device)
+        logit = self.model.image_only_defect_logit(x).float() / self.model.defect_temperature
+        return torch.sigmoid(logit).cpu().numpy()
+
+
+def _types(p: np.ndarray) -> np.ndarray | None:
+    """P(type | defective) from the class probabilities (``ok`` first)."""
+    rest = p[1:]
+    return rest / rest.sum() if len(rest) and rest.sum() > 0 else None
+
+
+def _grid(attn: np.ndarray | None, i: int, p: np.ndarray) -> np.ndarray | None:
+    """The attention of the most likely defect class as a square grid (None when not square)."""
+    if attn is None:
+        return None
+    side = round(attn.shape[-1] ** 0.5)
+    if side * side != attn.shape[-1]:
+        return None
+    cls = int(np.argmax(p[1:]) + 1) if len(p) > 1 else 0
+    return attn[i, cls].reshape(side, side)

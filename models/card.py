@@ -1,0 +1,206 @@
+"""The model card: what a checkpoint holds and how its scores become verdicts.
+
+Typed and versioned: ``load_card`` validates a card on load, upgrades an older format it
+knows, and refuses anything else with one line naming the file and the problem. Everything
+that reads a model reads it through these types, never through string keys of a dict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.calibration import Thresholds
+from models.types import FusionConfig
+
+CARD_FORMAT = 2
+
+
+class CardError(ValueError):
+    """A card that cannot be used; the message is one line naming the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ClassifierSpec(_Strict):
+    """The cross-modal classifier: image encoder, text encoder, fusion, and its temperatures."""
+
+    backbone: str
+    input_size: int = Field(gt=0)
+    mode: Literal["frozen", "finetune"] = "frozen"
+    trainable_stages: int = 0
+    fusion: FusionConfig
+    class_temperature: float = 1.0
+    defect_temperature: float = 1.0
+
+
+class AnomalyView(_Strict):
+    """How one product's images become the anomaly part's input.
+
+    ``fit``: resized to a ``size`` x ``size`` square (parts photographed the same way every time).
+    ``scale``: the aspect ratio kept, the pixels scaled by ``scale`` and the longest side held to
+    ``size`` (parts whose crops vary in shape, e.g. magnetic tiles); never a silent squeeze.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    resize: Literal["fit", "scale"] = "fit"
+    size: int = Field(448, ge=32, le=4096)
+    scale: float = Field(1.0, gt=0, le=4)
+
+    @property
+    def label(self) -> str:
+        how = f"fit{self.size}" if self.resize == "fit" else f"scale{self.scale:g}max{self.size}"
+        return f"{self.backbone}@{how}"
+
+
+class AnomalySpec(_Strict):
+    """A product's memory bank as built."""
+
+    view: AnomalyView
+    bank_patches: int
+    bank_images: int
+    build_seconds: float = 0.0
+    selected_on: str = ""  # why this view (val scores of the candidates)
+    # the anomaly score that good parts exceed at the target false-reject rate (calibration split):
+    # maps are stored relative to it, so 1.0 on a heatmap means "this region alone would reject"
+    map_reference: float | None = None
+
+
+class PartScale(_Strict):
+    """Puts one part's raw score on the common decision scale: ``(f(score) - center) / spread``,
+    with f the identity or the logit (probabilities pile up near 1; their logits keep spreading)."""
+
+    transform: Literal["identity", "logit"] = "identity"
+    center: float = 0.0
+    spread: float = Field(1.0, gt=0)
+
+
+class Decision(_Strict):
+    """How a product's part scores become one defect score, and where its verdict bands lie.
+
+    The defect score is the largest scaled score of the deciding parts, so strong evidence from
+    any one part fails the part (a defect type the classifier never saw still shows as an
+    anomaly). Thresholds are conformal quantiles of that score on calibration good parts.
+    """
+
+    parts: dict[str, PartScale]
+    thresholds: Thresholds
+    typing: Literal["classifier", "anomaly"] = "classifier"  # which part names the defect type
+    platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
+    calibrated_on: str = ""
+    selected_on: str = ""
+
+
+class ProductCard(_Strict):
+    name: str
+    classes: list[str]
+    manual_sha256: str
+    manual_version: str = ""
+    manual: str = ""
+    decision: Decision  # with the product's manual
+    image_only: Decision  # without a usable manual
+    anomaly: AnomalySpec | None = None
+
+
+class ModelCard(_Strict):
+    format: int = CARD_FORMAT
+    created_at: str
+    text_encoder: str = "minilm_l6"  # embeds the manuals' class descriptions for every part that reads them
+    text_source: Literal["manual", "ids"] = "manual"  # "ids": the manual ablated (fixed vectors per class)
+    classifier: ClassifierSpec | None = None
+    anomaly_backbones: list[str] = []  # patch extractors the products' banks were built with
+    type_heads: list[str] = []  # backbones with a region type head
+    products: dict[str, ProductCard]
+    fallback: Decision  # a product the model was not calibrated for (given only its manual)
+    verdict: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+
+    def summary(self) -> dict[str, Any]:
+        """The card without per-product manuals and banks: what the store keeps per model version."""
+        return self.model_dump(mode="json", exclude={"products"})
+
+
+def _upgrade_1(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 (classifier only): its thresholds cut the classifier's P(defect) directly."""
+    cal = d["calibration"]
+    only_classifier = {"classifier": {}}
+
+    def decision(th: dict, calibrated_on: str = "") -> dict:
+        return {"parts": only_classifier, "thresholds": th, "calibrated_on": calibrated_on}
+
+    return {
+        "format": 2,
+        "created_at": d["created_at"],
+        "text_encoder": d["text_encoder"],
+        "text_source": d.get("text_source", "manual"),
+        "classifier": {
+            "backbone": d["backbone"],
+            "input_size": d["input_size"],
+            "mode": d.get("mode", "frozen"),
+            "trainable_stages": d.get("trainable_stages", 0),
+            "fusion": d["fusion_config"],
+            "class_temperature": cal.get("class_temperature", 1.0),
+            "defect_temperature": cal.get("defect_temperature", 1.0),
+        },
+        "products": {
+            pid: {
+                "name": p.get("name", pid),
+                "classes": p["classes"],
+                "manual_sha256": p["manual_sha256"],
+                "manual_version": str(p.get("manual_version", "")),
+                "manual": p.get("manual", ""),
+                "decision": decision(p["thresholds"], p.get("calibrated_on", "")),
+                "image_only": decision(p["image_only"], p.get("calibrated_on", "")),
+            }
+            for pid, p in d["products"].items()
+        },
+        "fallback": decision(cal["fallback"], "uncalibrated"),
+        **{k: d[k] for k in ("verdict", "data", "train", "metrics", "versions") if k in d},
+    }
+
+
+UPGRADES = {1: _upgrade_1}
+
+
+def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if not isinstance(fmt, int):
+        raise CardError(f"{source}: not a model card (no format number)")
+    if fmt > CARD_FORMAT:
+        raise CardError(
+            f"{source}: card format {fmt} is newer than this inspector reads (up to {CARD_FORMAT}); upgrade inspector"
+        )
+    try:
+        while fmt < CARD_FORMAT:
+            if fmt not in UPGRADES:
+                raise CardError(f"{source}: card format {fmt} is too old to read; retrain the model")
+            data, fmt = UPGRADES[fmt](data), fmt + 1
+        return ModelCard.model_validate(data)
+    except (KeyError, TypeError) as exc:
+        raise CardError(f"{source}: format {data.get('format')} card is missing {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise CardError(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+
+
+def load_card(path: Path) -> ModelCard:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CardError(f"{path}: no model card; run `inspector train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CardError(f"{path}: not valid JSON ({exc})") from None
+    return parse_card(data, str(path))

@@ -1,0 +1,86 @@
+"""One defect score per part from all the evidence, and the choices behind it.
+
+Each part's raw score is put on a common scale fitted on good parts (centre = median, spread =
+the 95th percentile's distance from it), and the defect score is the largest scaled score of
+the deciding parts. The choice of deciding parts and the scales are made on the validation
+split; the verdict thresholds are then set once on a calibration split that chose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.special import expit
+from sklearn.metrics import roc_auc_score
+
+from models.card import PartScale
+
+_EPS = 1e-6
+
+
+def transform(score: np.ndarray, how: str) -> np.ndarray:
+    s = np.asarray(score, dtype=np.float64)
+    if how == "logit":
+        p = np.clip(s, _EPS, 1 - _EPS)
+        return np.log(p / (1 - p))
+    return s
+
+
+def fit_scale(good_scores: np.ndarray, how: str = "identity") -> PartScale:
+    """A scale on which good parts sit near 0 and their 95th percentile at 1."""
+    t = transform(good_scores, how)
+    if len(t) == 0:
+        return PartScale(transform=how)
+    center = float(np.median(t))
+    spread = float(np.quantile(t, 0.95) - center)
+    if not spread > 0:  # all alike (or too few): fall back on any spread there is
+        spread = float(np.std(t)) or 1.0
+    return PartScale(transform=how, center=center, spread=spread)
+
+
+def scaled(score: np.ndarray | float, s: PartScale) -> np.ndarray:
+    return (transform(score, s.transform) - s.center) / s.spread
+
+
+def combine(scores: Mapping[str, np.ndarray], parts: Mapping[str, PartScale]) -> np.ndarray:
+    """The defect score [M]: the largest scaled score of the deciding ``parts``."""
+    return np.max(np.stack([scaled(scores[name], s) for name, s in parts.items()]), axis=0)
+
+
+def escape_at_quantile(score: np.ndarray, is_defect: np.ndarray, frr: float) -> float:
+    """Share of defects at or below the (1 - frr) quantile of the good parts' scores: the
+    selection criterion, on the same split (the honest number comes from calibration + test)."""
+    good, bad = score[~is_defect], score[is_defect]
+    if len(good) == 0 or len(bad) == 0:
+        return float("nan")
+    cut = float(np.quantile(good, 1 - frr, method="higher"))
+    return float((bad <= cut).mean())
+
+
+def auroc(score: np.ndarray, is_defect: np.ndarray) -> float:
+    if is_defect.all() or not is_defect.any():
+        return float("nan")
+    return float(roc_auc_score(is_defect, score))
+
+
+def fit_platt(score: np.ndarray, is_defect: np.ndarray) -> tuple[float, float] | None:
+    """P(defect | score) as a logistic curve fitted on held-out parts; None without both kinds."""
+    if is_defect.all() or not is_defect.any():
+        return None
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=10.0).fit(np.asarray(score, np.float64).reshape(-1, 1), is_defect)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def probability(score: np.ndarray | float, platt: tuple[float, float] | None, reject: float, warn: float) -> np.ndarray:
+    """P(defect) of a defect score: the fitted curve, else one through 0.5 at the reject threshold
+    (a product calibrated on good parts only has no defects to fit a curve to)."""
+    s = np.asarray(score, np.float64)
+    if platt is not None:
+        a, b = platt
+    else:
+        a = 4.0 / max(reject - warn, 1e-3)  # 0.5 at reject, ~0.12 at warn
+        b = -a * reject
+    return expit(a * s + b)

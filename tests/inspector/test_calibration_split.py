@@ -1,0 +1,59 @@
+"""The false-reject promise is made on good parts that chose nothing: not the epoch, not a
+temperature, not a bank patch, not a deciding part."""
+
+from __future__ import annotations
+
+from inspector import training
+from inspector.dataset import CALIBRATION, load_dataset
+from inspector.settings import Settings
+
+
+def test_calibration_parts_are_used_for_the_thresholds_only(synthetic_root, home, monkeypatch):
+    seen: dict[str, set] = {}
+    train_classifier, fit_anomaly = training.train_classifier, training.fit_anomaly
+
+    def spy_classifier(settings, prep, train_samples, progress):
+        seen["classifier_train"] = {s.path for s in train_samples}
+        seen["classifier_val"] = {s.path for s in prep.ds.split("val")}  # epoch and temperatures
+        return train_classifier(settings, prep, train_samples, progress)
+
+    def spy_anomaly(cfg, ds, *args, **kwargs):
+        seen["bank"] = {s.path for s in ds.split("train") if not s.is_defect}
+        return fit_anomaly(cfg, ds, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_classifier", spy_classifier)
+    monkeypatch.setattr(training, "fit_anomaly", spy_anomaly)
+    s = Settings(home=home)  # the session's feature cache
+    s.train.epochs, s.train.views = 3, 1
+    card = training.train_model(s, [synthetic_root], None, progress=False)
+
+    ds = load_dataset(synthetic_root)
+    ds.hold_out_calibration(s.verdict.target_frr, s.verdict.calibration_share)
+    calib = {x.path for x in ds.split(CALIBRATION)}
+    assert calib and all(not x.is_defect for x in ds.split(CALIBRATION))
+    for role in ("classifier_train", "classifier_val", "bank"):
+        assert seen[role] and not calib & seen[role], role
+    decision = card.products["washer"].decision
+    assert decision.thresholds.n_good == len(calib)  # thresholds from exactly those parts
+    assert card.data["calibration_parts"] == {"washer": len(calib)}
+
+
+def test_groups_stay_on_one_side_of_the_calibration_split(tmp_path):
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path, "washer", per_class=40)
+    lines = ["image,product,label,defect_type,split,mask,source,group"]
+    for i, path in enumerate(sorted((folder / "images").glob("*/*.png"))):
+        defect = path.parent.name
+        lines.append(
+            f"images/{defect}/{path.name},washer,{'ok' if defect == 'ok' else 'defect'},{defect},train,,,part{i // 4}"
+        )
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(folder)
+    ds.hold_out_calibration(0.01)
+    sides: dict[str, set] = {}
+    for x in ds.samples:
+        if not x.is_defect:
+            sides.setdefault(x.group, set()).add(x.split)
+    assert all(len(v) == 1 for v in sides.values())  # every physical part on one side
+    assert {"train", CALIBRATION} == set().union(*sides.values())

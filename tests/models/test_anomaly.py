@@ -1,0 +1,85 @@
+"""The anomaly branch on real images: a memory bank of good solar cells (the demo's real
+electroluminescence images) flags a pasted scratch and its map peaks where the scratch is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.demo import elpv_root
+from inspector.images import load_image
+from models.anomaly import MemoryBanks, create_patch_extractor, gaussian_blur, greedy_coreset, view_shape
+from models.card import AnomalyView
+from models.transforms import normalize, resize, to_float
+
+
+@pytest.fixture(scope="module")
+def cells() -> list[np.ndarray]:
+    """24 good monocrystalline cells (expert label 0), 128 px: real, small, fast."""
+    root = elpv_root()
+    good = []
+    for line in (root / "labels.csv").read_text().splitlines():
+        path, prob, kind = line.split()
+        if float(prob) == 0 and kind == "mono":
+            good.append(load_image(root / path))
+        if len(good) == 24:
+            break
+    return [resize(im, 128).permute(1, 2, 0).numpy() for im in good]
+
+
+def scratch(image: np.ndarray, row: int, col: int) -> np.ndarray:
+    """A dark diagonal scratch, 14 px long and 2 px wide, starting at (row, col)."""
+    out = image.copy()
+    for k in range(14):
+        out[row + k, col + k : col + k + 2] = 10
+    return out
+
+
+def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells):
+    torch.manual_seed(0)
+    extractor = create_patch_extractor("efficientnet_lite0")
+    view = AnomalyView(resize="fit", size=128)
+
+    def feats(images):
+        x = torch.stack([resize(im, view_shape(128, 128, view, extractor.multiple)) for im in images])
+        with torch.inference_mode():
+            return extractor(normalize(to_float(x), extractor.mean, extractor.std))
+
+    train, test = cells[:16], cells[16:]
+    pool = feats(train).permute(0, 2, 3, 1).reshape(-1, extractor.dim)
+    banks = MemoryBanks(extractor.dim)
+    banks.add("cell", pool[greedy_coreset(pool, len(pool) // 4)])
+    clean = banks(feats(test), "cell")  # [8, 16, 16]
+    spots = [(40 + 7 * i, 30 + 6 * i) for i in range(len(test))]
+    scratched = banks(feats([scratch(im, r, c) for im, (r, c) in zip(test, spots, strict=True)]), "cell")
+    clean_scores, scratch_scores = clean.flatten(1).max(1).values, scratched.flatten(1).max(1).values
+    assert scratch_scores.min() > clean_scores.max()  # every scratched cell above every clean one
+    for amap, (r, c) in zip(scratched, spots, strict=True):
+        peak = divmod(int(amap.argmax()), amap.shape[1])  # (row, col) on the stride-8 grid
+        assert abs(peak[0] * 8 + 4 - (r + 7)) <= 12 and abs(peak[1] * 8 + 4 - (c + 8)) <= 12
+
+
+def test_coreset_covers_every_cluster_that_random_sampling_would_miss():
+    g = torch.Generator().manual_seed(0)
+    common = torch.randn(2000, 8, generator=g)
+    rare = torch.randn(5, 8, generator=g) * 0.1 + 20  # a rare but normal pattern
+    x = torch.cat([common, rare])
+    chosen = greedy_coreset(x, 20)
+    assert (chosen >= 2000).any()  # the farthest-point rule reaches the rare cluster at once
+    assert len(set(chosen.tolist())) == 20
+
+
+def test_views_keep_the_shape_or_fit_the_square():
+    fit = AnomalyView(resize="fit", size=448)
+    assert view_shape(300, 600, fit, 16) == (448, 448)
+    scaled = AnomalyView(resize="scale", scale=1.0, size=640)
+    assert view_shape(250, 600, scaled, 16) == (256, 608)  # aspect kept, multiples of 16
+    assert view_shape(2500, 6000, scaled, 16) == (272, 640)  # far larger than the bank's parts: shrunk
+
+
+def test_blur_keeps_the_map_shape_and_mass():
+    x = torch.zeros(1, 9, 9)
+    x[0, 4, 4] = 1
+    y = gaussian_blur(x, 1.0)
+    assert y.shape == x.shape and abs(float(y.sum()) - 1) < 1e-5 and float(y[0, 4, 4]) < 1

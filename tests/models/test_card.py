@@ -1,0 +1,79 @@
+"""The model card is typed and versioned: older formats load, unknown ones fail in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.card import CARD_FORMAT, CardError, load_card
+
+FORMAT_1 = {
+    "format": 1,
+    "created_at": "2026-11-20T10:00:00+00:00",
+    "backbone": "efficientnet_lite0",
+    "input_size": 224,
+    "text_encoder": "minilm_l6",
+    "text_source": "manual",
+    "mode": "frozen",
+    "trainable_stages": 0,
+    "fusion_config": {
+        "fusion": "cross_attention", "image_dim": 1280, "text_dim": 384, "hidden_dim": 256, "heads": 4, "rank": 8,
+        "dropout": 0.1, "text_dropout": 0.3, "image_only": False,
+    },
+    "calibration": {
+        "class_temperature": 1.3, "defect_temperature": 0.9,
+        "fallback": {"warn": 0.3, "reject": 0.5, "target_frr": 0.0, "n_good": 0, "guaranteed": False},
+        "image_only_fallback": {"warn": 0.3, "reject": 0.5, "target_frr": 0.0, "n_good": 0, "guaranteed": False},
+    },
+    "products": {
+        "washer": {
+            "name": "Washer", "classes": ["ok", "scratch"], "manual_sha256": "ab" * 32, "manual_version": "1",
+            "manual": "", "calibrated_on": "120 good parts of val",
+            "thresholds": {"warn": 0.2, "reject": 0.6, "target_frr": 0.01, "n_good": 120, "guaranteed": True},
+            "image_only": {"warn": 0.25, "reject": 0.7, "target_frr": 0.01, "n_good": 120, "guaranteed": True},
+        }
+    },
+    "verdict": {"target_frr": 0.01, "warn_frr": 0.05},
+    "data": {"roots": ["/data"]},
+    "train": {},
+    "metrics": {},
+    "versions": {"torch": "2.14.1"},
+}  # fmt: skip
+
+
+def test_format_1_card_loads_as_a_classifier_only_model(tmp_path):
+    (tmp_path / "card.json").write_text(json.dumps(FORMAT_1))
+    card = load_card(tmp_path / "card.json")
+    assert card.format == CARD_FORMAT and card.anomaly_backbones == []
+    assert card.classifier.backbone == "efficientnet_lite0" and card.classifier.class_temperature == 1.3
+    washer = card.products["washer"]
+    assert list(washer.decision.parts) == ["classifier"] and washer.decision.thresholds.reject == 0.6
+    assert washer.image_only.thresholds.reject == 0.7 and washer.decision.parts["classifier"].spread == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": 99}, "card format 99 is newer than this inspector reads"),
+        ({"format": None}, "not a model card"),
+        ({"products": {"washer": {"classes": ["ok"]}}}, "format 1 card is missing"),
+    ],
+)
+def test_unusable_cards_fail_in_one_line_naming_the_file(tmp_path, change, message):
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps({**FORMAT_1, **change}))
+    with pytest.raises(CardError) as err:
+        load_card(path)
+    assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_current_card_with_a_wrong_field_names_it(tmp_path):
+    path = tmp_path / "card.json"
+    path.write_text("{not json")
+    with pytest.raises(CardError, match="not valid JSON"):
+        load_card(path)
+    bad = {"format": 2, "created_at": "x", "products": {}, "fallback": {"parts": {}, "thresholds": "high"}}
+    path.write_text(json.dumps(bad))
+    with pytest.raises(CardError, match=r"fallback\.thresholds"):
+        load_card(path)
