@@ -211,7 +211,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--home", type=Path, default=ROOT / "var" / "bench")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--skip", nargs="*", default=[], choices=["demo", "manual", "views", "finetune", "peer"])
+    sections = ["main", "demo", "manual", "views", "finetune", "peer", "speed"]
+    ap.add_argument("--skip", nargs="*", default=[], choices=sections)
+    ap.add_argument(
+        "--only", nargs="*", choices=sections, help="run these sections and merge them into the existing --json"
+    )
     ap.add_argument(
         "--view-candidates",
         nargs="+",
@@ -226,8 +230,11 @@ def main() -> None:
     torch.set_num_threads(2)
     base = Settings(home=args.home)
     base.model.device = "cpu"
-    result: dict = {
-        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+    if args.only:
+        args.skip = [s for s in sections if s not in args.only]
+    result: dict = json.loads(args.json.read_text()) if args.only and args.json.exists() else {}
+    result |= {
+        "command": result.get("command") or "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "backbone": base.model.backbone,
@@ -245,30 +252,33 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=2, default=str))
         args.out.write_text(markdown(result))
 
-    log("main: default settings on the shared data")
-    prep = prepare(base, [args.data])
-    prep.patch_memo = {}
-    model = args.home / "models" / "shared"
-    runs = [run(base, [args.data], prep, s, out=model if s == args.seeds[0] else None) for s in args.seeds]
-    result["main"], result["raw_main"] = summary(runs), runs
-    result["speed"] = speed(model, [args.data])
-    save()
+    model, dmodel, demo = args.home / "models" / "shared", args.home / "models" / "demo", args.home / "demo"
+    prep = None
+    if "main" not in args.skip:
+        log("main: default settings on the shared data")
+        prep = prepare(base, [args.data])
+        prep.patch_memo = {}
+        runs = [run(base, [args.data], prep, s, out=model if s == args.seeds[0] else None) for s in args.seeds]
+        result["main"], result["raw_main"] = summary(runs), runs
+        save()
     if "demo" not in args.skip:
         log("demo: default settings on the solar cells")
-        demo = build_demo(args.home / "demo")
+        build_demo(demo)
         dprep = prepare(base, [demo])
         dprep.patch_memo = {}
-        dmodel = args.home / "models" / "demo"
         druns = [run(base, [demo], dprep, s, out=dmodel if s == args.seeds[0] else None) for s in args.seeds]
         result["demo"], result["raw_demo"] = summary(druns), druns
-        result["speed"] |= speed(dmodel, [demo])
+        save()
+    if "speed" not in args.skip:  # alone on the machine, or the numbers mean little
+        log("speed of the saved models")
+        result["speed"] = {**speed(model, [args.data]), **(speed(dmodel, [demo]) if dmodel.exists() else {})}
         save()
     if "manual" not in args.skip:
         log("manual ablated (text_source=ids)")
         ids = base.model_copy(deep=True)
         ids.model.text_source = "ids"
         iprep = prepare(ids, [args.data])
-        iprep.patch_memo = prep.patch_memo
+        iprep.patch_memo = prep.patch_memo if prep is not None else {}
         result["manual"] = summary([run(ids, [args.data], iprep, s) for s in args.seeds])
         save()
     del prep

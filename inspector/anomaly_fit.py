@@ -182,8 +182,9 @@ def fit_anomaly(
     extractors: dict[str, PatchExtractor] = {}
     banks: dict[str, MemoryBanks] = {}
     specs: dict[str, AnomalySpec] = {}
+    doubtful = ds.doubtful_good()
     for product in ds.products():
-        good = [s for s in ds.split("train") if s.product == product and not s.is_defect]
+        good = [s for s in ds.split("train") if s.product == product and not s.is_defect and s.path not in doubtful]
         if len(good) < cfg.min_good:
             if good:
                 print(f"{product}: {len(good)} good train images, a bank needs {cfg.min_good}: no anomaly part")

@@ -67,6 +67,12 @@ class Dataset:
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
 
+    def doubtful_good(self) -> set[Path]:
+        """Good images of a physical part that other images show defective (a label that
+        disagrees across lightings): neither a bank nor a calibration should trust them."""
+        defective = {(s.product, s.group) for s in self.samples if s.group and s.is_defect}
+        return {s.path for s in self.samples if not s.is_defect and (s.product, s.group) in defective}
+
     def hold_out_calibration(self, alpha: float, share: float = 0.3) -> dict[str, int]:
         """Move good train parts of each product into the calibration split. -> parts per product.
 
@@ -75,8 +81,13 @@ class Dataset:
         least ``share`` of them. Whole groups move, chosen by a stable hash, so reruns agree.
         """
         moved: dict[str, int] = {}
+        doubtful = self.doubtful_good()
         for product in self.products():
-            good = [s for s in self.samples if s.product == product and s.split == "train" and not s.is_defect]
+            good = [
+                s
+                for s in self.samples
+                if s.product == product and s.split == "train" and not s.is_defect and s.path not in doubtful
+            ]
             if len(good) < 2:
                 continue
             want = max(math.ceil(share * len(good)), min(math.ceil(2 / alpha), len(good) // 2))

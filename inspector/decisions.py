@@ -43,11 +43,15 @@ def fit_decision(
     target_frr: float,
     warn_frr: float,
     parts: list[str] | None = None,
+    allowed: set[str] | None = None,
 ) -> Decision:
-    """The product's decision; ``parts`` fixes the deciding parts, else they are chosen on val."""
+    """The product's decision; ``parts`` fixes the deciding parts, else they are chosen on val
+    among the ``allowed`` ones (all by default)."""
     scores_of = (lambda o: o.image_only) if image_only else (lambda o: o.scores)
     source = calib or val
     available = sorted(scores_of(source)) if source is not None else []
+    if allowed is not None and parts is None:
+        available = [p for p in available if p in allowed] or available
     if not available:
         return fallback_decision()
     val_good = val is not None and bool((~val.is_defect).any())

@@ -174,6 +174,8 @@ class Engine:
 
     # -- from part outputs to verdicts --------------------------------------------------------------------
     def decide(self, product: str, manual: Manual | None, outputs: dict[str, list[PartOutput]]) -> list[Verdict]:
+        if not outputs:
+            raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
         decision, flags = self.decision(product, manual)
         parts = {k: s for k, s in decision.parts.items() if k in outputs}
         if not parts:  # the deciding part is missing (e.g. a bank not built): the classifier alone, uncalibrated

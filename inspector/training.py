@@ -341,8 +341,11 @@ def train_model(
     products_card, metrics = {}, {"val": {}, "test": {}}
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
-        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr)
-        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr)
+        # a classifier that saw none of the product's defects knows nothing to decide with
+        learnt = any(x.product == m.product and x.is_defect for x in train_samples)
+        allowed = None if learnt else {"anomaly"}
+        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed)
+        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed)
         spec = anomaly.specs.get(m.product) if anomaly else None
         if spec is not None:
             spec = spec.model_copy(update={"map_reference": map_reference(cal, v.target_frr)})

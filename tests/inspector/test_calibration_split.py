@@ -57,3 +57,22 @@ def test_groups_stay_on_one_side_of_the_calibration_split(tmp_path):
             sides.setdefault(x.group, set()).add(x.split)
     assert all(len(v) == 1 for v in sides.values())  # every physical part on one side
     assert {"train", CALIBRATION} == set().union(*sides.values())
+
+
+def test_good_frames_of_a_part_shown_defective_elsewhere_calibrate_nothing(tmp_path):
+    """A tile labelled ok under one lighting and blowhole under another is not a good part."""
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path, "washer", per_class=30)
+    lines = ["image,product,label,defect_type,split,mask,source,group"]
+    for i, path in enumerate(sorted((folder / "images").glob("*/*.png"))):
+        defect = path.parent.name
+        group = "tile-x" if (defect == "ok" and i < 3) or (defect == "spot" and i % 30 == 0) else f"p{i}"
+        label = "ok" if defect == "ok" else "defect"
+        lines.append(f"images/{defect}/{path.name},washer,{label},{defect},train,,,{group}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(folder)
+    doubtful = ds.doubtful_good()
+    assert len(doubtful) == 3
+    ds.hold_out_calibration(0.01)
+    assert not doubtful & {x.path for x in ds.split(CALIBRATION)}

@@ -82,3 +82,30 @@ def test_cached_manual_embeddings_spare_loading_the_text_model(engine, trained_m
     fresh.set_manual("washer-c", parse_manual(MANUAL.format(product="washer-c") + "\nA new line.\n"))
     fresh.inspect_arrays("washer-c", images("ok", 1))
     assert fresh.text._encoder is not None  # a manual never embedded before loads it
+
+
+def test_a_format_1_checkpoint_still_serves(trained_model, tmp_path):
+    """A classifier-only model saved before the card was typed: it loads and inspects."""
+    import json
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_model, old)
+    (old / "anomaly.safetensors").unlink()
+    card = json.loads((old / "card.json").read_text())
+    c, washer = card["classifier"], card["products"]["washer"]
+    fallback = {"warn": 0.3, "reject": 0.5, "target_frr": 0.0, "n_good": 0, "guaranteed": False}
+    (old / "card.json").write_text(json.dumps({
+        "format": 1, "created_at": card["created_at"], "backbone": c["backbone"], "input_size": c["input_size"],
+        "text_encoder": card["text_encoder"], "fusion_config": c["fusion"],
+        "calibration": {"class_temperature": c["class_temperature"], "defect_temperature": c["defect_temperature"],
+                        "fallback": fallback, "image_only_fallback": fallback},
+        "products": {"washer": {"classes": washer["classes"], "manual_sha256": washer["manual_sha256"],
+                                "manual": washer["manual"], "thresholds": {**fallback, "reject": 0.6},
+                                "image_only": fallback}},
+    }))  # fmt: skip
+    engine = Engine(old, "cpu")
+    assert list(engine.parts) == ["classifier"] and engine.card.format == 2
+    spots = engine.inspect_arrays("washer", images("spot", 3))
+    assert all(v.reject_threshold == 0.6 and v.anomaly_score is None for v in spots)
+    assert sum(v.verdict == "reject" for v in spots) >= 2

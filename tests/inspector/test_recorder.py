@@ -1,12 +1,15 @@
 """Verdicts from the CLI land in the store: images by hash, rows with model and manual versions."""
 
+import io
 import json
 
+import numpy as np
+from PIL import Image
 from sqlalchemy import select
 
 from inspector.cli import main
 from inspector.dataset import load_dataset
-from inspector.store import Inspection, ManualVersion, ModelVersion
+from inspector.store import Inspection, InspectionSignal, ManualVersion, ModelVersion
 from inspector.store.files import ImageStore
 from inspector.store.session import make_engine, session_factory
 
@@ -54,4 +57,15 @@ def test_inspect_record_stores_every_image_and_verdict(trained_model, synthetic_
         assert store.read(rows[0].image_sha256) == paths[0].read_bytes()
         assert store.read(rows[-1].image_sha256) == b"not a png"  # kept for the audit trail
         assert json.dumps(rows[0].class_scores)
+        judged = rows[:-1]
+        assert all(r.defect_score is not None and r.anomaly_score is not None for r in judged)
+        assert all(0 <= r.classifier_score <= 1 for r in judged)
+        for r in judged:  # the anomaly map, stored as a small PNG beside the row (128 = rejects alone)
+            png = s.get(InspectionSignal, r.uuid).anomaly_map
+            grid = np.asarray(Image.open(io.BytesIO(png)))
+            assert grid.ndim == 2 and min(grid.shape) >= 8 and len(png) < 4000
+        defects = [r for r in judged if r.verdict == "defect"]
+        if defects:
+            assert max(np.asarray(Image.open(io.BytesIO(s.get(InspectionSignal, r.uuid).anomaly_map))).max()
+                       for r in defects) > 128  # fmt: skip
     engine.dispose()
