@@ -164,7 +164,7 @@ def build_bank(
 def _score(part: AnomalyPart, product: str, samples: list[Sample], max_pixels: int) -> np.ndarray:
     out = []
     for s in samples:
-        out.append(part.run([part.view(decode(s, max_pixels), product)], product, None)[0].score)
+        out.append(part.run([part.view(decode(s, max_pixels), product)], product, None)[0].scores["anomaly"])
     return np.array(out)
 
 

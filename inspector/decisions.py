@@ -8,6 +8,8 @@ good parts that chose none of them.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from sklearn.metrics import f1_score
 
@@ -19,17 +21,20 @@ from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_s
 # Without good parts there is no false-reject rate to hold: reject on the classifier's
 # calibrated probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so.
 UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaranteed=False)
-TRANSFORM = {"classifier": "logit", "anomaly": "identity"}  # P(defect) piles up near 1; distances do not
+# P(defect) piles up near 1, distances do not: probabilities are compared as logits
+TRANSFORM = {"classifier": "logit", "defect_head": "logit", "anomaly": "identity"}
+NEEDS_MANUAL = {"classifier"}  # scores an image-only verdict cannot have
 
 
 def fallback_decision() -> Decision:
-    return Decision(parts={"classifier": PartScale()}, thresholds=UNCALIBRATED, calibrated_on="uncalibrated")
+    """A product the model was not built for: either of the classifier's P(defect) over 0.5."""
+    parts = {"classifier": PartScale(), "defect_head": PartScale()}
+    return Decision(parts=parts, thresholds=UNCALIBRATED, calibrated_on="uncalibrated")
 
 
 def candidates(available: list[str]) -> list[list[str]]:
-    """Part sets worth trying: each part alone, and all together."""
-    out = [[p] for p in available]
-    return [*out, available] if len(available) > 1 else out
+    """Score sets worth trying: every non-empty subset (there are at most three scores)."""
+    return [list(c) for r in range(1, len(available) + 1) for c in itertools.combinations(available, r)]
 
 
 def _scales(parts: list[str], good: dict[str, np.ndarray]) -> dict[str, PartScale]:
@@ -45,9 +50,12 @@ def fit_decision(
     parts: list[str] | None = None,
     allowed: set[str] | None = None,
 ) -> Decision:
-    """The product's decision; ``parts`` fixes the deciding parts, else they are chosen on val
-    among the ``allowed`` ones (all by default)."""
-    scores_of = (lambda o: o.image_only) if image_only else (lambda o: o.scores)
+    """The product's decision; ``parts`` fixes the deciding scores, else they are chosen on val
+    among the ``allowed`` ones (all by default). ``image_only``: without the manual's scores."""
+
+    def scores_of(o: SplitOutputs) -> dict[str, np.ndarray]:
+        return {k: v for k, v in o.scores.items() if not (image_only and k in NEEDS_MANUAL)}
+
     source = calib or val
     available = sorted(scores_of(source)) if source is not None else []
     if allowed is not None and parts is None:
@@ -78,8 +86,8 @@ def fit_decision(
         why = "no val defects to choose on"
     scales = _scales(chosen, good) if good else {p: PartScale() for p in chosen}
     if calib is None or (~calib.is_defect).sum() == 0:
-        if chosen != ["classifier"]:
-            chosen, scales = ["classifier"], {"classifier": PartScale()}
+        probabilities = [p for p in chosen if p in ("classifier", "defect_head")] or [available[0]]
+        chosen, scales = probabilities, {p: PartScale() for p in probabilities}
         return Decision(parts=scales, thresholds=UNCALIBRATED, calibrated_on="no good parts to calibrate on",
                         selected_on=why)  # fmt: skip
     good_cal = combine(scores_of(calib), scales)[~calib.is_defect]

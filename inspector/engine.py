@@ -177,12 +177,14 @@ class Engine:
         if not outputs:
             raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
         decision, flags = self.decision(product, manual)
-        parts = {k: s for k, s in decision.parts.items() if k in outputs}
-        if not parts:  # the deciding part is missing (e.g. a bank not built): the classifier alone, uncalibrated
-            decision, flags = self.card.fallback, [*flags, "uncalibrated: no deciding part for this product"]
-            parts = {k: s for k, s in decision.parts.items() if k in outputs}
         n = len(next(iter(outputs.values())))
-        raw = {k: np.array([o.score for o in outputs[k]]) for k in parts}
+        raw = {k: np.array([o.scores[k] for o in outs]) for outs in outputs.values() for k in outs[0].scores}
+        parts = {k: s for k, s in decision.parts.items() if k in raw}
+        if not parts:  # the deciding score is missing (e.g. a bank not built): the classifier, uncalibrated
+            decision, flags = self.card.fallback, [*flags, "uncalibrated: no deciding score for this product"]
+            parts = {k: s for k, s in decision.parts.items() if k in raw}
+        if not parts:
+            raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
         score = combine(raw, parts)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
@@ -193,11 +195,12 @@ class Engine:
         for i in range(n):
             types = typer[i].type_probs if typer else None
             v = self._verdict(product, manual, float(score[i]), float(p_defect[i]), types, decision, flags)
-            if classifier:
-                v.classifier_score = classifier[i].score
+            if classifier:  # the classifier's P(defect) this decision reads, else its class softmax's
+                named = [k for k in decision.parts if k in classifier[i].scores] or list(classifier[i].scores)
+                v.classifier_score = classifier[i].scores[named[0]]
                 v.attention = classifier[i].attention
             if anomaly:
-                v.anomaly_score = anomaly[i].score
+                v.anomaly_score = anomaly[i].scores["anomaly"]
                 if map_ref:
                     v.anomaly_map = anomaly[i].anomaly_map / map_ref
             verdicts.append(v)

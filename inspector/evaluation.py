@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
 
+from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
 from models.calibration import frr_bound
 from models.card import Decision
@@ -17,7 +18,7 @@ from models.metrics import expected_calibration_error
 
 def decision_metrics(out: SplitOutputs, decision: Decision, image_only: bool = False) -> dict:
     """How the station's decision does on ``out`` (the product's images of one split)."""
-    scores = out.image_only if image_only else out.scores
+    scores = {k: v for k, v in out.scores.items() if not (image_only and k in NEEDS_MANUAL)}
     parts = {k: s for k, s in decision.parts.items() if k in scores}
     defect = out.is_defect
     m: dict = {"n": len(out.target), "n_defect": int(defect.sum()), "parts": "+".join(parts)}

@@ -17,7 +17,6 @@ from inspector.dataset import BadRow, Sample
 from inspector.errors import ImageError
 from inspector.manual import Manual
 from inspector.parts import Part
-from inspector.parts.classifier import ClassifierPart
 
 
 @dataclass
@@ -27,8 +26,7 @@ class SplitOutputs:
     product: str
     samples: list[Sample]
     target: np.ndarray  # [M] class index into the manual's classes (0 = ok)
-    scores: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M] raw score, with the manual
-    image_only: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M] raw score, without it
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # score name -> [M] raw score
     types: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M, T] P(type | defective)
     class_probs: np.ndarray | None = None  # [M, C] the classifier's, for accuracy and ECE
     maps: list[np.ndarray] | None = None  # anomaly maps [h, w] per image
@@ -45,7 +43,6 @@ class SplitOutputs:
             [self.samples[i] for i in idx],
             self.target[idx],
             {k: v[idx] for k, v in self.scores.items()},
-            {k: v[idx] for k, v in self.image_only.items()},
             {k: v[idx] for k, v in self.types.items()},
             None if self.class_probs is None else self.class_probs[idx],
             None if self.maps is None else [self.maps[i] for i in idx],
@@ -86,16 +83,12 @@ def collect(
     bar.close()
     out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
     for name, outs in got.items():
-        out.scores[name] = np.array([o.score for o in outs], dtype=np.float64)
+        for key in outs[0].scores if outs else []:
+            out.scores[key] = np.array([o.scores[key] for o in outs], dtype=np.float64)
         if outs and all(o.type_probs is not None for o in outs):
             out.types[name] = np.stack([o.type_probs for o in outs])
-        if isinstance(use[name], ClassifierPart):
-            out.image_only[name] = (
-                use[name].image_only_scores(np.stack([o.pooled for o in outs])) if outs else np.zeros(0)
-            )
-            out.class_probs = np.stack([o.class_probs for o in outs]) if outs else None
-        else:
-            out.image_only[name] = out.scores[name]  # no part but the classifier reads the manual's text for its score
+        if outs and outs[0].class_probs is not None:
+            out.class_probs = np.stack([o.class_probs for o in outs])
         if outs and outs[0].anomaly_map is not None:
             out.maps = [o.anomaly_map for o in outs]
     return out

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -276,14 +277,14 @@ def product_report(
     m = decision_metrics(out, decision)
     m["image_only"] = decision_metrics(out, image_only, image_only=True)
     methods = {}
-    for name, parts in (
-        ("classifier", ["classifier"]),
-        ("anomaly", ["anomaly"]),
-        ("combined", ["anomaly", "classifier"]),
-    ):
-        if all(p in out.scores for p in parts) and (name != "combined" or len(out.scores) > 1):
-            d = fit_decision(val, calib, False, verdict.target_frr, verdict.warn_frr, parts=parts)
-            methods[name] = decision_metrics(out, d)
+    fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr)
+    classifier = {"classifier", "defect_head"} & set(out.scores)
+    if classifier:  # the classifier alone: its better score, or both, as val chooses
+        methods["classifier"] = decision_metrics(out, fit(allowed=classifier))
+    if "anomaly" in out.scores:
+        methods["anomaly"] = decision_metrics(out, fit(parts=["anomaly"]))
+        if classifier:
+            methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)))
     m["methods"] = methods
     px = pixel_auroc(out)
     if px is not None:
@@ -343,7 +344,7 @@ def train_model(
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
         # a classifier that saw none of the product's defects knows nothing to decide with
         learnt = any(x.product == m.product and x.is_defect for x in train_samples)
-        allowed = None if learnt else {"anomaly"}
+        allowed = None if learnt else {"anomaly"}  # the defect head saw none of them either
         decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed)
         image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed)
         spec = anomaly.specs.get(m.product) if anomaly else None

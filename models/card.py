@@ -72,7 +72,7 @@ class AnomalySpec(_Strict):
 
 
 class PartScale(_Strict):
-    """Puts one part's raw score on the common decision scale: ``(f(score) - center) / spread``,
+    """Puts one named score on the common decision scale: ``(f(score) - center) / spread``,
     with f the identity or the logit (probabilities pile up near 1; their logits keep spreading)."""
 
     transform: Literal["identity", "logit"] = "identity"
@@ -88,7 +88,7 @@ class Decision(_Strict):
     anomaly). Thresholds are conformal quantiles of that score on calibration good parts.
     """
 
-    parts: dict[str, PartScale]
+    parts: dict[str, PartScale]  # score name ("classifier", "defect_head", "anomaly") -> its scale
     thresholds: Thresholds
     typing: Literal["classifier", "anomaly"] = "classifier"  # which part names the defect type
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
@@ -134,10 +134,9 @@ class ModelCard(_Strict):
 def _upgrade_1(d: dict[str, Any]) -> dict[str, Any]:
     """Format 1 (classifier only): its thresholds cut the classifier's P(defect) directly."""
     cal = d["calibration"]
-    only_classifier = {"classifier": {}}
 
-    def decision(th: dict, calibrated_on: str = "") -> dict:
-        return {"parts": only_classifier, "thresholds": th, "calibrated_on": calibrated_on}
+    def decision(th: dict, calibrated_on: str = "", parts: tuple[str, ...] = ("classifier",)) -> dict:
+        return {"parts": {p: {} for p in parts}, "thresholds": th, "calibrated_on": calibrated_on}
 
     return {
         "format": 2,
@@ -161,11 +160,11 @@ def _upgrade_1(d: dict[str, Any]) -> dict[str, Any]:
                 "manual_version": str(p.get("manual_version", "")),
                 "manual": p.get("manual", ""),
                 "decision": decision(p["thresholds"], p.get("calibrated_on", "")),
-                "image_only": decision(p["image_only"], p.get("calibrated_on", "")),
+                "image_only": decision(p["image_only"], p.get("calibrated_on", ""), ("defect_head",)),
             }
             for pid, p in d["products"].items()
         },
-        "fallback": decision(cal["fallback"], "uncalibrated"),
+        "fallback": decision(cal["fallback"], "uncalibrated", ("classifier", "defect_head")),
         **{k: d[k] for k in ("verdict", "data", "train", "metrics", "versions") if k in d},
     }
 

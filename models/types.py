@@ -55,8 +55,10 @@ class ProductTexts:
 class PartOutput:
     """What one model part says about one image; the engine composes these into a verdict.
 
-    score: the part's raw defect score (higher = more likely defective), before the product's
-        decision puts it on the common scale.
+    scores: the part's raw defect scores by name (higher = more likely defective), before the
+        product's decision puts the ones it uses on the common scale: a part may give several
+        kinds of evidence (the classifier: "classifier", its class softmax read with the manual,
+        and "defect_head", its manual-free defect head; the anomaly part: "anomaly").
     class_probs: [C] probabilities over the product's classes, ``ok`` first.
     type_probs: [C - 1] probabilities over the product's defect types, given that it is defective.
     anomaly_map: [h, w] per-region anomaly score on the part's grid, in the units of ``score``.
@@ -64,7 +66,7 @@ class PartOutput:
     attention: [h, w] where a cross-attention classifier looked.
     """
 
-    score: float
+    scores: dict[str, float]
     class_probs: np.ndarray | None = None
     type_probs: np.ndarray | None = None
     anomaly_map: np.ndarray | None = None

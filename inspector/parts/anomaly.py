@@ -71,7 +71,7 @@ class AnomalyPart:
             amap_np = amap.float().cpu().numpy()
             for k, i in enumerate(idx):
                 t = None if types is None else types[k]
-                outputs[i] = PartOutput(float(amap_np[k].max()), type_probs=t, anomaly_map=amap_np[k])
+                outputs[i] = PartOutput({"anomaly": float(amap_np[k].max())}, type_probs=t, anomaly_map=amap_np[k])
         return outputs  # type: ignore[return-value]
 
     @torch.inference_mode()

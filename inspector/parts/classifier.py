@@ -12,6 +12,8 @@ from models import CrossModalClassifier, ImageEncoder
 from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
 
+CLASSIFIER, DEFECT_HEAD = "classifier", "defect_head"  # the names of its two scores
+
 
 class ClassifierPart:
     name = "classifier"
@@ -34,6 +36,8 @@ class ClassifierPart:
 
     @torch.inference_mode()
     def run(self, views: list[torch.Tensor], product: str, manual: Manual | None) -> list[PartOutput]:
+        """Scores: ``defect_head`` (the manual-free defect head's P(defect)) always, and with a
+        manual ``classifier`` (1 - P(ok) over the manual's class descriptions)."""
         batch = torch.stack(views)
         # uint8 crosses to the GPU (a quarter of float32's bytes); the float work happens there
         x = to_float((batch.pin_memory() if self.cuda else batch).to(self.device, non_blocking=True))
@@ -42,11 +46,10 @@ class ClassifierPart:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
             tokens, pooled = self.encoder(x)
+            head = self._defect_head(pooled)
             pooled_np = pooled.float().cpu().numpy()
             if manual is None:
-                logit = self.model.image_only_defect_logit(pooled).float() / self.model.defect_temperature
-                scores = torch.sigmoid(logit).cpu().numpy()
-                return [PartOutput(float(s), pooled=p) for s, p in zip(scores, pooled_np, strict=True)]
+                return [PartOutput({DEFECT_HEAD: float(h)}, pooled=p) for h, p in zip(head, pooled_np, strict=True)]
             text = self.bank.embed(manual).to(self.device)  # [C, Dt], cached per manual version
             B, C = len(batch), text.shape[0]
             mask = torch.ones(B, C, dtype=torch.bool, device=self.device)
@@ -55,17 +58,17 @@ class ClassifierPart:
             attn = out.attention.float().cpu().numpy() if out.attention is not None else None
         return [
             PartOutput(
-                float(1 - p[0]), class_probs=p, type_probs=_types(p), pooled=pooled_np[i], attention=_grid(attn, i, p)
+                {CLASSIFIER: float(1 - p[0]), DEFECT_HEAD: float(head[i])},
+                class_probs=p,
+                type_probs=_types(p),
+                pooled=pooled_np[i],
+                attention=_grid(attn, i, p),
             )
             for i, p in enumerate(probs)
         ]
 
-    @torch.inference_mode()
-    def image_only_scores(self, pooled: np.ndarray) -> np.ndarray:
-        """P(defect) [B] of the manual-free head from pooled features [B, D] (what ``run`` gives
-        without a manual), so calibration gets both modes from one pass."""
-        x = torch.from_numpy(np.asarray(pooled, np.float32)).to(self.device)
-        logit = self.model.image_only_defect_logit(x).float() / self.model.defect_temperature
+    def _defect_head(self, pooled: torch.Tensor) -> np.ndarray:
+        logit = self.model.image_only_defect_logit(pooled).float() / self.model.defect_temperature
         return torch.sigmoid(logit).cpu().numpy()
 
 
