@@ -86,6 +86,8 @@ def summary(runs: list[dict]) -> dict:
                 table[method] = _agg(sub)
         table["image_only"] = _agg([r["image_only"] for r in rows])
         table["parts"] = rows[0].get("parts")
+        by_type = [r.get("escape_by_type", {}) for r in rows]
+        table["escape_by_type"] = {t: float(np.mean([b[t] for b in by_type if t in b])) for t in by_type[0]}
         table["typing"] = runs[0]["products"][product]["decision"]["typing"]
         out[product] = table
     return out
@@ -159,7 +161,10 @@ def markdown(r: dict) -> str:
                 f"### {product}",
                 "",
                 f"Station decision: **{t['parts']}** (chosen on val), defect type from **{t['typing']}**; "
-                f"{sp.get('ms_per_image', '–')} ms per image on this CPU ({sp.get('images_per_s', '–')} images/s).",
+                f"{sp.get('ms_per_image', '–')} ms per image on this CPU ({sp.get('images_per_s', '–')} images/s). "
+                "Station escape by defect type: "
+                + (", ".join(f"{k} {100 * e:.0f} %" for k, e in t.get("escape_by_type", {}).items()) or "–")
+                + ".",
                 "",
                 "| method | escape | FRR (bound) | AUROC | pixel AUROC | type-F1 |",
                 "|---|---|---|---|---|---|",

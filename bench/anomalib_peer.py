@@ -75,9 +75,12 @@ def inside(data: Path, products: list[str]) -> dict:
         rows = list(csv.DictReader(open(data / product / "manifest.csv", encoding="utf-8")))
         train = [r for r in rows if r["split"] == "train" and r["label"] == "ok"]
         test = [r for r in rows if r["split"] == "test"]
-        backbone = timm.create_model(arch, pretrained=False)
-        backbone.load_state_dict(weights, strict=True)
-        model = PatchcoreModel(backbone=backbone.eval(), layers=["blocks.2", "blocks.4"], num_neighbors=9)
+        # by name, as anomalib builds its own timm features_only extractor (a module handed in would be
+        # fx-traced, which the TF "same" padding of the Lite weights does not survive); then our weights
+        model = PatchcoreModel(backbone=arch, pre_trained=False, layers=["blocks.2", "blocks.4"], num_neighbors=9)
+        missing, _ = model.feature_extractor.feature_extractor.load_state_dict(weights, strict=False)
+        if missing:
+            raise RuntimeError(f"our {arch} weights do not cover anomalib's extractor: {missing[:5]}")
         t = time.perf_counter()
         model.train()
         for i in range(0, len(train), 16):

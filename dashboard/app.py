@@ -1,6 +1,6 @@
 """The dashboard's entry point: login, then the pages the user's role allows.
 
-streamlit run dashboard/app.py      (or: inspector dashboard)
+inspector-dashboard      (or: streamlit run dashboard/app.py)
 """
 
 from __future__ import annotations

@@ -18,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--home", type=Path, help="the station's working folder (default: INSPECTOR_HOME or var)")
     ap.add_argument("--url", help="database URL (default: INSPECTOR_DATABASE_URL or the SQLite file under home)")
     ap.add_argument("--port", type=int, default=8501, help="HTTP port (default 8501)")
-    ap.add_argument("--address", default="0.0.0.0", help="address to listen on (default: all interfaces)")
+    ap.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)",
+    )
     args = ap.parse_args(argv)
     env = dict(os.environ)
     if args.home:

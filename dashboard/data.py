@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 
 from inspector.errors import InspectorError
-from inspector.services import Account, authenticate
+from inspector.services import Account, authenticate, current
 from inspector.settings import Settings
 from inspector.store.files import ImageStore
 from inspector.store.session import DatabaseError, make_engine, session_factory
@@ -97,7 +97,12 @@ def user() -> Account:
     """The logged-in account; otherwise the login form, and the page stops there."""
     account = st.session_state.get("user")
     if isinstance(account, Account):
-        return account
+        now = query(current, account.username)  # demoted or deactivated since login: it shows at once
+        if now is not None:
+            st.session_state["user"] = now
+            return now
+        st.session_state.pop("user", None)
+        st.warning(f"{account.username} is no longer an active user; log in again.")
     st.title("inspector")
     with st.form("login"):
         name = st.text_input("User name", key="login_user")

@@ -529,7 +529,15 @@ def cmd_drift(args: argparse.Namespace) -> int:
     with _sessions(settings)() as s:
         events = run_drift_check(s, settings.drift)
     if not events:
-        print("nothing to check yet: no champion, or no stream with enough inspections")
+        from inspector.store.monitoring import champion
+
+        with _sessions(settings)() as s:
+            has_champion = champion(s) is not None
+        print(
+            f"nothing to check yet: no stream has {settings.drift.min_window} inspections by the champion"
+            if has_champion
+            else "nothing to check yet: no champion model (run the station or `inspector models promote`)"
+        )
     for e in events:
         if args.all or e["severity"] != "ok":
             print(

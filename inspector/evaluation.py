@@ -33,6 +33,9 @@ def decision_metrics(out: SplitOutputs, decision: Decision, image_only: bool = F
     if defect.any():
         m["escape_rate"] = float((score[defect] <= th.reject).mean())  # defects not rejected
         m["escape_to_accept_rate"] = float((score[defect] <= th.warn).mean())  # not even sent to review
+        types = sorted({s.defect_type for s in out.samples if s.is_defect})
+        kind = np.array([s.defect_type for s in out.samples])
+        m["escape_by_type"] = {t: float((score[kind == t] <= th.reject).mean()) for t in types}
     if (~defect).any():
         n_good = int((~defect).sum())
         m["false_reject_rate"] = float((score[~defect] > th.reject).mean())

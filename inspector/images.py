@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated frame is refused, not silently padded with gray
 
@@ -63,10 +63,16 @@ def load_image(
                     )
                 if w < 8 or h < 8:
                     raise ImageError(f"{label}: {w}x{h} is too small to inspect")
-                if draft_size and img.format == "JPEG":
+                frames = getattr(img, "n_frames", 1)
+                # an MPO (phone/stereo JPEG) carries its primary picture first, by the standard; any other
+                # multi-frame file is ambiguous: which frame is the part? refuse rather than guess the first
+                if frames > 1 and img.format != "MPO":
+                    raise ImageError(f"{label}: {img.format} with {frames} frames; send one frame per image")
+                if draft_size and img.format in ("JPEG", "MPO"):
                     img.draft("RGB", (draft_size, draft_size))
                 img.load()
-                return _to_rgb8(img)
+                # cameras and phones that rotate by EXIF tag: inspect the part the way it was seen
+                return _to_rgb8(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except UnidentifiedImageError:

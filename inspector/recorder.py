@@ -13,6 +13,7 @@ from datetime import datetime
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +22,7 @@ from inspector.store import Inspection, ModelVersion
 from inspector.store.base import utcnow
 from inspector.store.files import ImageStore
 from inspector.store.repo import (
+    InspectionRecord,
     add_manual_version,
     ensure_product,
     promote_model,
@@ -54,6 +56,26 @@ def map_png(anomaly_map: np.ndarray | None) -> bytes | None:
     buf = io.BytesIO()
     Image.fromarray(grey, mode="L").save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def storable(row: dict) -> dict:
+    """``row`` if the store accepts it; else an ``error`` row that says why, with the offending
+    text made storable. One bad record must not fail the rows stored beside it, nor stay in the
+    spool to fail again at every restart."""
+    try:
+        InspectionRecord.model_validate(row)
+        return row
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        why = f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+    clean = dict(row)
+    for key, limit in (("line", 64), ("station", 64), ("camera", 64), ("part_serial", 128), ("defect_type", 64)):
+        if isinstance(clean.get(key), str):
+            clean[key] = "".join(c for c in clean[key] if c.isprintable())[:limit]
+    for key in ("defect_type", "confidence", "defect_score", "classifier_score", "anomaly_score", "class_scores"):
+        clean[key] = None
+    clean.update(verdict="error", error=(f"{why}; " + (row.get("error") or "")).replace("\x00", "")[:20_000])
+    return clean
 
 
 def signal_row(uuid: str, sig: Signals, attention=None, anomaly_map=None) -> dict:
@@ -155,7 +177,7 @@ class Recorder:
                     signals[uid] = signal_row(uid, res.signals, res.attention, res.anomaly_map)
             else:
                 row.update(verdict="error", error=f"{cap.source}: {res}"[:20_000])
-            rows.append(row)
+            rows.append(storable(row))
         with self.sessions() as s:
             manual_id = self._manual_id(s, product)
             stored = set(s.scalars(select(Inspection.uuid).where(Inspection.uuid.in_(ids))))
@@ -166,6 +188,25 @@ class Recorder:
             record_signals(s, [signals[r["uuid"]] for r in rows if r["uuid"] in signals])
             s.commit()
         return ids
+
+
+def stored_outcome(sessions: sessionmaker[Session], uuid: str) -> dict | None:
+    """The stored verdict of inspection ``uuid`` (what a retried request is answered with), or None."""
+    with sessions() as s:
+        row = s.scalar(select(Inspection).where(Inspection.uuid == uuid))
+        if row is None:
+            return None
+        version = s.get(ModelVersion, row.model_version_id) if row.model_version_id else None
+        fields = ("verdict", "defect_type", "confidence", "defect_score", "classifier_score", "anomaly_score")
+        return {
+            "inspection_id": row.uuid,
+            "product": row.product_id,
+            **{k: getattr(row, k) for k in fields},
+            "image_only": row.image_only,
+            "model_version": version.name if version else "",
+            "latency_ms": row.latency_ms or 0.0,
+            "error": row.error,
+        }
 
 
 def open_recorder(settings, engine: Engine) -> Recorder:

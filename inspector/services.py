@@ -40,9 +40,21 @@ class Account:
     username: str
     role: str  # operator | engineer
 
-    def require(self, role: str) -> None:
-        if role == "engineer" and self.role != "engineer":
-            raise PermissionDeniedError(f"{self.username} is an operator: this needs an engineer")
+
+def current(session: Session, username: str) -> Account | None:
+    """The account as the store holds it now (None: unknown or deactivated). A session's login
+    is not a licence: roles and the active flag are read again for every action."""
+    user = session.scalar(select(User).where(User.username == username, User.active.is_(True)))
+    return None if user is None else Account(user.username, user.role)
+
+
+def _require(session: Session, who: Account, role: str | None = None) -> Account:
+    now = current(session, who.username)
+    if now is None:
+        raise PermissionDeniedError(f"{who.username} is no longer an active user")
+    if role == "engineer" and now.role != "engineer":
+        raise PermissionDeniedError(f"{who.username} is an operator: this needs an engineer")
+    return now
 
 
 def create_user(session: Session, username: str, password: str, role: str) -> None:
@@ -83,11 +95,13 @@ def authenticate(session: Session, username: str, password: str) -> Account | No
 def review(
     session: Session, who: Account, inspection_id: int, label: str, defect_type: str | None, comment: str | None
 ) -> int:
+    _require(session, who)
     return add_review(session, inspection_id, who.username, label, defect_type or None, comment or None).id
 
 
 def undo_review(session: Session, who: Account, review_id: int) -> int:
     """Take back one's own review (the audit log keeps that it was given and undone). -> its inspection."""
+    who = _require(session, who)
     r = session.get(Review, review_id)
     if r is None:
         raise InvalidRecordError(f"review {review_id} does not exist")
@@ -101,7 +115,7 @@ def undo_review(session: Session, who: Account, review_id: int) -> int:
 def set_golden(session: Session, who: Account, inspection_id: int, golden: bool) -> bool:
     """Put an inspection in (or take it out of) its product's fixed golden set, which every
     challenger must not do worse on. Its latest review is its label; it is never trained on."""
-    who.require("engineer")
+    _require(session, who, "engineer")
     row = session.get(Inspection, inspection_id)
     if row is None:
         raise InvalidRecordError(f"inspection {inspection_id} does not exist")
@@ -111,18 +125,18 @@ def set_golden(session: Session, who: Account, inspection_id: int, golden: bool)
 
 
 def promote(session: Session, who: Account, model_id: int) -> str:
-    who.require("engineer")
+    _require(session, who, "engineer")
     return promote_model(session, model_id, who.username).name
 
 
 def rollback(session: Session, who: Account) -> str:
-    who.require("engineer")
+    _require(session, who, "engineer")
     return rollback_model(session, who.username).name
 
 
 def save_manual(session: Session, who: Account, product: str, text: str) -> int:
     """A new manual version (validated first). -> its version number."""
-    who.require("engineer")
+    _require(session, who, "engineer")
     try:
         parse_manual(text, f"manual of {product}", product)
     except ManualError as exc:
@@ -131,7 +145,7 @@ def save_manual(session: Session, who: Account, product: str, text: str) -> int:
 
 
 def onboard_product(session: Session, who: Account, product: str, name: str, manual_text: str) -> str:
-    who.require("engineer")
+    _require(session, who, "engineer")
     ensure_product(session, product, name)
     save_manual(session, who, product, manual_text)
     audit(session, who.username, "product_onboard", product, {"name": name})
@@ -140,9 +154,15 @@ def onboard_product(session: Session, who: Account, product: str, name: str, man
 
 def request_retrain(settings, who: Account) -> threading.Thread:
     """Start a retraining run in the background (it takes minutes); its row shows its progress."""
-    who.require("engineer")
     from inspector.retrain import run_retrain
     from inspector.store.session import make_engine, session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as s:
+            _require(s, who, "engineer")
+    finally:
+        engine.dispose()
 
     def run() -> None:
         engine = make_engine(settings.database_url)

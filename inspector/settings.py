@@ -127,6 +127,8 @@ class ServiceSettings(BaseModel):
     queue_size: int = Field(256, ge=1)
     decode_threads: int | None = Field(None, ge=1)  # None: one per core, at most 8
     max_body_mb: float = Field(50, gt=0)
+    # answered without a key even once keys exist (probes and scrapers); every other path needs one
+    open_paths: list[str] = ["/v1/health", "/v1/ready", "/metrics"]
     mqtt_host: str | None = None
     mqtt_port: int = Field(1883, ge=1, le=65535)
     camera: CameraSettings | None = None

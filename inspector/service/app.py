@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from inspector.store.monitoring import champion
 from inspector.store.session import make_engine, session_factory
 
 log = logging.getLogger("inspector.service")
+FAILURE_SHOWN_S = 60  # /v1/ready answers 503 this long after a batch failed
 
 
 @dataclass
@@ -42,6 +44,9 @@ class Service:
                 conn.execute(text("select 1"))
         except Exception as exc:  # noqa: BLE001 - readiness reports, it does not raise
             return False, f"database unreachable: {type(exc).__name__}"
+        failure = self.worker.last_failure
+        if failure is not None and time.time() - failure[0] < FAILURE_SHOWN_S:
+            return False, f"a batch failed {time.time() - failure[0]:.0f} s ago: {failure[1]}"
         return True, f"model {self.worker.engine.version}"
 
 
@@ -95,9 +100,19 @@ def asgi_app(
     line: str = "",
     mqtt: MqttPublisher | None = None,
     camera: CameraInput | None = None,
+    station: str = "",
+    open_paths: tuple[str, ...] = ("/v1/health", "/v1/ready", "/metrics"),
 ):
-    app = create_app(service.worker, service.ready, max_body_bytes, authorize=service.keys.check)
-    folder = FolderInput(watch, service.worker, line=line) if watch else None
+    app = create_app(
+        service.worker,
+        service.ready,
+        max_body_bytes,
+        authorize=service.keys.check,
+        line=line,
+        station=station,
+        open_paths=tuple(open_paths),
+    )
+    folder = FolderInput(watch, service.worker, line=line, station=station) if watch else None
     if mqtt:
         service.worker.listeners.append(mqtt)
         if camera and camera.mode == "trigger":
@@ -138,5 +153,7 @@ def serve(settings: Settings, model_dir: Path | None = None) -> None:
     cam = None
     if cfg.camera:
         cam = CameraInput(worker=service.worker, line=cfg.line, station=cfg.station, **cfg.camera.model_dump())
-    app = asgi_app(service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam)
+    app = asgi_app(
+        service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam, cfg.station, tuple(cfg.open_paths)
+    )
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")

@@ -82,7 +82,11 @@ class FolderInput:
             if prev is None or prev[:2] != key:
                 self._seen[f] = (*key, now)  # changed since last look: still being written
                 continue
-            if now - prev[2] < self.settle_s or st.st_size == 0:
+            if now - prev[2] < self.settle_s:
+                continue
+            if st.st_size == 0:  # settled and still empty: nothing will come; say so instead of waiting forever
+                self._move(f, product, REJECTED, reason=f"{f.name}: empty file")
+                self._seen.pop(f, None)
                 continue
             if self._submit(product, f, st):
                 submitted += 1

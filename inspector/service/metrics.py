@@ -11,6 +11,10 @@ class ServiceMetrics:
         self.inspections = Counter("inspector_inspections", "Inspections stored, by verdict", ["verdict"], registry=r)
         self.rejected_full = Counter("inspector_rejected_queue_full", "Images refused: queue full", registry=r)
         self.db_errors = Counter("inspector_db_write_errors", "Failed database writes (retried)", registry=r)
+        self.failed_batches = Counter(
+            "inspector_failed_batches", "Batches that failed to inspect or store (jobs kept to retry)", registry=r
+        )
+        self.dead_jobs = Counter("inspector_dead_jobs", "Jobs given up after repeated failures", registry=r)
         self.queue_depth = Gauge("inspector_queue_depth", "Images waiting for the model", registry=r)
         self.batch_size = Histogram(
             "inspector_batch_size", "Images per model batch", registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128)

@@ -30,6 +30,7 @@ class Job:
     part_serial: str | None = None
     captured_at: datetime = field(default_factory=utcnow)
     seq: int = 0
+    request_id: str | None = None  # the client's own id: a retry with it gets the first verdict
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -63,6 +64,31 @@ class Spool:
 
     def done(self, job: Job) -> None:
         self._path(job.id).unlink(missing_ok=True)
+        self._attempts(job.id).unlink(missing_ok=True)
+
+    def failed(self, job: Job, why: str) -> int:
+        """Count a failed attempt at ``job``. -> attempts so far."""
+        n = self.attempts(job.id) + 1
+        self._attempts(job.id).write_text(f"{n}\n{why[:2000]}\n")
+        return n
+
+    def attempts(self, job_id: str) -> int:
+        try:
+            return int(self._attempts(job_id).read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def bury(self, job: Job) -> Path:
+        """Move a job that keeps failing to ``dead/`` (with why), out of the way of good work."""
+        dead = self.root / "dead"
+        dead.mkdir(exist_ok=True)
+        os.replace(self._path(job.id), dead / f"{job.id}.job")
+        if self._attempts(job.id).exists():
+            os.replace(self._attempts(job.id), dead / f"{job.id}.why")
+        return dead / f"{job.id}.job"
+
+    def _attempts(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.attempts"
 
     def pending(self) -> list[Job]:
         """Jobs left by an earlier run, oldest first; interrupted writes are cleaned up."""

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inspector.engine import Engine, Verdict
 from inspector.errors import InspectorError, UnknownProductError
 from inspector.images import DRAFT_SIZE, load_image
-from inspector.recorder import STORE_VERDICT, Capture, Recorder
+from inspector.recorder import STORE_VERDICT, Capture, Recorder, stored_outcome
 from inspector.service.metrics import ServiceMetrics
 from inspector.service.spool import Job, Spool
 
@@ -103,6 +103,10 @@ class InspectionWorker:
         ]
         self.listeners: list = []  # called with (job, outcome) once the outcome is stored (MQTT output)
         self._next_model: tuple[Engine, Recorder] | None = None
+        self.max_attempts = 3
+        self._inflight: dict[str, Future] = {}  # job id -> its answer, while it is queued or running
+        self._inflight_lock = threading.Lock()
+        self.last_failure: tuple[float, str] | None = None  # (unix time, error) of the latest failed batch
 
     # -- callers -------------------------------------------------------------------------------
     def known_product(self, product: str) -> bool:
@@ -116,18 +120,40 @@ class InspectionWorker:
         """
         if not self.known_product(job.product):
             raise UnknownProductError(f"unknown product '{job.product}'")
-        if self._stop.is_set() or not self._slots.acquire(blocking=False):
-            self.metrics.rejected_full.inc()
-            raise QueueFullError("inspection queue is full")
+        with self._inflight_lock:
+            if (first := self._inflight.get(job.id)) is not None:
+                return first  # a retry while the first is still on its way: one part, one answer
+            fut: Future = Future()
+            self._inflight[job.id] = fut
         try:
-            self.spool.put(job, data)
+            if job.request_id and (done := self._stored(job)) is not None:
+                self._inflight.pop(job.id, None)
+                fut.set_result(done)
+                return fut
+            if self._stop.is_set() or not self._slots.acquire(blocking=False):
+                self.metrics.rejected_full.inc()
+                raise QueueFullError("inspection queue is full")
+            try:
+                self.spool.put(job, data)
+            except BaseException:
+                self._slots.release()
+                raise
         except BaseException:
-            self._slots.release()
+            self._inflight.pop(job.id, None)
             raise
-        fut: Future = Future()
         self.queue.put((job, fut, time.perf_counter()))
         self.metrics.queue_depth.set(self.queue.qsize())
         return fut
+
+    def _stored(self, job: Job) -> Outcome | None:
+        """A retry of a request already stored: its first verdict, marked as a replay."""
+        try:
+            row = stored_outcome(self.recorder.sessions, job.id)
+        except SQLAlchemyError:
+            return None  # the database is down: inspect again; the store keeps one row per id anyway
+        if row is None:
+            return None
+        return Outcome(**row, flags=["replayed: the first answer to this request_id"])
 
     def replace_model(self, engine: Engine, recorder: Recorder) -> None:
         """Serve from the next batch on with another model; batches already gathered finish on this one."""
@@ -144,7 +170,10 @@ class InspectionWorker:
             t.start()
         for job in self.spool.pending():
             self._slots.acquire()  # waits for room: nothing dropped
-            self.queue.put((job, Future(), time.perf_counter()))
+            fut: Future = Future()
+            with self._inflight_lock:
+                self._inflight[job.id] = fut  # a client's retry of it waits for this answer
+            self.queue.put((job, fut, time.perf_counter()))
             log.info("re-queued spooled job %s from an earlier run", job.id)
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
@@ -242,10 +271,18 @@ class InspectionWorker:
             except Exception as exc:  # noqa: BLE001 - _fail logs it; one bad batch must not stop the station
                 self._fail(batch, exc)
 
-    @staticmethod
-    def _fail(batch: _Batch, exc: Exception) -> None:
+    def _fail(self, batch: _Batch, exc: Exception) -> None:
+        """A batch that broke: its jobs stay spooled to retry at the next start, each at most
+        ``max_attempts`` times; then it goes to the spool's dead letters (and /v1/ready says so)."""
         log.exception("batch failed; its jobs stay spooled and are retried at the next start")
-        for _, fut, _ in batch.jobs:
+        self.metrics.failed_batches.inc()
+        self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:500])
+        for job, fut, _ in batch.jobs:
+            if self.spool.failed(job, self.last_failure[1]) >= self.max_attempts:
+                self.spool.bury(job)
+                self.metrics.dead_jobs.inc()
+                log.error("job %s failed %d times: moved to the spool's dead letters", job.id, self.max_attempts)
+            self._inflight.pop(job.id, None)
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -262,6 +299,7 @@ class InspectionWorker:
                 outcome = self._outcome(job, batch.results[i], batch.recorder, (time.perf_counter() - t0) * 1000)
                 self.spool.done(job)
                 self.metrics.observe(outcome)
+                self._inflight.pop(job.id, None)
                 if not fut.done():
                     fut.set_result(outcome)
                 for listener in self.listeners:

@@ -53,32 +53,42 @@ def list_api_keys(session: Session) -> list[dict]:
 
 
 class KeyChecker:
-    """Answers "may this key report for this line?" from a copy of the active keys refreshed every
-    ``ttl_s``. With no active key at all, the API is open (a fresh station on a closed network)."""
+    """Answers "may this key report for this line?" from the active keys, read on every check so a
+    revoked key is refused at its next request, in every process sharing the database. With no
+    active key at all, the API is open (a fresh station on a closed network).
 
-    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 5.0) -> None:
-        self.sessions, self.ttl_s = sessions, ttl_s
-        self._keys: dict[str, list[str]] = {}
-        self._loaded = -1e9
+    When the database cannot be read, the keys last read stay in force and the database is tried
+    again after ``retry_s``: the line keeps running through an outage, and one outage does not
+    cost every request a connection timeout."""
+
+    def __init__(self, sessions: sessionmaker[Session], retry_s: float = 5.0) -> None:
+        self.sessions, self.retry_s = sessions, retry_s
+        self._keys: dict[str, list[str]] | None = None
+        self._retry_at = 0.0
         self._lock = threading.Lock()
 
     def _active(self) -> dict[str, list[str]]:
-        with self._lock:
-            if time.monotonic() - self._loaded > self.ttl_s:
-                try:
-                    with self.sessions() as s:
-                        rows = s.execute(select(ApiKey.key_sha256, ApiKey.lines).where(ApiKey.revoked_at.is_(None)))
-                        self._keys = {sha: lines for sha, lines in rows}
-                except SQLAlchemyError as exc:
-                    if self._loaded < 0:
-                        raise  # never read: refusing is safer than opening the API
-                    # the database is down: the line keeps running on the keys last read
-                    log.warning("could not refresh API keys (%s); using the last ones read", type(exc).__name__)
-                self._loaded = time.monotonic()
+        if self._keys is not None and time.monotonic() < self._retry_at:
+            return self._keys  # the database failed a moment ago
+        try:
+            with self.sessions() as s:
+                rows = s.execute(select(ApiKey.key_sha256, ApiKey.lines, ApiKey.revoked_at)).all()
+                keys = {sha: lines for sha, lines, revoked in rows if revoked is None}
+                if rows and not keys:
+                    keys = {"": []}  # keys were made and all are revoked: closed (no digest is "")
+        except SQLAlchemyError as exc:
+            with self._lock:
+                if self._keys is None:
+                    raise  # never read: refusing is safer than opening the API
+                self._retry_at = time.monotonic() + self.retry_s
+            log.warning("could not read API keys (%s); using the last ones read", type(exc).__name__)
             return self._keys
+        with self._lock:
+            self._keys, self._retry_at = keys, 0.0
+        return keys
 
-    def check(self, key: str | None, line: str) -> tuple[int, str] | None:
-        """-> None when allowed, else (HTTP status, message)."""
+    def check(self, key: str | None, line: str | None) -> tuple[int, str] | None:
+        """-> None when allowed, else (HTTP status, message). ``line=None``: the key alone."""
         keys = self._active()
         if not keys:
             return None
@@ -87,6 +97,6 @@ class KeyChecker:
         lines = keys.get(_digest(key))
         if lines is None:
             return 401, "unknown or revoked API key"
-        if lines and line not in lines:
+        if line is not None and lines and line not in lines:
             return 403, f"this key may not report for line '{line}' (allowed: {', '.join(lines)})"
         return None

@@ -57,6 +57,13 @@ class InspectionRecord(BaseModel):
     latency_ms: float | None = Field(None, ge=0)
     error: str | None = Field(None, max_length=20_000)
 
+    @field_validator("line", "station", "camera", "product_id", "part_serial", "defect_type", "error", "image_uri")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\x00" in v:  # PostgreSQL's text cannot hold it; SQLite's would keep it silently
+            raise ValueError("holds a NUL character")
+        return v
+
     @field_validator("captured_at", "received_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:

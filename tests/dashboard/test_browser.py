@@ -1,8 +1,11 @@
-"""End to end in headless Chromium: log in, visit every page (screenshots for the README under
-docs/screenshots/), review one inspection, and find the review in the database."""
+"""End to end in headless Chromium: log in, visit every page (a screenshot of each under
+var/test-screenshots/, never a tracked file), review one inspection, and find the review in the
+database. ``INSPECTOR_SCREENSHOTS=docs/screenshots python -m pytest tests/dashboard/test_browser.py``
+refreshes the README's pictures."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +21,8 @@ from inspector.store import Review
 from inspector.store.session import make_engine, session_factory
 from tests.dashboard.conftest import PASSWORDS
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / os.environ.get("INSPECTOR_SCREENSHOTS", "var/test-screenshots")
 PAGES = ["Overview", "Inspections", "Review queue", "Drift", "Retraining & models", "Products"]
 
 

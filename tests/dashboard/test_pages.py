@@ -244,3 +244,33 @@ def test_an_engineer_puts_a_reviewed_inspection_in_the_golden_set(station):
         assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "golden_set")) == "erik"
     engine.dispose()
     assert not [c for c in page("inspections", OPERATOR).checkbox if (c.key or "").startswith("golden_")]
+
+
+def test_a_demoted_or_deactivated_engineer_loses_the_rights_at_once(station):
+    """A session keeps the login it started with; the rights are the store's, read again for every
+    action (issue #14, item 5)."""
+    from inspector.services import PermissionDeniedError, create_user, promote, save_manual
+    from inspector.store import User
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        create_user(s, "dora", "a-long-password", "engineer")
+        s.commit()
+    dora = Account("dora", "engineer")  # what her dashboard session holds
+    assert [b for b in page("models", dora).button if b.key == "promote"]
+    with sessions() as s:
+        create_user(s, "dora", "a-long-password", "operator")  # demoted
+        s.commit()
+    at = page("models", dora)
+    assert not [b for b in at.button if b.key in ("promote", "rollback", "retrain_now")]
+    assert at.session_state["user"] == Account("dora", "operator")
+    with sessions() as s, pytest.raises(PermissionDeniedError, match="needs an engineer"):
+        promote(s, dora, 3)
+    with sessions() as s:
+        s.scalar(select(User).where(User.username == "dora")).active = False
+        s.commit()
+    with sessions() as s, pytest.raises(PermissionDeniedError, match="no longer an active user"):
+        save_manual(s, dora, "tile", "x")
+    at = page("overview", dora)
+    assert "user" not in at.session_state and any("no longer an active user" in w.value for w in at.warning)
+    engine.dispose()

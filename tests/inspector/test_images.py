@@ -72,3 +72,28 @@ def test_bytes_and_missing_file(tmp_path):
     assert load_image(data, name="upload").shape == (16, 16, 3)
     with pytest.raises(ImageError, match="file not found"):
         load_image(tmp_path / "nope.png")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A camera that rotates by tag: the part is inspected the way it was seen (issue #14, item 7)."""
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", exif=exif, quality=95)
+    out = load_image(buf.getvalue(), name="rotated.jpg")
+    assert out.shape == (40, 20, 3)  # portrait, as displayed
+    assert out[:15].mean() > 200 and out[25:].mean() < 50  # the white half is now on top
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
+def test_multi_frame_images_are_refused_not_cut_to_their_first_frame(tmp_path, fmt):
+    frames = [Image.new("RGB", (16, 16), (v, v, v)) for v in (0, 128, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match=f"anim: {fmt} with 3 frames; send one frame per image"):
+        load_image(buf.getvalue(), name="anim")
+    one = io.BytesIO()
+    frames[1].save(one, fmt)
+    assert load_image(one.getvalue(), name="still").shape == (16, 16, 3)

@@ -27,7 +27,8 @@ def test_folder_inspects_moves_and_rejects(service, tmp_path):
     (watch / "washer" / "a.png").write_bytes(png_bytes("scratch"))
     (watch / "washer" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
     (watch / "gear" / "x.png").write_bytes(png_bytes())
-    folder = FolderInput(watch, service.worker, line="L3", settle_s=0.3, poll_s=0.1)
+    (watch / "washer" / "empty.png").write_bytes(b"")  # a camera that wrote nothing: never skipped forever
+    folder = FolderInput(watch, service.worker, line="L3", station="S3", settle_s=0.3, poll_s=0.1)
     service.worker.start()
     folder.start()
     try:
@@ -36,8 +37,10 @@ def test_folder_inspects_moves_and_rejects(service, tmp_path):
                 (watch / "done" / "washer" / "a.png").exists()
                 and (watch / "rejected" / "washer" / "broken.png").exists()
                 and (watch / "rejected" / "gear" / "x.png").exists()
+                and (watch / "rejected" / "washer" / "empty.png").exists()
             )
         )
+        assert "empty file" in (watch / "rejected" / "washer" / "empty.png.reason.txt").read_text()
         verdict = json.loads((watch / "done" / "washer" / "a.png.json").read_text())
         assert verdict["verdict"] in ("ok", "uncertain", "defect")
         assert "corrupt" in (watch / "rejected" / "washer" / "broken.png.reason.txt").read_text()
@@ -47,7 +50,8 @@ def test_folder_inspects_moves_and_rejects(service, tmp_path):
         service.worker.stop()
     with session_factory(service.db_engine)() as s:
         rows = s.scalars(select(Inspection)).all()
-    assert sorted(r.verdict != "error" for r in rows) == [False, True] and {r.line for r in rows} == {"L3"}
+    assert sorted(r.verdict != "error" for r in rows) == [False, True]
+    assert {(r.line, r.station) for r in rows} == {("L3", "S3")}  # the station's own, on every row
 
 
 def test_a_file_still_being_written_is_not_read(service, tmp_path):
