@@ -126,6 +126,14 @@ def engineer_only(account: Account) -> bool:
     return True
 
 
+NAMES = {"id": "Id", "product_id": "Product", "uuid": "Inspection", "defect_score": "Defect score"}
+
+
+def readable(df):
+    """Column names a person reads ("captured_at" -> "Captured at"), for tables shown as they are."""
+    return df.rename(columns=lambda c: NAMES.get(c, c.replace("_", " ").capitalize()))
+
+
 def since(period: str) -> datetime:
     return datetime.now(UTC) - PERIODS[period]
 

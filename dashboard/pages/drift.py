@@ -43,15 +43,17 @@ def live() -> None:
     if alarms.empty:
         st.caption("None: every check stayed under its threshold.")
     else:
+        shown = ["created_at", "stream", "metric", "value", "threshold", "severity", "window_start", "window_end"]
         st.dataframe(
-            alarms[["created_at", "stream", "metric", "value", "threshold", "severity", "window_start", "window_end"]],
+            data.readable(alarms[shown]),
             hide_index=True,
             width="stretch",
         )
     st.subheader("Retraining triggered by drift")
     runs = [r for r in data.query(retrain_runs, 50) if r["trigger"].startswith("drift")]
     if runs:
-        st.dataframe(pd.DataFrame(runs)[["started_at", "trigger", "status", "decision", "reason"]], hide_index=True)
+        runs = pd.DataFrame(runs)[["started_at", "trigger", "status", "decision", "reason"]]
+        st.dataframe(data.readable(runs), hide_index=True)
     else:
         st.caption("No run was triggered by drift.")
 

@@ -48,7 +48,7 @@ if page.rows:
     table = pd.DataFrame(page.rows)[
         ["id", "captured_at", "product_id", "line", "verdict", "defect_type", "confidence", "defect_score"]
     ]
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(data.readable(table), hide_index=True, width="stretch")
 
 st.subheader("Detail")
 chosen = st.number_input("Inspection id", min_value=0, value=page.rows[0]["id"] if page.rows else 0, step=1)
@@ -89,7 +89,8 @@ elif detail:
                 st.markdown(section.text)
         if account.role == "engineer":
             golden = st.checkbox(
-                "In the golden set (every new model is checked against it; needs a review as its label)",
+                "In the golden set",
+                help="Every new model is checked against the golden set; a part needs a review as its label.",
                 value=detail["golden"],
                 key=f"golden_{detail['id']}",
                 disabled=not detail["reviews"] and not detail["golden"],

@@ -19,13 +19,44 @@ models = data.query(model_history)
 champion = next((m for m in models if m["status"] == "champion"), None)
 st.metric("Champion", champion["name"] if champion else "none yet")
 
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def held_out(metrics: dict) -> pd.DataFrame | None:
+    """The champion's own numbers on its held-out test split, as a quality engineer reads them."""
+    test = (metrics or {}).get("test") or {}
+    rows = [
+        {
+            "Product": product,
+            "Defects passed (escape)": _pct(m.get("escape_rate")),
+            "False rejects: measured / promised": f"{_pct(m.get('false_reject_rate'))} / {_pct(m.get('target_frr'))}",
+            "AUROC": "–" if m.get("auroc") is None else f"{m['auroc']:.3f}",
+            "Defect-type F1": "–" if m.get("defect_type_macro_f1") is None else f"{m['defect_type_macro_f1']:.2f}",
+            "Test parts": m.get("n"),
+        }
+        for product, m in test.items()
+        if isinstance(m, dict)
+    ]
+    return pd.DataFrame(rows) if rows else None
+
+
+if champion:
+    table = held_out(champion["metrics"])
+    if table is not None:
+        st.caption("The champion on its held-out test split (thresholds from its calibration split):")
+        st.dataframe(table, hide_index=True)
+    else:
+        st.caption("No held-out test numbers were stored with the champion.")
+
 st.subheader("Schedule")
 try:
     jobs = scheduled_jobs(data.settings())
 except Exception as exc:  # noqa: BLE001 - the schedule is informative; the page goes on without it
     jobs, _ = [], st.caption(f"Schedule unavailable: {type(exc).__name__}")
 if jobs:
-    st.dataframe(pd.DataFrame(jobs), hide_index=True)
+    st.dataframe(data.readable(pd.DataFrame(jobs)), hide_index=True)
 else:
     st.caption("No jobs stored: start the scheduler with `inspector scheduler`.")
 
@@ -52,12 +83,13 @@ for r in runs:
                     }
                 )
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True)
+            st.dataframe(data.readable(pd.DataFrame(rows)), hide_index=True)
         st.caption(f"data: {r['data_counts']} · {r['duration_s'] or 0:.0f} s")
 
 st.subheader("Versions")
 if models:
-    st.dataframe(pd.DataFrame(models)[["id", "name", "status", "created_at", "promoted_at"]], hide_index=True)
+    versions = pd.DataFrame(models)[["id", "name", "status", "created_at", "promoted_at"]]
+    st.dataframe(data.readable(versions), hide_index=True)
 
 st.subheader("Actions")
 if data.engineer_only(account):

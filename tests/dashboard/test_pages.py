@@ -274,3 +274,11 @@ def test_a_demoted_or_deactivated_engineer_loses_the_rights_at_once(station):
     at = page("overview", dora)
     assert "user" not in at.session_state and any("no longer an active user" in w.value for w in at.warning)
     engine.dispose()
+
+
+def test_the_retraining_page_shows_the_champions_held_out_numbers(station):
+    at = page("models", OPERATOR)
+    table = at.dataframe[0].value
+    row = table.iloc[0]
+    assert row["Product"] == "tile" and row["Defects passed (escape)"] == "5.0 %"
+    assert row["False rejects: measured / promised"] == "0.8 % / 1.0 %"
