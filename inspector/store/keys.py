@@ -54,8 +54,9 @@ def list_api_keys(session: Session) -> list[dict]:
 
 class KeyChecker:
     """Answers "may this key report for this line?" from the active keys, read on every check so a
-    revoked key is refused at its next request, in every process sharing the database. With no
-    active key at all, the API is open (a fresh station on a closed network).
+    revoked key is refused at its next request, in every process sharing the database. Until the
+    first key is made the API is open (a fresh station on a closed network); revoking every key
+    closes it rather than opening it again.
 
     When the database cannot be read, the keys last read stay in force and the database is tried
     again after ``retry_s``: the line keeps running through an outage, and one outage does not
@@ -63,34 +64,33 @@ class KeyChecker:
 
     def __init__(self, sessions: sessionmaker[Session], retry_s: float = 5.0) -> None:
         self.sessions, self.retry_s = sessions, retry_s
-        self._keys: dict[str, list[str]] | None = None
+        self._keys: dict[str, list[str]] | None = None  # active digest -> lines; None: no key ever made
+        self._read = False
         self._retry_at = 0.0
         self._lock = threading.Lock()
 
-    def _active(self) -> dict[str, list[str]]:
-        if self._keys is not None and time.monotonic() < self._retry_at:
+    def _active(self) -> dict[str, list[str]] | None:
+        if self._read and time.monotonic() < self._retry_at:
             return self._keys  # the database failed a moment ago
         try:
             with self.sessions() as s:
                 rows = s.execute(select(ApiKey.key_sha256, ApiKey.lines, ApiKey.revoked_at)).all()
-                keys = {sha: lines for sha, lines, revoked in rows if revoked is None}
-                if rows and not keys:
-                    keys = {"": []}  # keys were made and all are revoked: closed (no digest is "")
+                keys = {sha: lines for sha, lines, revoked in rows if revoked is None} if rows else None
         except SQLAlchemyError as exc:
             with self._lock:
-                if self._keys is None:
+                if not self._read:
                     raise  # never read: refusing is safer than opening the API
                 self._retry_at = time.monotonic() + self.retry_s
             log.warning("could not read API keys (%s); using the last ones read", type(exc).__name__)
             return self._keys
         with self._lock:
-            self._keys, self._retry_at = keys, 0.0
+            self._keys, self._read, self._retry_at = keys, True, 0.0
         return keys
 
     def check(self, key: str | None, line: str | None) -> tuple[int, str] | None:
         """-> None when allowed, else (HTTP status, message). ``line=None``: the key alone."""
         keys = self._active()
-        if not keys:
+        if keys is None:
             return None
         if not key:
             return 401, "missing X-API-Key header"
