@@ -29,6 +29,7 @@ from inspector.store.repo import (
     record_inspections,
     record_signals,
     register_model,
+    text_limit,
 )
 
 STORE_VERDICT = {"accept": "ok", "warn": "uncertain", "reject": "defect"}
@@ -69,9 +70,9 @@ def storable(row: dict) -> dict:
         first = exc.errors()[0]
         why = f"invalid record: {'.'.join(map(str, first['loc']))}: {first['msg']}"
     clean = dict(row)
-    for key, limit in (("line", 64), ("station", 64), ("camera", 64), ("part_serial", 128), ("defect_type", 64)):
+    for key in ("line", "station", "camera", "part_serial", "defect_type"):
         if isinstance(clean.get(key), str):
-            clean[key] = "".join(c for c in clean[key] if c.isprintable())[:limit]
+            clean[key] = "".join(c for c in clean[key] if c.isprintable())[: text_limit(key)]
     for key in ("defect_type", "confidence", "defect_score", "classifier_score", "anomaly_score", "class_scores"):
         clean[key] = None
     clean.update(verdict="error", error=(f"{why}; " + (row.get("error") or "")).replace("\x00", "")[:20_000])

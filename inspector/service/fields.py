@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import unicodedata
 
-# the store's column widths (inspector/store/inspections.py)
-LIMITS = {"product": 64, "line": 64, "station": 64, "camera": 64, "part_serial": 128, "request_id": 128}
+from inspector.store.repo import text_limit
+
+LIMITS = {name: text_limit(name) for name in ("line", "station", "camera", "part_serial")}
+LIMITS["product"] = text_limit("product_id")
+LIMITS["request_id"] = 128  # not stored as such: it names the inspection id
 
 
 def field_problem(fields: dict[str, str | None]) -> str | None:

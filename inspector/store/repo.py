@@ -219,3 +219,8 @@ def audit(session: Session, actor: str, action: str, target: str = "", details: 
 
 def count_inspections(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Inspection)) or 0
+
+
+def text_limit(field: str) -> int:
+    """The store's width of one text field of an inspection (what the door and the recorder check)."""
+    return next(m.max_length for m in InspectionRecord.model_fields[field].metadata if hasattr(m, "max_length"))
