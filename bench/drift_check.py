@@ -51,7 +51,7 @@ def seed(sessions, reference, model_id: int, products: list[str], lines: int, pe
                             "captured_at": now - timedelta(seconds=2 * (per_stream - i)),
                             "line": line,
                             "product_id": product,
-                            "verdict": "defect" if defect[i] else "ok",
+                            "verdict": "reject" if defect[i] else "accept",
                             "defect_type": "crack" if defect[i] else None,
                             "confidence": float(rng.uniform(0.7, 1.0)),
                             "anomaly_score": float(rng.random()),

@@ -88,14 +88,14 @@ def queries(Session, engine, rows: int) -> dict:
     end = START + timedelta(seconds=rows * STEP_S)
     day, week = InspectionFilter(since=end - timedelta(days=1)), InspectionFilter(since=end - timedelta(days=7))
     with Session() as s:
-        ids = [r["id"] for r in list_inspections(s, InspectionFilter(verdict="uncertain"), page_size=200).rows]
+        ids = [r["id"] for r in list_inspections(s, InspectionFilter(verdict="review"), page_size=200).rows]
         for i in ids[:100]:
             add_review(s, i, "bench", "defect", "crack")
         s.commit()
     cases = {
         "list recent (page 1, 50 rows)": lambda s: list_inspections(s, InspectionFilter(), page_size=50),
         "list product+verdict, last 7 days": lambda s: list_inspections(
-            s, InspectionFilter(product="tile", verdict="defect", since=week.since), page_size=50
+            s, InspectionFilter(product="tile", verdict="reject", since=week.since), page_size=50
         ),
         "list line, last day, page 10": lambda s: list_inspections(
             s, InspectionFilter(line="L1", since=day.since), page=10, page_size=50
@@ -124,10 +124,10 @@ def explain(engine) -> dict:
     dialect = engine.dialect.name
     prefix = "EXPLAIN QUERY PLAN " if dialect == "sqlite" else "EXPLAIN "
     stmts = {
-        "list product+verdict": "SELECT * FROM inspections WHERE product_id = 'tile' AND verdict = 'defect' "
+        "list product+verdict": "SELECT * FROM inspections WHERE product_id = 'tile' AND verdict = 'reject' "
         "ORDER BY captured_at DESC LIMIT 50",
         "rates last day": "SELECT count(*) FROM inspections WHERE captured_at >= :since",
-        "review queue (uncertain part)": "SELECT * FROM inspections i WHERE verdict = 'uncertain' AND NOT EXISTS "
+        "review queue (review part)": "SELECT * FROM inspections i WHERE verdict = 'review' AND NOT EXISTS "
         "(SELECT 1 FROM reviews r WHERE r.inspection_id = i.id) ORDER BY captured_at, id LIMIT 50",
         "shift rates (counters)": "SELECT hour, line, verdict, n FROM inspection_counts WHERE hour >= :since",
     }

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="verdicts for images of one product",
         epilog=EPILOG,
-        description="Print accept / warn / reject for each image, the defect type in the manual's "
+        description="Print accept / review / reject for each image, the defect type in the manual's "
         "words and the confidence. Unreadable images are reported and skipped.",
     )
     _add_common(i)

@@ -105,11 +105,15 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
             parts += [(product, s.path) for s in test if s.product == product and s.defect_type == defect][:2]
     truth = {s.path: s.defect_type for s in test}
 
+    print(f"  {'verdict':8} {'named':15} {'sure':>5}  {'score vs reject threshold':26} {'truth':15} image")
+
     def show(path, answer: dict) -> None:
-        what = answer.get("defect_type") or answer.get("error") or "ok"
+        what = answer.get("defect_type") or answer.get("error") or ("ok" if answer["verdict"] == "accept" else "")
+        score, cut = answer.get("defect_score"), answer.get("reject_threshold")
+        against = f"{score:.2f} ({'>' if score > cut else '<='} {cut:.2f})" if score is not None and cut else ""
         print(
-            f"  {answer['verdict'].upper():9} {what:15} conf {answer.get('confidence') or 0:.2f}  "
-            f"truth {truth[path]:15} {path.name}"
+            f"  {answer['verdict']:8} {what[:15]:15} {answer.get('confidence') or 0:5.0%}  {against:26} "
+            f"{truth[path]:15} {path.name}"
         )
 
     with running(service) as url:

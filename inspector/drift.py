@@ -4,8 +4,8 @@ Per (product, line) stream of the champion's inspections, the newest ``window`` 
 inspections are compared with:
 - the champion's reference good parts (image embeddings: MMD permutation test on accepted
   parts; brightness / contrast / sharpness: PSI over all judged parts), and
-- the ``baseline`` inspections before the window (defect rate: Bernoulli CUSUM; defect-type
-  mix: PSI; mean confidence; share of uncertain verdicts),
+- the ``baseline`` inspections before the window (reject rate: Bernoulli CUSUM; defect-type
+  mix: PSI; mean confidence; share of parts sent to review),
 plus the share of recent operator reviews that disagree with the verdict.
 
 Every metric of every check is written as a drift_event with its value, threshold and a
@@ -82,14 +82,14 @@ def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Fin
 
 
 def _category(row: dict) -> str:
-    return (row["defect_type"] or "defect") if row["verdict"] == "defect" else row["verdict"]
+    return (row["defect_type"] or "defect") if row["verdict"] == "reject" else row["verdict"]
 
 
 def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -> list[Finding]:
-    """Defect rate, defect-type mix, confidence and uncertain share of the window vs the baseline."""
+    """Reject rate, defect-type mix, confidence and review share of the window vs the baseline."""
     n, nb = len(window), len(baseline)
-    is_defect = np.array([r["verdict"] == "defect" for r in window])
-    k = sum(r["verdict"] == "defect" for r in baseline)
+    is_defect = np.array([r["verdict"] == "reject" for r in window])
+    k = sum(r["verdict"] == "reject" for r in baseline)
     cusum, p = rate_rise_test(is_defect, k, nb, cfg.permutations)
     out = [
         grade(
@@ -124,14 +124,14 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
                 {"mean": float(np.mean(conf_w)), "baseline_mean": float(np.mean(conf_b))},
             )
         )
-    share_w = cw["uncertain"] / n
-    share_b = cb["uncertain"] / nb
+    share_w = cw["review"] / n
+    share_b = cb["review"] / nb
     out.append(
         grade(
-            "uncertain_rise",
+            "review_rise",
             share_w - share_b,
-            cfg.uncertain_rise_warn,
-            cfg.uncertain_rise_high,
+            cfg.review_rise_warn,
+            cfg.review_rise_high,
             {"share": share_w, "baseline_share": share_b},
         )
     )
@@ -139,11 +139,12 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
 
 
 def review_disagreement(reviews: list[dict], cfg: DriftSettings) -> Finding | None:
-    """Share of reviewed ok/defect verdicts the operator overturned (uncertain ones are not counted)."""
-    judged = [r for r in reviews if r["verdict"] in ("ok", "defect")]
+    """Share of accepted or rejected parts the operator's review overturned (parts the line sent
+    to review are not counted: the line made no call on them)."""
+    judged = [r for r in reviews if r["verdict"] in ("accept", "reject")]
     if len(judged) < cfg.min_reviews:
         return None
-    wrong = sum((r["verdict"] == "ok") != (r["review_label"] == "ok") for r in judged)
+    wrong = sum((r["verdict"] == "accept") != (r["review_label"] == "ok") for r in judged)
     return grade(
         "review_disagreement",
         wrong / len(judged),
@@ -164,7 +165,7 @@ def check_stream(
     findings: list[Finding] = []
     if reference is not None:
         ref_emb, ref_stats = reference.of(product)
-        accepted = [r for r in window if r["verdict"] == "ok" and r["embedding"] is not None]
+        accepted = [r for r in window if r["verdict"] == "accept" and r["embedding"] is not None]
         if len(ref_emb) >= cfg.min_window and len(accepted) >= cfg.min_window:
             cur = np.stack([np.frombuffer(r["embedding"], "<f2").astype(np.float32) for r in accepted])
             if cur.shape[1] == ref_emb.shape[1]:

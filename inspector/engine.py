@@ -36,7 +36,7 @@ Prepared = dict[str, torch.Tensor]  # part name (or STATS_VIEW) -> uint8 [3, h, 
 @dataclass
 class Verdict:
     product: str
-    verdict: str  # accept | warn | reject
+    verdict: str  # accept | review | reject
     defect_type: str | None  # the manual's id for the defect, None when accepted or untyped
     confidence: float  # probability of what the verdict says (a good part, or the named defect)
     defect_score: float  # the decision score the thresholds cut

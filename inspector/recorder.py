@@ -1,7 +1,7 @@
 """Turn the engine's verdicts into stored inspection records (image file first, then the row).
 
-The engine says accept / warn / reject; the store's quality record says ok / uncertain /
-defect, plus error for an image that could not be inspected (its bytes are kept when readable).
+The engine's verdict (accept / review / reject) is stored as it is, plus error for an image
+that could not be inspected (its bytes are kept when readable).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from inspector.store.repo import (
     register_model,
     text_limit,
 )
-
-STORE_VERDICT = {"accept": "ok", "warn": "uncertain", "reject": "defect"}
 
 
 @dataclass
@@ -164,7 +162,7 @@ class Recorder:
             }
             if isinstance(res, Verdict):
                 row.update(
-                    verdict=STORE_VERDICT[res.verdict],
+                    verdict=res.verdict,
                     defect_type=res.defect_type,
                     confidence=res.confidence,
                     defect_score=res.defect_score,

@@ -48,7 +48,10 @@ def defect_score(class_logits: torch.Tensor, class_temperature: float | torch.Te
 
 @dataclass
 class Thresholds:
-    """Verdict bands on the defect score: accept <= warn < review <= reject < defect."""
+    """Verdict bands on the defect score: accept up to ``warn``, review up to ``reject``, reject above.
+
+    The three words are the line's one vocabulary: CLI, API, MQTT, store and dashboard use them.
+    """
 
     warn: float
     reject: float
@@ -59,7 +62,7 @@ class Thresholds:
     def verdict(self, score: float) -> str:
         if score > self.reject:
             return "reject"
-        return "warn" if score > self.warn else "accept"
+        return "review" if score > self.warn else "accept"
 
     def to_dict(self) -> dict:
         return asdict(self)

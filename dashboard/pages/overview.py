@@ -1,5 +1,5 @@
-"""Overview: how the line is doing. Inspected, yield, defect rate, uncertain share, hourly trend,
-defect-type Pareto and the latest defects. Refreshes itself every 30 s."""
+"""Overview: how the line is doing. Inspected, yield (accepted), reject rate, share sent to review,
+hourly trend, defect-type Pareto and the latest rejects. Refreshes itself every 30 s."""
 
 from __future__ import annotations
 
@@ -37,15 +37,15 @@ def live() -> None:
     if n == 0:
         st.info("No inspections in this period yet. Verdicts appear here as the station stores them.")
         return
-    totals = {k: sum(h[k] for h in hourly) for k in ("ok", "defect", "uncertain", "error")}
+    totals = {k: sum(h[k] for h in hourly) for k in ("accept", "review", "reject", "error")}
     judged = n - totals["error"]
     c = st.columns(4)
     c[0].metric("Inspected", f"{n:,}")
-    c[1].metric("Yield", f"{totals['ok'] / judged:.1%}" if judged else "–")
-    c[2].metric("Defect rate", f"{totals['defect'] / judged:.1%}" if judged else "–")
-    c[3].metric("Uncertain (to review)", f"{totals['uncertain'] / n:.1%}")
+    c[1].metric("Yield (accepted)", f"{totals['accept'] / judged:.1%}" if judged else "–")
+    c[2].metric("Rejected", f"{totals['reject'] / judged:.1%}" if judged else "–")
+    c[3].metric("Sent to review", f"{totals['review'] / n:.1%}")
     st.subheader("Per hour")
-    trend = pd.DataFrame(hourly).set_index("bucket")[["ok", "defect", "uncertain", "error"]]
+    trend = pd.DataFrame(hourly).set_index("bucket")[["accept", "reject", "review", "error"]]
     st.bar_chart(trend, color=["#2e7d32", "#c62828", "#f9a825", "#616161"])
     left, right = st.columns(2)
     with left:
@@ -54,10 +54,10 @@ def live() -> None:
         if pareto:
             st.bar_chart(pd.DataFrame(pareto, columns=["defect type", "count"]).set_index("defect type"))
         else:
-            st.caption("No defects in this period.")
+            st.caption("No rejects in this period.")
     with right:
-        st.subheader("Latest defects")
-        rows = _latest_defects(InspectionFilter(product=product, line=line, verdict="defect", since=flt.since))
+        st.subheader("Latest rejects")
+        rows = _latest_defects(InspectionFilter(product=product, line=line, verdict="reject", since=flt.since))
         store = data.images()
         cols = st.columns(4)
         for i, r in enumerate(rows):

@@ -1,4 +1,4 @@
-"""Review queue: uncertain verdicts first, then defects, oldest first. One part at a time, big
+"""Review queue: parts the line sent to review first, then rejected ones, oldest first. One part at a time, big
 buttons; every review is stored with the reviewer's name and can be undone."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ if last:
             st.rerun()
 
 if not queue:
-    st.success("Nothing to review: every uncertain and defect verdict has been reviewed.")
+    st.success("Nothing to review: every part sent to review or rejected has been reviewed.")
     st.stop()
 
 item = data.query(inspection_detail, queue[0]["id"])
-st.caption(f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · uncertain first, then defects, oldest first")
+st.caption(f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · sent to review first, then rejected, oldest first")
 left, right = st.columns([3, 2])
 with left:
     raw = data.image_bytes(item)

@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inspector.engine import Engine, Verdict
 from inspector.errors import InspectorError, UnknownProductError
 from inspector.images import DRAFT_SIZE, load_image
-from inspector.recorder import STORE_VERDICT, Capture, Recorder, stored_outcome
+from inspector.recorder import Capture, Recorder, stored_outcome
 from inspector.service.metrics import ServiceMetrics
 from inspector.service.spool import Job, Spool
 
@@ -46,7 +46,7 @@ class Outcome:
 
     inspection_id: str
     product: str
-    verdict: str  # ok | uncertain | defect | error (as stored)
+    verdict: str  # accept | review | reject | error (as stored)
     defect_type: str | None = None
     confidence: float | None = None
     defect_score: float | None = None  # the decision score the thresholds cut
@@ -337,7 +337,7 @@ class InspectionWorker:
         }
         if isinstance(res, Verdict):
             return Outcome(
-                verdict=STORE_VERDICT[res.verdict],
+                verdict=res.verdict,
                 defect_type=res.defect_type,
                 confidence=res.confidence,
                 defect_score=res.defect_score,

@@ -102,7 +102,7 @@ class ImageStore:
 def _keep_clause():
     """Rows whose image must stay: not ok, reviewed, golden, or not yet old enough (applied by caller)."""
     reviewed = exists().where(Review.inspection_id == Inspection.id)
-    return (Inspection.verdict != "ok") | reviewed | Inspection.golden
+    return (Inspection.verdict != "accept") | reviewed | Inspection.golden
 
 
 def apply_retention(

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from inspector.store.base import Base, BigId, Json, UTCDateTime, utcnow
 
-VERDICTS = ("ok", "defect", "uncertain", "error")
+# the line's decision (models.calibration.Thresholds.verdict) or error; a review labels the part itself
+VERDICTS = ("accept", "review", "reject", "error")
 REVIEW_LABELS = ("ok", "defect")
 
 

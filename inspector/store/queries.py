@@ -99,7 +99,7 @@ def _bucket(session: Session, bucket: Bucket) -> ColumnElement:
     return epoch - epoch % BUCKET_SECONDS[bucket]
 
 
-COUNTS = ("ok", "defect", "uncertain", "error")
+COUNTS = ("accept", "review", "reject", "error")
 
 
 def rates(
@@ -124,8 +124,8 @@ def rates(
         d["n"] = sum(c[v] for v in COUNTS)
         d.update({v: c[v] for v in COUNTS})
         judged = d["n"] - d["error"]
-        d["yield"] = d["ok"] / judged if judged else None
-        d["defect_rate"] = d["defect"] / judged if judged else None
+        d["yield"] = d["accept"] / judged if judged else None
+        d["defect_rate"] = d["reject"] / judged if judged else None
         out.append(d)
     return out
 
@@ -179,7 +179,7 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
     """Defect types by count, most frequent first."""
     stmt = (
         select(Inspection.defect_type, func.count().label("n"))
-        .where(Inspection.verdict == "defect", Inspection.defect_type.is_not(None), *flt.where())
+        .where(Inspection.verdict == "reject", Inspection.defect_type.is_not(None), *flt.where())
         .group_by(Inspection.defect_type)
         .order_by(func.count().desc(), Inspection.defect_type)
     )
@@ -187,14 +187,14 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
 
 
 def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
-    """Unreviewed uncertain verdicts first, then defects, oldest first.
+    """Unreviewed parts sent to review first, then rejected ones, oldest first.
 
     One query per verdict, each walking ``ix_inspections_captured_at`` in order and
     stopping at ``limit``: a single query ordered by a CASE expression would sort every
-    uncertain and defect row of the table first.
+    review and reject row of the table first.
     """
     c, out = Inspection, []
-    for verdict in ("uncertain", "defect"):
+    for verdict in ("review", "reject"):
         if len(out) >= limit:
             break
         where = [c.verdict == verdict, ~exists().where(Review.inspection_id == c.id)]

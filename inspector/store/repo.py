@@ -43,7 +43,7 @@ class InspectionRecord(BaseModel):
     image_uri: str | None = Field(None, max_length=1000)
     image_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     image_size: int | None = Field(None, ge=0)
-    verdict: Literal["ok", "defect", "uncertain", "error"]
+    verdict: Literal["accept", "review", "reject", "error"]
     defect_type: str | None = Field(None, max_length=64)
     confidence: float | None = Field(None, ge=0, le=1)
     defect_score: float | None = None

@@ -50,7 +50,7 @@ def seed(home: Path) -> dict:
     rng = np.random.default_rng(0)
     for r in rows:  # real image files, as the station stores them
         buf = io.BytesIO()
-        Image.fromarray(make_image("spot" if r["verdict"] != "ok" else "ok", rng)).save(buf, "PNG")
+        Image.fromarray(make_image("spot" if r["verdict"] != "accept" else "ok", rng)).save(buf, "PNG")
         img = store.put(buf.getvalue())
         r.update(image_uri=img.uri, image_sha256=img.sha256, image_size=img.size)
     for r in rows:

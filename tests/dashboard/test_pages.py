@@ -56,17 +56,17 @@ def test_overview_numbers_equal_the_database(station):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Inspected"] == f"{len(rows):,}"
     judged = [r for r in rows if r["verdict"] != "error"]
-    ok = sum(r["verdict"] == "ok" for r in judged)
-    assert metrics["Yield"] == f"{ok / len(judged):.1%}"
-    assert metrics["Defect rate"] == f"{sum(r['verdict'] == 'defect' for r in judged) / len(judged):.1%}"
+    ok = sum(r["verdict"] == "accept" for r in judged)
+    assert metrics["Yield (accepted)"] == f"{ok / len(judged):.1%}"
+    assert metrics["Rejected"] == f"{sum(r['verdict'] == 'reject' for r in judged) / len(judged):.1%}"
 
 
 def test_inspections_total_and_detail(station):
     at = page("inspections")
     in_range = [r for r in station["rows"] if r["captured_at"] >= station["now"] - timedelta(days=8)]
     assert any(f"{len(in_range):,} inspections match" in c.value for c in at.caption)
-    at.selectbox[2].select("defect").run()  # verdict
-    want = sum(r["verdict"] == "defect" for r in in_range)
+    at.selectbox[2].select("reject").run()  # verdict
+    want = sum(r["verdict"] == "reject" for r in in_range)
     assert any(f"{want:,} inspections match" in c.value for c in at.caption)
     assert at.toggle[0].value is True  # the newest defect has an image and a map
 
@@ -120,11 +120,11 @@ def test_review_writes_the_reviewer_and_undo_takes_it_back(station):
         assert s.scalar(select(func.count()).select_from(Review)) == 0
         actions = [a.action for a in s.scalars(select(AuditEntry).where(AuditEntry.actor == "olga"))]
     assert actions == ["review", "review_undo"]
-    oldest_uncertain = min((r for r in station["rows"] if r["verdict"] == "uncertain"), key=lambda r: r["captured_at"])
+    oldest_review = min((r for r in station["rows"] if r["verdict"] == "review"), key=lambda r: r["captured_at"])
     with sessions() as s:
         from inspector.store import Inspection
 
-        assert s.get(Inspection, reviewed).uuid == oldest_uncertain["uuid"]  # the queue showed it first
+        assert s.get(Inspection, reviewed).uuid == oldest_review["uuid"]  # the queue showed it first
     engine.dispose()
 
 

@@ -15,8 +15,8 @@ def inspection_rows(n: int, seed: int = 0, start: datetime = START, step_s: floa
     for i in range(n):
         product = "tile" if i % 3 else "pcb"
         r = rng.random()
-        verdict = "ok" if r < 0.8 else "defect" if r < 0.93 else "uncertain" if r < 0.99 else "error"
-        defect = rng.choice(DEFECTS[product]) if verdict in ("defect", "uncertain") else None
+        verdict = "accept" if r < 0.8 else "reject" if r < 0.93 else "review" if r < 0.99 else "error"
+        defect = rng.choice(DEFECTS[product]) if verdict in ("reject", "review") else None
         rows.append(
             {
                 "uuid": f"{seed:04d}-{i:012d}",

@@ -64,7 +64,7 @@ def test_inspect_names_the_defect_in_the_manuals_words(trained_model, synthetic_
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     named = [r for r in rows if r["defect_type"] == "scratch"]
     assert len(named) >= 0.7 * len(rows)
-    assert all(r["verdict"] in ("warn", "reject") for r in named)
+    assert all(r["verdict"] in ("review", "reject") for r in named)
     assert "long thin dark line" in named[0]["reason"]  # quoted from the manual
 
 

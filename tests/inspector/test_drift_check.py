@@ -69,17 +69,17 @@ def test_drift_check_flags_the_darkened_line_only(trained_model, tmp_path):
     assert e["window_start"] == T0 + timedelta(seconds=1100) and e["details"]["window"] == 60
 
 
-def _rows(n, defect_share, conf=0.9, uncertain_share=0.0, rng=None):
+def _rows(n, defect_share, conf=0.9, review_share=0.0, rng=None):
     rng = rng or np.random.default_rng(0)
     out = []
     for _ in range(n):
         r = rng.random()
-        verdict = "defect" if r < defect_share else "uncertain" if r < defect_share + uncertain_share else "ok"
-        out.append({"verdict": verdict, "defect_type": "scratch" if verdict == "defect" else None, "confidence": conf})
+        verdict = "reject" if r < defect_share else "review" if r < defect_share + review_share else "accept"
+        out.append({"verdict": verdict, "defect_type": "scratch" if verdict == "reject" else None, "confidence": conf})
     return out
 
 
-def test_output_drift_sees_defect_rate_confidence_and_uncertain_share():
+def test_output_drift_sees_reject_rate_confidence_and_review_share():
     cfg = DriftSettings()
     rng = np.random.default_rng(0)
     baseline = _rows(1000, 0.05, rng=rng)
@@ -88,14 +88,14 @@ def test_output_drift_sees_defect_rate_confidence_and_uncertain_share():
     bad = {f.metric: f.severity for f in output_drift(_rows(200, 0.2, 0.7, 0.2, rng), baseline, cfg)}
     assert bad["defect_rate_cusum"] == "high"
     assert bad["confidence_drop"] == "high"
-    assert bad["uncertain_rise"] == "high"
+    assert bad["review_rise"] == "high"
     assert bad["defect_type_psi"] == "high"
 
 
 def test_review_disagreement():
     cfg = DriftSettings(min_reviews=10)
-    agree = [{"verdict": "ok", "review_label": "ok"}] * 18 + [{"verdict": "defect", "review_label": "ok"}] * 2
+    agree = [{"verdict": "accept", "review_label": "ok"}] * 18 + [{"verdict": "reject", "review_label": "ok"}] * 2
     assert review_disagreement(agree, cfg).severity == "warn"  # 10 % overturned
-    overturned = [{"verdict": "ok", "review_label": "defect"}] * 10 + agree
+    overturned = [{"verdict": "accept", "review_label": "defect"}] * 10 + agree
     assert review_disagreement(overturned, cfg).severity == "high"
     assert review_disagreement(agree[:5], cfg) is None  # too few to say

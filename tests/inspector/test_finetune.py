@@ -26,4 +26,4 @@ def test_finetune_updates_last_stages_and_engine_loads_them(synthetic_root, tmp_
     assert not torch.equal(next(trained.blocks[-1].parameters()), next(untouched.blocks[-1].parameters()))
     torch.testing.assert_close(trained.conv_stem.weight, untouched.conv_stem.weight)  # frozen stem unchanged
     rgb = torch.randint(0, 255, (96, 96, 3), dtype=torch.uint8).numpy()
-    assert engine.inspect_arrays("washer", [rgb])[0].verdict in ("accept", "warn", "reject")
+    assert engine.inspect_arrays("washer", [rgb])[0].verdict in ("accept", "review", "reject")

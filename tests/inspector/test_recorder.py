@@ -48,7 +48,7 @@ def test_inspect_record_stores_every_image_and_verdict(trained_model, synthetic_
         rows = s.scalars(select(Inspection).order_by(Inspection.id)).all()
         assert len(rows) == 6 and {r.line for r in rows} == {"L7"}
         assert [r.verdict for r in rows][-1] == "error" and "broken.png" in rows[-1].error
-        assert all(r.verdict in ("ok", "uncertain", "defect") for r in rows[:-1])
+        assert all(r.verdict in ("accept", "review", "reject") for r in rows[:-1])
         model = s.scalar(select(ModelVersion))
         assert model.status == "champion" and all(r.model_version_id == model.id for r in rows)
         manual = s.scalar(select(ManualVersion))
@@ -64,7 +64,7 @@ def test_inspect_record_stores_every_image_and_verdict(trained_model, synthetic_
             png = s.get(InspectionSignal, r.uuid).anomaly_map
             grid = np.asarray(Image.open(io.BytesIO(png)))
             assert grid.ndim == 2 and min(grid.shape) >= 8 and len(png) < 4000
-        defects = [r for r in judged if r.verdict == "defect"]
+        defects = [r for r in judged if r.verdict == "reject"]
         if defects:
             assert max(np.asarray(Image.open(io.BytesIO(s.get(InspectionSignal, r.uuid).anomaly_map))).max()
                        for r in defects) > 128  # fmt: skip

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.calibration import calibrate_thresholds, conformal_quantile, fit_temperature
+from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile, fit_temperature
 from models.losses import masked_cross_entropy
 from models.metrics import expected_calibration_error
 
@@ -48,3 +48,12 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     conf = np.full(1000, 0.7)
     correct = np.arange(1000) % 10 < 7
     assert expected_calibration_error(conf, correct) < 1e-9
+
+
+def test_the_bands_speak_the_stores_words():
+    """One vocabulary for the line's decision: the bands' words are the store's verdicts (+ error)."""
+    from inspector.store.inspections import VERDICTS
+
+    th = Thresholds(warn=0.2, reject=0.6, target_frr=0.01, n_good=200, guaranteed=True)
+    assert [th.verdict(s) for s in (0.1, 0.4, 0.9)] == ["accept", "review", "reject"]
+    assert {"accept", "review", "reject", "error"} == set(VERDICTS)

@@ -42,7 +42,7 @@ def test_folder_inspects_moves_and_rejects(service, tmp_path):
         )
         assert "empty file" in (watch / "rejected" / "washer" / "empty.png.reason.txt").read_text()
         verdict = json.loads((watch / "done" / "washer" / "a.png.json").read_text())
-        assert verdict["verdict"] in ("ok", "uncertain", "defect")
+        assert verdict["verdict"] in ("accept", "review", "reject")
         assert "corrupt" in (watch / "rejected" / "washer" / "broken.png.reason.txt").read_text()
         assert "unknown product 'gear'" in (watch / "rejected" / "gear" / "x.png.reason.txt").read_text()
     finally:

@@ -25,7 +25,7 @@ def test_raw_and_multipart_uploads_are_answered_after_being_stored(client, servi
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["verdict"] in ("ok", "uncertain", "defect") and body["model_version"] and body["latency_ms"] > 0
+    assert body["verdict"] in ("accept", "review", "reject") and body["model_version"] and body["latency_ms"] > 0
     m = client.post(
         "/v1/inspect",
         files={"image": ("a.png", png_bytes("ok"), "image/png")},

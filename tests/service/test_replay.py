@@ -13,7 +13,7 @@ def test_replay_through_a_running_station(service, synthetic_root):
     seen = []
     with running(service) as url:
         answers = replay(url, parts, rate=50, line="L8", on_result=lambda p, a: seen.append(p))
-    assert [a["verdict"] in ("ok", "uncertain", "defect") for a in answers] == [True] * 4
+    assert [a["verdict"] in ("accept", "review", "reject") for a in answers] == [True] * 4
     assert seen == [p for _, p in parts]
     with session_factory(service.db_engine)() as s:
         assert s.scalar(select(func.count()).select_from(Inspection).where(Inspection.line == "L8")) == 4

@@ -37,7 +37,7 @@ def test_writer_and_readers_together(db_url, Session):
         try:
             while not done.is_set():
                 with Session() as s:
-                    list_inspections(s, InspectionFilter(verdict="defect"), page_size=20)
+                    list_inspections(s, InspectionFilter(verdict="reject"), page_size=20)
                     rates(s, "hour")
         except BaseException as exc:  # noqa: BLE001 - collected and asserted in the test thread
             errors.append(exc)

@@ -41,12 +41,12 @@ def test_retention_keeps_defects_reviewed_golden_and_shared_bytes(Session, tmp_p
             image_sha256=images[kind].sha256,
             image_uri=images[kind].uri,
             product_id="tile",
-            verdict="ok",
+            verdict="accept",
             defect_type=None,
             captured_at=START,
             error=None,
         )
-    rows[1]["verdict"], rows[1]["defect_type"] = "defect", "crack"
+    rows[1]["verdict"], rows[1]["defect_type"] = "reject", "crack"
     rows[3]["golden"] = True
     rows[4]["captured_at"] = START + timedelta(days=40)
     rows[6]["captured_at"] = START + timedelta(days=40)  # the same bytes seen again recently

@@ -93,3 +93,44 @@ def test_0007_keeps_the_classifier_score_under_its_real_name(fresh_db_url):
     with engine.connect() as conn:
         assert conn.scalar(select(meta.tables["inspections"].c.anomaly_score)) == 0.73
     engine.dispose()
+
+
+def test_0008_renames_stored_verdicts_and_counts_to_the_one_vocabulary(fresh_db_url):
+    """Rows and hourly counters stored as ok / uncertain / defect read accept / review / reject after
+    0008; the new CHECK refuses an old word; downgrading gives the old words back."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    upgrade(fresh_db_url, "0007")
+    engine = make_engine(fresh_db_url)
+    meta = MetaData()
+    meta.reflect(engine)
+    now = datetime.now(UTC)
+    base = {"captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
+            "product_id": "tile", "image_only": False, "golden": False}  # fmt: skip
+    old = ["ok", "uncertain", "defect", "error"]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
+        )
+        conn.execute(insert(meta.tables["inspections"]), [{**base, "uuid": f"u{v}", "verdict": v} for v in old])
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        conn.execute(
+            insert(meta.tables["inspection_counts"]),
+            [{"hour": hour, "product_id": "tile", "line": "L1", "verdict": v, "n": 3} for v in old],
+        )
+    upgrade(fresh_db_url)
+    from inspector.store import Inspection, InspectionCount
+
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(Inspection.uuid, Inspection.verdict)).all()) == {
+            "uok": "accept", "uuncertain": "review", "udefect": "reject", "uerror": "error"}  # fmt: skip
+        assert sorted(conn.scalars(select(InspectionCount.verdict))) == ["accept", "error", "reject", "review"]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(Inspection), [{**base, "uuid": "late", "verdict": "ok"}])
+    downgrade(fresh_db_url, "0007")
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        assert sorted(conn.scalars(select(meta.tables["inspections"].c.verdict))) == sorted(old)
+    engine.dispose()

@@ -30,9 +30,9 @@ def seeded(Session):
 
 def test_filtered_pagination_newest_first(Session):
     rows = seeded(Session)
-    want = [r for r in rows if r["product_id"] == "tile" and r["verdict"] == "defect"]
+    want = [r for r in rows if r["product_id"] == "tile" and r["verdict"] == "reject"]
     with Session() as s:
-        page = list_inspections(s, InspectionFilter(product="tile", verdict="defect"), page=1, page_size=10)
+        page = list_inspections(s, InspectionFilter(product="tile", verdict="reject"), page=1, page_size=10)
     assert page.total == len(want)
     expected = sorted(want, key=lambda r: r["captured_at"], reverse=True)[10:20]
     assert [r["uuid"] for r in page.rows] == [r["uuid"] for r in expected]
@@ -46,8 +46,8 @@ def test_hourly_and_shift_rates_match_a_recount(Session):
     recount = Counter(r["captured_at"].strftime("%Y-%m-%d %H:00") for r in rows)
     assert {h["bucket"]: h["n"] for h in hourly} == dict(recount)
     first = hourly[0]
-    ok = sum(1 for r in rows if r["captured_at"] < START + timedelta(hours=1) and r["verdict"] == "ok")
-    assert first["ok"] == ok
+    ok = sum(1 for r in rows if r["captured_at"] < START + timedelta(hours=1) and r["verdict"] == "accept")
+    assert first["accept"] == ok
     assert abs(first["yield"] - ok / (first["n"] - first["error"])) < 1e-9
     shift_recount = Counter(
         (r["captured_at"].strftime("%Y-%m-%d ") + f"{r['captured_at'].hour // 8 * 8:02d}:00", r["line"]) for r in rows
@@ -59,25 +59,25 @@ def test_pareto_counts_defects_by_type(Session):
     rows = seeded(Session)
     with Session() as s:
         pareto = defect_pareto(s)
-    want = Counter(r["defect_type"] for r in rows if r["verdict"] == "defect")
+    want = Counter(r["defect_type"] for r in rows if r["verdict"] == "reject")
     assert dict(pareto) == dict(want)
     assert [n for _, n in pareto] == sorted(want.values(), reverse=True)
 
 
-def test_review_queue_uncertain_first_then_defects_oldest_first_unreviewed_only(Session):
+def test_review_queue_review_first_then_rejects_oldest_first_unreviewed_only(Session):
     rows = seeded(Session)
     with Session() as s:
-        oldest_uncertain = s.scalars(
-            select(Inspection).where(Inspection.verdict == "uncertain").order_by(Inspection.captured_at)
+        oldest_review = s.scalars(
+            select(Inspection).where(Inspection.verdict == "review").order_by(Inspection.captured_at)
         ).first()
-        add_review(s, oldest_uncertain.id, "anna", "ok")
+        add_review(s, oldest_review.id, "anna", "ok")
         s.commit()
         queue = review_queue(s, limit=1000)
     verdicts = [q["verdict"] for q in queue]
-    n_uncertain = sum(r["verdict"] == "uncertain" for r in rows) - 1
-    assert verdicts == ["uncertain"] * n_uncertain + ["defect"] * (len(queue) - n_uncertain)
-    assert oldest_uncertain.uuid not in {q["uuid"] for q in queue}
-    times = [q["captured_at"] for q in queue[:n_uncertain]]
+    n_review = sum(r["verdict"] == "review" for r in rows) - 1
+    assert verdicts == ["review"] * n_review + ["reject"] * (len(queue) - n_review)
+    assert oldest_review.uuid not in {q["uuid"] for q in queue}
+    times = [q["captured_at"] for q in queue[:n_review]]
     assert times == sorted(times)
 
 
@@ -99,7 +99,7 @@ def test_rates_from_hourly_counters_equal_a_scan_of_the_rows(Session):
         InspectionFilter(since=START + timedelta(minutes=17), until=START + timedelta(hours=3, minutes=5)),
         InspectionFilter(since=START + timedelta(minutes=5), until=START + timedelta(minutes=40)),
         InspectionFilter(product="tile", line="L1", since=START + timedelta(minutes=29)),
-        InspectionFilter(verdict="defect", until=START + timedelta(hours=2, seconds=1)),
+        InspectionFilter(verdict="reject", until=START + timedelta(hours=2, seconds=1)),
     ]
     with Session() as s:
         for flt in windows:
@@ -108,13 +108,13 @@ def test_rates_from_hourly_counters_equal_a_scan_of_the_rows(Session):
                 for key, counts in _rates_rows(s, bucket, flt, by):
                     scanned.setdefault(key, Counter()).update(counts)
                 got = {
-                    (x["bucket"], *(x[g] for g in by)): {v: x[v] for v in ("ok", "defect", "uncertain", "error")}
+                    (x["bucket"], *(x[g] for g in by)): {v: x[v] for v in ("accept", "review", "reject", "error")}
                     for x in rates(s, bucket, flt, by)
                 }
 
                 want = {
                     (datetime.fromtimestamp(k[0], UTC).strftime("%Y-%m-%d %H:00"), *k[1:]): {
-                        v: c[v] for v in ("ok", "defect", "uncertain", "error")
+                        v: c[v] for v in ("accept", "review", "reject", "error")
                     }
                     for k, c in scanned.items()
                 }
