@@ -9,15 +9,19 @@ Splits are a stable hash of the file name (70/15/15).
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import shutil
 from pathlib import Path
+
+from sqlalchemy import select
 
 from inspector.dataset import hash_split
 from inspector.errors import DataError
 
 MANUALS = Path(__file__).parent / "demo_manuals"
 PRODUCTS = {"mono": "solar-cell-mono", "poly": "solar-cell-poly"}
+LINE_PARTS = 40  # held-out cells per product the simulated line inspects (the drift window needs 30)
 
 
 def _label(probability: float) -> str:
@@ -96,31 +100,35 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     print(metrics_table(card.metrics["val"], "\nval (chose the epoch, parts and scales; not the thresholds)"))
     print(metrics_table(card.metrics["test"], "\ntest (held out)", legend=True))
     print(f"\nmodel saved to {out}")
-    print("\nsimulated line: held-out cells posted to the station at 4 per second")
+    print("\nsimulated line: held-out cells posted to the station at 8 per second")
     service = build_service(settings, out, max_batch=8, max_wait_ms=20)
     test = load_dataset([data]).split("test")
+    # enough parts per product for the drift check's window, in a stable mixed order
     parts = []
-    for product in sorted({s.product for s in test}):
-        for defect in ("ok", "suspect_damage", "cell_damage"):
-            parts += [(product, s.path) for s in test if s.product == product and s.defect_type == defect][:2]
+    for s in sorted(test, key=lambda s: hashlib.sha1(s.path.name.encode()).hexdigest()):
+        if sum(product == s.product for product, _ in parts) < LINE_PARTS:
+            parts.append((s.product, s.path))
     truth = {s.path: s.defect_type for s in test}
 
-    print(f"  {'verdict':8} {'named':15} {'sure':>5}  {'score vs reject threshold':26} {'truth':15} image")
+    # the verdict is the defect score against the threshold that keeps the false-reject promise;
+    # a rejected part's defect type comes with its probability
+    print(f"  {'verdict':8} {'score vs reject threshold':26} {'named (probability)':22} {'truth':15} image")
 
     def show(path, answer: dict) -> None:
-        what = answer.get("defect_type") or answer.get("error") or ("ok" if answer["verdict"] == "accept" else "")
         score, cut = answer.get("defect_score"), answer.get("reject_threshold")
         against = f"{score:.2f} ({'>' if score > cut else '<='} {cut:.2f})" if score is not None and cut else ""
-        print(
-            f"  {answer['verdict']:8} {what[:15]:15} {answer.get('confidence') or 0:5.0%}  {against:26} "
-            f"{truth[path]:15} {path.name}"
-        )
+        named = answer.get("error") or ""
+        if answer.get("defect_type"):
+            named = f"{answer['defect_type']} ({answer.get('confidence') or 0:.0%})"
+        print(f"  {answer['verdict']:8} {against:26} {named[:22]:22} {truth[path]:15} {path.name}")
 
     with running(service) as url:
-        replay(url, parts, rate=4, on_result=show)
-    with session_factory(service.db_engine)() as s:
+        answers = replay(url, parts, rate=8, on_result=show)
+    sessions = session_factory(service.db_engine)
+    with sessions() as s:
         accounts = demo_users(s)
         s.commit()
+    after_the_line(settings, sessions, [(path, a) for (_, path), a in zip(parts, answers, strict=True)], truth)
     service.db_engine.dispose()
     print(f"\nverdicts and images recorded in {settings.database_url} and {settings.images_dir}")
     print("\ndashboard users (new passwords on every demo run; `inspector users add` makes real ones):")
@@ -135,6 +143,45 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
         f"  inspector-dashboard --home {home}    # the dashboard on http://localhost:8501"
     )
     return 0
+
+
+def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth: dict[Path, str]) -> None:
+    """What a shift leaves for the dashboard, in miniature: the operator reviews every part the
+    line rejected or sent to review (the demo takes the cells' expert labels as the operator's
+    word), one drift check runs, and one retraining run decides on those reviews."""
+    from inspector.drift import run_drift_check
+    from inspector.retrain import run_retrain
+    from inspector.services import current, review
+    from inspector.store import Inspection
+
+    with sessions() as s:
+        operator = current(s, "operator")
+        n = 0
+        for path, answer in answered:
+            if answer["verdict"] not in ("review", "reject"):
+                continue
+            row = s.scalar(select(Inspection.id).where(Inspection.uuid == answer["inspection_id"]))
+            label = "ok" if truth[path] == "ok" else "defect"
+            review(s, operator, row, label, None if label == "ok" else truth[path], "demo: the expert label")
+            n += 1
+        s.commit()
+        events = run_drift_check(s, settings.drift)
+    alarms = [e for e in events if e["severity"] != "ok"]
+    print(f"\noperator reviews: {n} parts the line rejected or sent to review")
+    if not events:
+        print(f"drift check: nothing to check yet: no stream has {settings.drift.min_window} inspections")
+    else:
+        print(
+            f"drift check: {len(events)} metrics checked, {len(alarms)} above threshold"
+            + "".join(f"\n  {e['severity']:5} {e['product_id']}/{e['line']} {e['metric']}" for e in alarms)
+        )
+    print("retraining: a challenger learns from those reviews and is promoted only if measurably better ...")
+    run = run_retrain(settings, sessions, trigger=f"demo: {n} operator reviews", actor="engineer")
+    if run["status"] == "finished":
+        verdict = "promoted" if run["promoted"] else "kept as a candidate, the champion stays"
+        print(f"  challenger #{run['challenger']} {verdict}: {run['reason']}")
+    else:
+        print(f"  retraining {run['status']}: {run['reason']}")
 
 
 def demo_users(session) -> dict[str, tuple[str, str]]:

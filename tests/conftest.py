@@ -71,3 +71,14 @@ def trained_model(synthetic_root, home) -> Path:
         == 0
     )
     return out
+
+
+SLOW_TIMEOUT_S = 2400  # a retraining test runs ~200 s alone on 2 cores; this holds at 5x that, and still ends a hang
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` train and compare real models: they get a timeout sized for a busy
+    machine instead of the suite's 600 s (which stays the guard against hangs everywhere else)."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT_S))

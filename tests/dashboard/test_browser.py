@@ -1,7 +1,6 @@
 """End to end in headless Chromium: log in, visit every page (a screenshot of each under
 var/test-screenshots/, never a tracked file), review one inspection, and find the review in the
-database. ``INSPECTOR_SCREENSHOTS=docs/screenshots python -m pytest tests/dashboard/test_browser.py``
-refreshes the README's pictures."""
+database. The README's pictures come from the demo instead: ``python -m dashboard.screenshots``."""
 
 from __future__ import annotations
 
