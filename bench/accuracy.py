@@ -281,6 +281,9 @@ def main() -> None:
         nargs="+",
         default=["efficientnet_lite0@auto", "efficientnet_lite0@fit448", "dinov2_vits14@fit448"],
     )
+    ap.add_argument(
+        "--view-products", nargs="+", default=["glass-bottle", "magnetic-tile", "pcb"], help="products the views run on"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
     args = ap.parse_args()
@@ -344,8 +347,8 @@ def main() -> None:
     del prep
     if "views" not in args.skip:
         log("anomaly views chosen on val")
-        result["views"] = {}
-        for product in ("glass-bottle", "magnetic-tile", "pcb"):
+        result["views"] = result.get("views") or {}
+        for product in args.view_products:
             v = base.model_copy(deep=True)
             v.model.classifier = False
             v.anomaly.candidates = args.view_candidates

@@ -1,6 +1,11 @@
-"""Build the anomaly branch from a dataset: per product a memory bank of good train patches
-(greedy coreset), the input view chosen on val among the candidates, and a region type head
-per patch extractor trained on the train defects. Calibration parts never enter a bank."""
+"""Build the anomaly branch from a dataset: per product a memory bank of good patches (greedy
+coreset), the input view chosen on val among the candidates, and a region type head per patch
+extractor trained on the train defects.
+
+The bank is built from every good train and calibration part, and cross-fitted: the calibration
+parts are dealt into folds, and each fold is scored by a bank built without it. The thresholds
+then come from scores of parts no bank had seen, yet the station's bank has seen them all (a
+product with few good parts needs every one of them in its bank and in its calibration)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import median
 
 import numpy as np
@@ -18,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from inspector.dataset import Dataset, Sample
+from inspector.dataset import CALIBRATION, Dataset, Sample
 from inspector.errors import DataError, ImageError
 from inspector.images import DRAFT_SIZE, load_image
 from inspector.parts.anomaly import AnomalyPart, view_of
@@ -50,16 +56,42 @@ class MemoExtractor(torch.nn.Module):
         return torch.stack([self.memo[k] for k in keys]).float()
 
 
+@dataclass(frozen=True)
+class Fold:
+    """Calibration parts ``held`` out of ``bank``, which was built from the ``sources`` images."""
+
+    held: frozenset[Path]
+    sources: frozenset[Path]
+    bank: torch.Tensor
+
+
 @dataclass
 class AnomalyBuild:
     extractors: dict[str, PatchExtractor]
     banks: dict[str, MemoryBanks]
     specs: dict[str, AnomalySpec]  # product -> its bank as built
     heads: dict[str, RegionTypeHead] = field(default_factory=dict)
+    folds: dict[str, list[Fold]] = field(default_factory=dict)  # product -> its cross-fit banks
 
     def part(self, text: TextBank | None, device: torch.device) -> AnomalyPart:
         views = {p: s.view for p, s in self.specs.items()}
         return AnomalyPart(self.extractors, self.banks, views, self.heads, text, device)
+
+    def fold_parts(
+        self, product: str, text: TextBank | None, device: torch.device
+    ) -> list[tuple[frozenset[Path], AnomalyPart]]:
+        """(held-out calibration parts, the part that scores them) per fold of ``product``; none
+        for a product without a bank (steel-strip: no good parts)."""
+        if product not in self.specs:
+            return []
+        view = self.specs[product].view
+        out = []
+        for fold in self.folds.get(product, []):
+            banks = MemoryBanks(self.extractors[view.backbone].dim, device=device)
+            banks.add(product, fold.bank)
+            part = AnomalyPart(self.extractors, {view.backbone: banks}, {product: view}, self.heads, text, device)
+            out.append((fold.held, part))
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {}
@@ -142,23 +174,49 @@ def features(
                 yield s, f[0]
 
 
-def build_bank(
+def patch_pools(
     extractor: PatchExtractor, view: AnomalyView, samples: list[Sample], cfg: AnomalySettings,
     device: torch.device, max_pixels: int, progress: bool,
-) -> tuple[torch.Tensor, float]:  # fmt: skip
-    """Coreset of the good images' patches -> (bank [M, D], seconds)."""
-    start = time.perf_counter()
+) -> dict[Path, torch.Tensor]:  # fmt: skip
+    """Per good image, a random sample of its patch features [n, D] (the pool a coreset picks from)."""
     per_image = max(16, cfg.pool_size // max(1, len(samples)))
     g = torch.Generator().manual_seed(0)
-    pool = []
-    for _, f in features(extractor, view, samples, device, max_pixels, f"bank {samples[0].product}", progress):
+    pools = {}
+    for s, f in features(extractor, view, samples, device, max_pixels, f"bank {samples[0].product}", progress):
         patches = f.flatten(1).T  # [h*w, D]
         if len(patches) > per_image:
             patches = patches[torch.randperm(len(patches), generator=g)[:per_image].to(patches.device)]
-        pool.append(patches)
-    x = torch.cat(pool)
-    bank = x[greedy_coreset(x, min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x)))))]
-    return bank.cpu(), time.perf_counter() - start
+        pools[s.path] = patches
+    return pools
+
+
+def coreset_bank(pools: list[torch.Tensor], cfg: AnomalySettings) -> torch.Tensor:
+    x = torch.cat(pools)
+    return x[greedy_coreset(x, min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x)))))].cpu()
+
+
+def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
+    """``samples`` dealt into at most ``k`` folds, whole groups (physical parts) at a time, by a
+    stable hash so that reruns agree."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.part, []).append(s)
+    order = sorted(groups, key=lambda g: hashlib.sha1(f"fold|{g}".encode()).hexdigest())
+    folds: list[list[Sample]] = [[] for _ in range(min(k, len(order)))]
+    for i, g in enumerate(order):
+        folds[i % len(folds)].extend(groups[g])
+    return [f for f in folds if f]
+
+
+def cross_fit(pools: dict[Path, torch.Tensor], calibration: list[Sample], cfg: AnomalySettings) -> list[Fold]:
+    """One bank per fold of the calibration parts, from every pooled image outside the fold."""
+    out = []
+    for fold in deal_folds(calibration, cfg.calibration_folds):
+        held = frozenset(s.path for s in fold)
+        sources = frozenset(p for p in pools if p not in held)
+        if sources:
+            out.append(Fold(held, sources, coreset_bank([pools[p] for p in sources], cfg)))
+    return out
 
 
 def _score(part: AnomalyPart, product: str, samples: list[Sample], max_pixels: int) -> np.ndarray:
@@ -182,12 +240,15 @@ def fit_anomaly(
     extractors: dict[str, PatchExtractor] = {}
     banks: dict[str, MemoryBanks] = {}
     specs: dict[str, AnomalySpec] = {}
+    folds: dict[str, list[Fold]] = {}
     doubtful = ds.doubtful_good()
     for product in ds.products():
-        good = [s for s in ds.split("train") if s.product == product and not s.is_defect and s.path not in doubtful]
+        calibration = [s for s in ds.split(CALIBRATION) if s.product == product]
+        train_good = [s for s in ds.split("train") if s.product == product and not s.is_defect]
+        good = [s for s in train_good if s.path not in doubtful] + calibration
         if len(good) < cfg.min_good:
             if good:
-                print(f"{product}: {len(good)} good train images, a bank needs {cfg.min_good}: no anomaly part")
+                print(f"{product}: {len(good)} good images, a bank needs {cfg.min_good}: no anomaly part")
             continue
         sizes = image_sizes(good)
         check_sizes(product, good, sizes)
@@ -201,7 +262,10 @@ def fit_anomaly(
                 made = create_patch_extractor(view.backbone).to(device)
                 extractors[view.backbone] = made if memo is None else MemoExtractor(made, memo)
             ext = extractors[view.backbone]
-            bank, seconds = build_bank(ext, view, good, cfg, device, max_pixels, progress)
+            start = time.perf_counter()
+            pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress)
+            bank = coreset_bank(list(pools.values()), cfg)
+            seconds = time.perf_counter() - start
             one = MemoryBanks(ext.dim, device=device)
             one.add(product, bank)
             spec = AnomalySpec(
@@ -213,20 +277,26 @@ def fit_anomaly(
                 scores = _score(part, product, val, max_pixels)
                 ms = (time.perf_counter() - t) * 1000 / len(val)
                 esc, auc = escape_at_quantile(scores, val_defect, alpha), auroc(scores, val_defect)
-                tried.append(((esc, -auc, ms), view, bank, spec, f"{view.label}: val escape {esc:.3f}, AUROC "
-                              f"{auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
+                tried.append(((esc, -auc, ms), view, bank, pools, spec, f"{view.label}: val escape {esc:.3f}, "
+                              f"AUROC {auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
             else:
-                tried.append(((0.0, 0.0, 0.0), view, bank, spec, f"{view.label} (the only candidate)"))
+                tried.append(((0.0, 0.0, 0.0), view, bank, pools, spec, f"{view.label} (the only candidate)"))
             print(f"{product}: bank of {len(bank)} patches from {len(good)} good images, {view.label}, {seconds:.0f} s")
         tried.sort(key=lambda t: t[0])
-        _, view, bank, spec, _ = tried[0]
-        spec.selected_on = "; ".join(t[4] for t in tried)
+        _, view, bank, pools, spec, _ = tried[0]
+        spec.selected_on = "; ".join(t[5] for t in tried)
+        del tried
         banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
         specs[product] = spec
+        start = time.perf_counter()
+        folds[product] = cross_fit(pools, calibration, cfg)
+        if folds[product]:
+            print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration parts, "
+                  f"{time.perf_counter() - start:.0f} s")  # fmt: skip
     if not specs:
         return None
     used = {s.view.backbone for s in specs.values()}
-    return AnomalyBuild({b: e for b, e in extractors.items() if b in used}, banks, specs)
+    return AnomalyBuild({b: e for b, e in extractors.items() if b in used}, banks, specs, folds=folds)
 
 
 def fit_type_heads(

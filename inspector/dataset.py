@@ -7,8 +7,9 @@
 
 Images of one physical part (several lightings or views) share a group: a ``group`` column in
 the manifest, or ``groups.csv`` / ``tile_groups.csv`` (image,group) beside it. A group is
-never split between the memory bank and the calibration set, so calibration sees parts the
-model has not seen (different frames of the same part would make good parts look too good).
+never split between the classifier's training and the calibration set, nor between the
+cross-fit folds of the memory bank, so calibration sees parts the scoring model has not seen
+(different frames of the same part would make good parts look too good).
 
 A root may be one product folder or a folder of product folders. Rows that cannot be used
 (missing file, defect type the manual does not describe) are reported with file and reason.
@@ -78,17 +79,22 @@ class Dataset:
 
         Enough for a split-conformal promise at ``alpha`` (2/alpha parts: the threshold is then not
         the single largest score) but at most half of the product's good train parts, and at
-        least ``share`` of them. Whole groups move, chosen by a stable hash, so reruns agree.
+        least ``share`` of them. A product without defect images in train has no classifier to
+        hold parts out of, so all its good parts calibrate: the memory bank cross-fits them (each
+        is scored by a bank built without it). Whole groups move, chosen by a stable hash, so
+        reruns agree.
         """
         moved: dict[str, int] = {}
         doubtful = self.doubtful_good()
         for product in self.products():
-            good = [
-                s
-                for s in self.samples
-                if s.product == product and s.split == "train" and not s.is_defect and s.path not in doubtful
-            ]
+            train = [s for s in self.samples if s.product == product and s.split == "train"]
+            good = [s for s in train if not s.is_defect and s.path not in doubtful]
             if len(good) < 2:
+                continue
+            if not any(s.is_defect for s in train):
+                paths = {s.path for s in good}
+                self.samples = [replace(s, split=CALIBRATION) if s.path in paths else s for s in self.samples]
+                moved[product] = len(good)
                 continue
             want = max(math.ceil(share * len(good)), min(math.ceil(2 / alpha), len(good) // 2))
             groups: dict[str, list[Sample]] = {}

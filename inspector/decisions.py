@@ -77,8 +77,10 @@ def fit_decision(
         ranked = []
         for c in candidates(available):
             s = combine(scores_of(val), _scales(c, good))
-            esc, auc = escape_at_quantile(s, val.is_defect, target_frr), auroc(s, val.is_defect)
-            ranked.append(((esc, -auc, len(c)), c, f"{'+'.join(c)}: val escape {esc:.3f}, AUROC {auc:.3f}"))
+            esc, auc = low_frr_escape(s, val.is_defect, target_frr), auroc(s, val.is_defect)
+            at = escape_at_quantile(s, val.is_defect, target_frr)
+            text = f"{'+'.join(c)}: val escape {esc:.3f} (at {target_frr:.0%}: {at:.3f}), AUROC {auc:.3f}"
+            ranked.append(((round(esc, 9), -auc, len(c)), c, text))
         ranked.sort(key=lambda t: t[0])
         chosen, why = ranked[0][1], "; ".join(t[2] for t in ranked)
     else:  # nothing to choose on: the anomaly part holds without defect examples
@@ -101,6 +103,19 @@ def fit_decision(
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why,
     )
+
+
+def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float) -> float:
+    """Mean val escape over false-reject rates from the target to 10x it (at most 10 %): the
+    criterion the deciding parts are chosen on.
+
+    The escape at exactly the target rests on one extreme good score (the 99th percentile of
+    ~100 val good parts is their second largest), so alone it ranks candidates by noise; the
+    calibration split later sets the real threshold anyway. Averaging over the low-FRR range
+    keeps the choice about the operating region without hanging it on one part.
+    """
+    grid = np.linspace(target_frr, min(10 * target_frr, 0.1), 5)
+    return float(np.mean([escape_at_quantile(score, is_defect, f) for f in grid]))
 
 
 def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:

@@ -22,7 +22,7 @@ from inspector.dataset import CALIBRATION, Dataset, load_product
 from inspector.decisions import fit_decision, map_reference
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics
-from inspector.outputs import collect
+from inspector.outputs import collect, collect_cross_fit
 from inspector.settings import Settings
 from models.card import ProductCard
 from models.export import ANOMALY, CARD
@@ -66,14 +66,15 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     base = load_model(Path(base_dir), device, settings.cache_dir)
     build = fit_anomaly(settings.anomaly, ds, v.target_frr, device, settings.max_image_pixels, progress)
     if build is None or product not in build.specs:
-        raise DataError(f"{product}: too few good images left for a bank beside the calibration parts")
+        raise DataError(f"{product}: too few good images for a bank")
     spec = build.specs[product]
-    part = build.part(base.text, device)
     old = base.parts.get("anomaly")
     if old is not None and spec.view.backbone in old.type_heads:  # the model's type head reads any manual
-        part.type_heads[spec.view.backbone] = old.type_heads[spec.view.backbone]
+        build.heads[spec.view.backbone] = old.type_heads[spec.view.backbone]
+    part = build.part(base.text, device)
     parts = {"anomaly": part}
-    calib = collect(parts, manual, ds.split(CALIBRATION), settings.max_image_pixels)
+    folds = build.fold_parts(product, base.text, device)
+    calib = collect_cross_fit(parts, folds, manual, ds.split(CALIBRATION), settings.max_image_pixels)
     check = collect(parts, manual, ds.split("val"), settings.max_image_pixels) if ds.split("val") else None
     decision = fit_decision(None, calib, False, v.target_frr, v.warn_frr, parts=["anomaly"])
     # the region type head (or else the classifier) names defects from the new manual's words, zero-shot

@@ -8,6 +8,7 @@ calibrated and reported here are the station's numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -47,6 +48,45 @@ class SplitOutputs:
             None if self.class_probs is None else self.class_probs[idx],
             None if self.maps is None else [self.maps[i] for i in idx],
         )
+
+
+def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
+    """One product's outputs from several runs over disjoint samples, in the given order."""
+    first = outputs[0]
+    return SplitOutputs(
+        first.product,
+        [s for o in outputs for s in o.samples],
+        np.concatenate([o.target for o in outputs]),
+        {k: np.concatenate([o.scores[k] for o in outputs]) for k in first.scores},
+        {k: np.concatenate([o.types[k] for o in outputs]) for k in first.types if all(k in o.types for o in outputs)},
+        None if first.class_probs is None else np.concatenate([o.class_probs for o in outputs]),  # type: ignore[misc]
+        None if first.maps is None else [m for o in outputs for m in o.maps],  # type: ignore[union-attr]
+    )
+
+
+def collect_cross_fit(
+    parts: dict[str, Part],
+    folds: list[tuple[frozenset[Path], Part]],
+    manual: Manual,
+    samples: list[Sample],
+    max_pixels: int,
+    progress: bool = False,
+    bad: list[BadRow] | None = None,
+) -> SplitOutputs:
+    """Like ``collect`` for the calibration parts, each scored by the anomaly part of its fold
+    (a bank built without it); the other parts run as they are."""
+    if not folds:
+        return collect(parts, manual, samples, max_pixels, progress=progress, bad=bad)
+    runs = []
+    for held, anomaly in folds:
+        fold = [s for s in samples if s.path in held]
+        if fold:
+            runs.append(collect({**parts, "anomaly": anomaly}, manual, fold, max_pixels, progress=progress, bad=bad))
+    missed = {s.path for s in samples} - {p for held, _ in folds for p in held}
+    if missed:
+        raise ValueError(f"{len(missed)} calibration part(s) of {manual.product} are in no cross-fit fold")
+    runs = [r for r in runs if len(r.target)]
+    return concat(runs) if runs else collect(parts, manual, [], max_pixels)
 
 
 def collect(

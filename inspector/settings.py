@@ -57,7 +57,8 @@ class AnomalySettings(BaseModel):
     bank_size: int = Field(6000, ge=16)  # coreset patches per product at most (inference cost grows with it)
     coreset_ratio: float = Field(0.1, gt=0, le=1)  # ... and at most this share of the sampled patches
     pool_size: int = Field(60_000, ge=100)  # patches sampled from the good images before the coreset
-    min_good: int = Field(5, ge=2)  # good images a product needs for a bank (calibration parts excluded)
+    min_good: int = Field(5, ge=2)  # good images a product needs for a bank (calibration parts included)
+    calibration_folds: int = Field(5, ge=2)  # cross-fit banks: each scores the calibration parts it was built without
     type_head: bool = True  # name defects from the anomalous region (needs defect images in train)
 
 

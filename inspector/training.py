@@ -30,7 +30,7 @@ from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc
 from inspector.features import FeatureCache, Features, view_tensor
 from inspector.manual import Manual
-from inspector.outputs import SplitOutputs, collect
+from inspector.outputs import SplitOutputs, collect, collect_cross_fit
 from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
@@ -310,7 +310,7 @@ def train_model(
     train_samples = ds.split("train")
     if shots:
         train_samples = limit_per_class(train_samples, shots, t.seed)
-    if not train_samples:
+    if not train_samples and not ds.split(CALIBRATION):  # good-only products calibrate all their train parts
         raise DataError("no train-split images: every product needs labelled train images")
     parts: dict[str, Part] = {}
     trained = None
@@ -337,7 +337,11 @@ def train_model(
         outputs[split] = {}
         for m in prep.manuals:
             samples = [s for s in ds.split(split) if s.product == m.product]
-            out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
+            if split == CALIBRATION and anomaly is not None:  # each part scored by a bank that never saw it
+                folds = anomaly.fold_parts(m.product, prep.text, device)
+                out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
+            else:
+                out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
             outputs[split][m.product] = out if len(out.target) else None
     products_card, metrics = {}, {"val": {}, "test": {}}
     for m in prep.manuals:

@@ -1,5 +1,5 @@
 """The false-reject promise is made on good parts that chose nothing: not the epoch, not a
-temperature, not a bank patch, not a deciding part."""
+temperature, not a deciding part; and each is scored by a memory bank that never saw it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def test_calibration_parts_are_used_for_the_thresholds_only(synthetic_root, home
         seen["classifier_val"] = {s.path for s in prep.ds.split("val")}  # epoch and temperatures
         return train_classifier(settings, prep, train_samples, progress)
 
+    builds = []
+
     def spy_anomaly(cfg, ds, *args, **kwargs):
-        seen["bank"] = {s.path for s in ds.split("train") if not s.is_defect}
-        return fit_anomaly(cfg, ds, *args, **kwargs)
+        builds.append(fit_anomaly(cfg, ds, *args, **kwargs))
+        return builds[-1]
 
     monkeypatch.setattr(training, "train_classifier", spy_classifier)
     monkeypatch.setattr(training, "fit_anomaly", spy_anomaly)
@@ -31,11 +33,43 @@ def test_calibration_parts_are_used_for_the_thresholds_only(synthetic_root, home
     ds.hold_out_calibration(s.verdict.target_frr, s.verdict.calibration_share)
     calib = {x.path for x in ds.split(CALIBRATION)}
     assert calib and all(not x.is_defect for x in ds.split(CALIBRATION))
-    for role in ("classifier_train", "classifier_val", "bank"):
+    for role in ("classifier_train", "classifier_val"):
         assert seen[role] and not calib & seen[role], role
     decision = card.products["washer"].decision
     assert decision.thresholds.n_good == len(calib)  # thresholds from exactly those parts
     assert card.data["calibration_parts"] == {"washer": len(calib)}
+    # the station's bank saw every good part; each calibration part was scored by a bank without it
+    folds = builds[0].folds["washer"]
+    assert len(folds) == s.anomaly.calibration_folds
+    assert set().union(*(f.held for f in folds)) == calib
+    assert all(not f.held & f.sources and calib - f.held <= f.sources for f in folds)
+    assert card.products["washer"].anomaly.bank_images == len(calib) + sum(not x.is_defect for x in ds.split("train"))
+
+
+def test_a_product_without_train_defects_calibrates_on_every_good_part(tmp_path, home):
+    """Glass-bottle's case: good train images only. Holding half of them out of the bank made
+    the 1 % threshold the largest of ~100 scores; cross-fitting calibrates on all of them."""
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path, "washer", per_class=40)
+    lines = ["image,product,label,defect_type,split,mask,source,group"]
+    for path in sorted((folder / "images").glob("*/*.png")):
+        kind = path.parent.name
+        split = "train" if kind == "ok" else "val" if path.stem.endswith(("0", "1", "2", "3", "4")) else "test"
+        lines.append(f"images/{kind}/{path.name},washer,{'ok' if kind == 'ok' else 'defect'},{kind},{split},,,")
+    for i, path in enumerate(sorted((folder / "images" / "ok").glob("*.png"))[:8]):  # val and test need good parts
+        split = "val" if i < 4 else "test"
+        lines = [ln.replace(f"{path.name},washer,ok,ok,train", f"{path.name},washer,ok,ok,{split}") for ln in lines]
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    s = Settings(home=home)
+    s.train.epochs, s.train.views = 3, 1
+    card = training.train_model(s, [folder], None, progress=False)
+
+    washer = card.products["washer"]
+    assert card.classifier is None  # nothing for a classifier to learn from
+    assert washer.decision.thresholds.n_good == 32 == card.data["calibration_parts"]["washer"]
+    assert washer.anomaly.bank_images == 32
+    assert card.metrics["test"]["washer"]["escape_rate"] < 0.5  # the bank still catches the defects
 
 
 def test_groups_stay_on_one_side_of_the_calibration_split(tmp_path):
@@ -76,3 +110,12 @@ def test_good_frames_of_a_part_shown_defective_elsewhere_calibrate_nothing(tmp_p
     assert len(doubtful) == 3
     ds.hold_out_calibration(0.01)
     assert not doubtful & {x.path for x in ds.split(CALIBRATION)}
+
+
+def test_a_product_without_a_bank_has_no_cross_fit_folds():
+    """steel-strip has no good parts, so no bank: calibrating it must not ask for its folds."""
+    import torch
+
+    from inspector.anomaly_fit import AnomalyBuild
+
+    assert AnomalyBuild({}, {}, {}).fold_parts("steel-strip", None, torch.device("cpu")) == []

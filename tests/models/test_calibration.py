@@ -57,3 +57,21 @@ def test_the_bands_speak_the_stores_words():
     th = Thresholds(warn=0.2, reject=0.6, target_frr=0.01, n_good=200, guaranteed=True)
     assert [th.verdict(s) for s in (0.1, 0.4, 0.9)] == ["accept", "review", "reject"]
     assert {"accept", "review", "reject", "error"} == set(VERDICTS)
+
+
+def test_p_defect_does_not_take_the_val_splits_defect_share_for_the_lines():
+    """pcb's val is 85 % defects: a curve fitted to that share called parts in the accept band
+    likely defective (the API answered 'accept, confidence 0.20'). The curve now weighs good and
+    defect parts equally, so a val split that is mostly defects or mostly good says the same."""
+    from models.decision import fit_platt, probability
+
+    rng = np.random.default_rng(0)
+
+    def p_at(score: float, n_good: int, n_bad: int) -> float:
+        good, bad = rng.normal(0, 1, n_good), rng.normal(3, 1, n_bad)
+        platt = fit_platt(np.concatenate([good, bad]), np.r_[np.zeros(n_good), np.ones(n_bad)].astype(bool))
+        return float(probability(np.array([score]), platt, 2.3, 1.6)[0])
+
+    mostly_defects, mostly_good = p_at(1.0, 300, 1700), p_at(1.0, 1700, 300)
+    assert abs(mostly_defects - mostly_good) < 0.1
+    assert mostly_defects < 0.3  # a part at the good parts' 84th percentile is likely good
