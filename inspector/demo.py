@@ -156,14 +156,14 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
 
     with sessions() as s:
         operator = current(s, "operator")
-        n = 0
-        for path, answer in answered:
-            if answer["verdict"] not in ("review", "reject"):
-                continue
-            row = s.scalar(select(Inspection.id).where(Inspection.uuid == answer["inspection_id"]))
+        flagged = [(path, a["inspection_id"]) for path, a in answered if a["verdict"] in ("review", "reject")]
+        ids = dict(
+            s.execute(select(Inspection.uuid, Inspection.id).where(Inspection.uuid.in_([u for _, u in flagged]))).all()
+        )
+        for path, uuid in flagged:
             label = "ok" if truth[path] == "ok" else "defect"
-            review(s, operator, row, label, None if label == "ok" else truth[path], "demo: the expert label")
-            n += 1
+            review(s, operator, ids[uuid], label, None if label == "ok" else truth[path], "demo: the expert label")
+        n = len(flagged)
         s.commit()
         events = run_drift_check(s, settings.drift)
     alarms = [e for e in events if e["severity"] != "ok"]
