@@ -166,6 +166,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--camera-every-n", type=int, help="interval mode: inspect every Nth frame (default 1)")
     sv.add_argument("--camera-rate", type=float, help="interval mode: at most this many frames per second")
+    sv.add_argument(
+        "--opcua",
+        metavar="ENDPOINT",
+        help="serve PLCs over OPC UA here, e.g. opc.tcp://0.0.0.0:4840/inspector (store users sign in)",
+    )
+    sv.add_argument(
+        "--sparkplug-group", metavar="GROUP", help="publish Sparkplug B under this group (needs --mqtt-host)"
+    )
+    sv.add_argument("--product", help="the PLC handshake's active recipe (a PLC changes it with ActivateRecipe)")
+    sv.add_argument("--inspect-window-ms", type=float, help="PLC handshake: later results are fail-safe rejects (100)")
+
+    sl = sub.add_parser(
+        "simulate-line",
+        help="act as the PLC over OPC UA: trigger parts from a folder at a set rate and report latency",
+        description="Drive a running station's OPC UA handshake like a PLC: parts from FOLDER (a product "
+        "folder with labels, or any folder of images) at --rate per second, bounded by --count and "
+        "--seconds. Prints trigger->result latency percentiles, timeouts, refused and lost triggers, and "
+        "results that disagree with the labels.",
+        epilog=EPILOG,
+    )
+    sl.add_argument("folder", type=Path)
+    sl.add_argument("--endpoint", default="opc.tcp://127.0.0.1:4840/inspector")
+    sl.add_argument("--user", help="a store user (inspector users add); the password from INSPECTOR_PLC_PASSWORD")
+    sl.add_argument("--product", help="activate this recipe first")
+    sl.add_argument("--rate", type=float, default=20.0, help="parts per second (default 20)")
+    sl.add_argument("--count", type=int, default=1000, help="parts at most (default 1000)")
+    sl.add_argument("--seconds", type=float, default=600.0, help="seconds at most (default 600)")
+    sl.add_argument("--json", action="store_true", help="print the report as JSON")
 
     k = sub.add_parser(
         "keys",
@@ -394,7 +422,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from inspector.service.app import serve
-    from inspector.settings import CameraSettings, load_settings
+    from inspector.settings import CameraSettings, OpcUaSettings, SparkplugSettings, load_settings
 
     s = _settings(args) if not args.config else _apply(load_settings(args.config), args)
     svc = s.service
@@ -421,8 +449,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for opt, field in (("camera_mode", "mode"), ("camera_every_n", "every_n"), ("camera_rate", "rate")):
             if getattr(args, opt) is not None:
                 setattr(svc.camera, field, getattr(args, opt))
+    if args.opcua:
+        svc.opcua = (svc.opcua or OpcUaSettings()).model_copy(update={"endpoint": args.opcua})
+    if args.sparkplug_group:
+        svc.sparkplug = (svc.sparkplug or SparkplugSettings()).model_copy(update={"group": args.sparkplug_group})
+    if args.product:
+        svc.handshake.product = args.product
+    if args.inspect_window_ms:
+        svc.handshake.window_ms = args.inspect_window_ms
     serve(s, args.model)
     return 0
+
+
+def cmd_simulate_line(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from inspector.simulate import simulate_line
+
+    r = simulate_line(args.endpoint, args.folder, args.rate, args.count, args.seconds, args.user,
+                      os.environ.get("INSPECTOR_PLC_PASSWORD"), args.product)  # fmt: skip
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    lat = r.latency_ms
+    print(f"{r.parts} parts in {r.seconds:.1f} s ({r.rate_achieved:.1f}/s of {r.rate_wanted:g}/s wanted; "
+          f"{r.behind} triggered late because the previous cycle had not ended)")  # fmt: skip
+    if lat:
+        print(
+            f"trigger -> ResultValid: p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, "
+            f"max {lat['max']} ms"
+        )
+    print(f"results {r.results}, timeouts (fail-safe rejects, code 101) {r.timeouts}, lost {r.lost}, "
+          f"refused {r.refused or 0}; verdicts {r.verdicts}")  # fmt: skip
+    if r.labelled:
+        print(f"against the labels of {r.labelled} parts: {r.escapes} defects accepted (escapes), "
+              f"{r.false_rejects} good parts not accepted")  # fmt: skip
+    return 0 if not r.lost else 1
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -653,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         "scheduler": cmd_scheduler,
         "users": cmd_users,
         "onboard": cmd_onboard,
+        "simulate-line": cmd_simulate_line,
     }[args.command]
     try:
         return handler(args)

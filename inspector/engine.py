@@ -118,6 +118,13 @@ class Engine:
         m = self.manuals.get(product)
         return m if isinstance(m, Manual) else None
 
+    def defect_types(self, product: str) -> list[str]:
+        """The product's defect types in its manual's order (the PLC's result codes 1..N)."""
+        if (m := self.manual(product)) is not None:
+            return list(m.defects)
+        info = self.card.products.get(product)
+        return list(info.classes[1:]) if info else []
+
     def decision(self, product: str, manual: Manual | None) -> tuple[Decision, list[str]]:
         info = self.card.products.get(product)
         if info is None:

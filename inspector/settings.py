@@ -117,6 +117,33 @@ class CameraSettings(BaseModel):
     rate: float | None = Field(None, gt=0)
 
 
+class HandshakeSettings(BaseModel):
+    """The PLC handshake (docs/service.md): the inspect window a result must come within."""
+
+    product: str = ""  # the recipe active at start; a PLC changes it with ActivateRecipe
+    window_ms: float = Field(100, gt=0)  # a result later than this is a fail-safe reject (code 101)
+    windows_ms: dict[str, float] = {}  # per-product windows, e.g. {"glass-bottle": 500}
+    fault_after: int = Field(3, ge=1)  # late results in a row that put the station in Fault
+
+
+class OpcUaSettings(BaseModel):
+    """The OPC UA machine-vision server; users sign in with the store's user names and passwords."""
+
+    endpoint: str = "opc.tcp://127.0.0.1:4840/inspector"
+    allow_anonymous: bool = False
+    certificate: Path | None = None  # with private_key: Basic256Sha256 Sign&Encrypt only
+    private_key: Path | None = None
+    trusted_certs: list[Path] = []  # client certificates (DER) accepted as X.509 user tokens
+
+
+class SparkplugSettings(BaseModel):
+    """Sparkplug B on the service's MQTT broker (mqtt_host)."""
+
+    group: str = "inspector"
+    edge_node: str = ""  # default: the service's station name, else "station"
+    device: str = ""  # default: the camera's name, else "cam0"
+
+
 class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -133,6 +160,9 @@ class ServiceSettings(BaseModel):
     mqtt_host: str | None = None
     mqtt_port: int = Field(1883, ge=1, le=65535)
     camera: CameraSettings | None = None
+    handshake: HandshakeSettings = HandshakeSettings()
+    opcua: OpcUaSettings | None = None
+    sparkplug: SparkplugSettings | None = None
 
 
 class Settings(BaseSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,10 @@ from sqlalchemy import text
 from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
+from inspector.service.adapters import LineAdapter, Station, build_adapters
 from inspector.service.camera import CameraInput
 from inspector.service.folder import FolderInput
+from inspector.service.handshake import Handshake, TriggerRefused
 from inspector.service.http import create_app
 from inspector.service.mqtt import MqttPublisher
 from inspector.service.reload import ChampionWatcher
@@ -25,6 +28,7 @@ from inspector.store.files import ImageStore, reconcile
 from inspector.store.keys import KeyChecker
 from inspector.store.migrate import upgrade
 from inspector.store.monitoring import champion
+from inspector.store.repo import mark_late
 from inspector.store.session import make_engine, session_factory
 
 log = logging.getLogger("inspector.service")
@@ -37,6 +41,7 @@ class Service:
     db_engine: object
     keys: KeyChecker
     watcher: ChampionWatcher
+    handshake: Handshake  # the PLC cycle every trigger goes through (OPC UA, MQTT, HTTP)
 
     def ready(self) -> tuple[bool, str]:
         try:
@@ -90,7 +95,19 @@ def build_service(
     )
     watcher = ChampionWatcher(worker, sessions, images, load)
     watcher.sync_manuals(engine)  # before the first batch: the recorder must not re-add an older text
-    return Service(worker, db, KeyChecker(sessions), watcher)
+    return Service(worker, db, KeyChecker(sessions), watcher, make_handshake(settings, worker, sessions))
+
+
+def make_handshake(settings: Settings, worker: InspectionWorker, sessions) -> Handshake:
+    cfg, svc = settings.service.handshake, settings.service
+
+    def late(uuids: list[str]) -> None:
+        with sessions() as s:
+            mark_late(s, uuids)
+            s.commit()
+
+    return Handshake(worker, cfg.product, svc.line, svc.station, svc.camera.name if svc.camera else "plc",
+                     cfg.window_ms, cfg.windows_ms, cfg.fault_after, mark_late=late)  # fmt: skip
 
 
 def asgi_app(
@@ -102,7 +119,10 @@ def asgi_app(
     camera: CameraInput | None = None,
     station: str = "",
     open_paths: tuple[str, ...] = ("/v1/health", "/v1/ready", "/metrics"),
+    adapters: list[LineAdapter] | tuple = (),
 ):
+    """``adapters``: line protocols started after the worker and stopped before it (OPC UA, Sparkplug B)."""
+    handshake = service.handshake
     app = create_app(
         service.worker,
         service.ready,
@@ -111,12 +131,17 @@ def asgi_app(
         line=line,
         station=station,
         open_paths=tuple(open_paths),
+        handshake=handshake,
     )
     folder = FolderInput(watch, service.worker, line=line, station=station) if watch else None
+    triggers = ThreadPoolExecutor(1, thread_name_prefix="mqtt-trigger")  # the MQTT thread must not wait
     if mqtt:
         service.worker.listeners.append(mqtt)
         if camera and camera.mode == "trigger":
-            topic = mqtt.on_trigger(camera.line, camera.station, camera.trigger)
+            handshake.grab = camera.grab
+            topic = mqtt.on_trigger(
+                camera.line, camera.station, lambda serial: triggers.submit(_trigger, handshake, serial)
+            )
             log.info("camera %s waits for triggers on %s", camera.name, topic)
 
     @asynccontextmanager
@@ -125,20 +150,32 @@ def asgi_app(
             mqtt.start()
         service.worker.start()
         service.watcher.start()
-        for source in (folder, camera):
+        handshake.start()
+        started = []
+        for source in (folder, camera, *adapters):
             if source:
                 source.start()
+                started.append(source)
         yield
-        for source in (folder, camera):
-            if source:
-                source.stop()
+        for source in reversed(started):
+            source.stop()
+        triggers.shutdown(wait=True)
+        handshake.stop()
         service.watcher.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
+        handshake.close()
         if mqtt:
             mqtt.stop()
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _trigger(handshake: Handshake, serial: str | None) -> None:
+    try:
+        handshake.trigger(part_serial=serial or "", acknowledge=True)
+    except TriggerRefused as exc:
+        log.warning("MQTT trigger refused (code %d): %s", exc.code, exc)
 
 
 def serve(settings: Settings, model_dir: Path | None = None) -> None:
@@ -153,7 +190,9 @@ def serve(settings: Settings, model_dir: Path | None = None) -> None:
     cam = None
     if cfg.camera:
         cam = CameraInput(worker=service.worker, line=cfg.line, station=cfg.station, **cfg.camera.model_dump())
+    adapters = build_adapters(Station(settings, service.worker, service.handshake, service.db_engine))
     app = asgi_app(
-        service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam, cfg.station, tuple(cfg.open_paths)
-    )
+        service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam, cfg.station, tuple(cfg.open_paths),
+        adapters,
+    )  # fmt: skip
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")

@@ -1,8 +1,8 @@
 """Camera input (OpenCV ``VideoCapture``): a device index, an RTSP/HTTP URL or a video file.
 
 Modes: ``interval`` inspects every Nth frame, at most ``rate`` frames per second; ``trigger``
-keeps reading (so the latest frame is fresh) and inspects one frame per ``trigger()``, which
-the MQTT trigger topic or a PLC adapter calls.
+keeps reading (so the latest frame is fresh) and hands the PLC handshake a new frame per
+``grab()`` (the handshake's triggers come over OPC UA, MQTT or HTTP).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class CameraInput:
         self.submitted = 0
         self.finished = threading.Event()  # set when the source ends (a video file) or stop() is called
         self._triggers: list[str | None] = []
+        self._latest, self._fresh = None, threading.Event()  # trigger mode: the newest frame, for grab()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"camera-{name}", daemon=True)
@@ -55,6 +56,16 @@ class CameraInput:
     def trigger(self, part_serial: str | None = None) -> None:
         with self._lock:
             self._triggers.append(part_serial)
+
+    def grab(self, timeout: float = 1.0) -> bytes:
+        """The next frame as PNG (trigger mode): what the PLC handshake inspects. b"" if none came."""
+        self._fresh.clear()
+        if not self._fresh.wait(timeout):
+            return b""
+        with self._lock:
+            frame = self._latest
+        ok, png = cv2.imencode(".png", frame)
+        return png.tobytes() if ok else b""
 
     def _submit(self, frame, part_serial: str | None) -> None:
         ok, png = cv2.imencode(".png", frame)
@@ -97,6 +108,8 @@ class CameraInput:
                 if self.mode == "trigger":
                     with self._lock:
                         pending, self._triggers = self._triggers, []
+                        self._latest = frame
+                    self._fresh.set()
                     for serial in pending:
                         self._submit(frame, serial)
                     continue

@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from inspector.errors import UnknownProductError
 from inspector.service.fields import field_problem
+from inspector.service.handshake import NO_IMAGE, STOPPED, UNKNOWN_PRODUCT, Handshake, TriggerRefused
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, QueueFullError
 
@@ -52,21 +53,29 @@ def create_app(
     ready: Callable[[], tuple[bool, str]],
     max_body_bytes: int = 50 << 20,
     answer_timeout_s: float = 60.0,
-    authorize: Callable[[str | None, str | None], tuple[int, str] | None] | None = None,
+    authorize: Callable[[str | None, str | None, bool], tuple[int, str] | None] | None = None,
     line: str = "",
     station: str = "",
     open_paths: tuple[str, ...] = ("/v1/health", "/v1/ready", "/metrics"),
+    handshake: Handshake | None = None,
 ) -> FastAPI:
     """``line``/``station``: what the station records when a request names none. ``open_paths``:
     answered without a key; the others (docs, schema) need one once keys exist, and
     ``/v1/inspect`` checks its own, with the line it reports for."""
     app = FastAPI(title="inspector", summary="Visual inspection station", version="1")
 
+    async def _check_key(request: Request) -> JSONResponse | None:
+        if authorize is not None and (
+            denied := await run_in_threadpool(authorize, request.headers.get("x-api-key"), None, True)
+        ):
+            return _error(*denied)
+        return None
+
     @app.middleware("http")
     async def key_gate(request: Request, call_next):
         path = request.url.path
-        if authorize is not None and path not in open_paths and path != "/v1/inspect":
-            if denied := await run_in_threadpool(authorize, request.headers.get("x-api-key"), None):
+        if authorize is not None and path not in open_paths and path not in ("/v1/inspect", "/v1/trigger"):
+            if denied := await run_in_threadpool(authorize, request.headers.get("x-api-key"), None, True):
                 return _error(*denied)
         return await call_next(request)
 
@@ -84,7 +93,7 @@ def create_app(
         return Response(worker.metrics.render(), media_type="text/plain; version=0.0.4")
 
     def admit(key: str | None, job: Job, data: bytes):  # the key's line scope, now the line is known
-        if authorize is not None and (denied := authorize(key, job.line)):
+        if authorize is not None and (denied := authorize(key, job.line, False)):  # keys read at the door
             raise _Denied(*denied)
         return worker.submit(job, data)
 
@@ -101,7 +110,7 @@ def create_app(
         key = request.headers.get("x-api-key")
         # the key first, so an unknown client cannot make the station read (and hold) a body at all;
         # the line a key may report for is checked once the fields are known
-        if authorize is not None and (denied := await run_in_threadpool(authorize, key, None)):
+        if authorize is not None and (denied := await run_in_threadpool(authorize, key, None, True)):
             return _error(*denied)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         fields = {k: request.query_params.get(k) for k in FIELDS}
@@ -167,5 +176,34 @@ def create_app(
             return _error(500, f"inspection failed: {type(exc).__name__}: {exc}", inspection_id=job.id)
         body = asdict(outcome)
         return JSONResponse(body, status_code=422 if outcome.verdict == "error" else 200)
+
+    if handshake is not None:
+
+        @app.post("/v1/trigger", responses={404: {}, 409: {}, 413: {}, 422: {}, 503: {}})
+        async def trigger(request: Request) -> JSONResponse:
+            """The PLC cycle over HTTP: one part within the product's inspect window. Body: the image
+            (or empty: the station's camera takes it); query: part_serial, product (default: the
+            active recipe). Answer: the line result (``result_code`` 0 pass, 1..N the defect types,
+            101 timeout...); a refused trigger answers its code (docs/service.md)."""
+            if problem := await _check_key(request):
+                return problem
+            try:
+                data = b"".join([c async for c in _limited(request, max_body_bytes)])
+            except _TooLarge:
+                return _error(413, f"body over the {max_body_bytes}-byte limit")
+            fields = {k: request.query_params.get(k) for k in ("product", "part_serial")}
+            if problem := field_problem(fields):
+                return _error(422, problem)
+            if authorize is not None and (denied := authorize(request.headers.get("x-api-key"), line, False)):
+                return _error(*denied)
+            try:
+                result = await run_in_threadpool(
+                    handshake.trigger, data or None, fields["part_serial"] or "", fields["product"] or "", True
+                )
+            except TriggerRefused as exc:
+                status = {UNKNOWN_PRODUCT: 404, STOPPED: 503, NO_IMAGE: 422}.get(exc.code, 409)
+                return _error(status, str(exc), code=exc.code)
+            body = asdict(result) | {"timestamp": result.timestamp.isoformat()}
+            return JSONResponse(body)
 
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inspector.store.base import Base, BigId, Json, UTCDateTime, utcnow
@@ -52,6 +52,8 @@ class Inspection(Base):
     manual_version_id: Mapped[int | None] = mapped_column(ForeignKey("manual_versions.id"))
     latency_ms: Mapped[float | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # the PLC handshake's window passed first: the line rejected the part fail-safe
+    late: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Review(Base):

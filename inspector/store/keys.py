@@ -87,9 +87,11 @@ class KeyChecker:
             self._keys, self._read, self._retry_at = keys, True, 0.0
         return keys
 
-    def check(self, key: str | None, line: str | None) -> tuple[int, str] | None:
-        """-> None when allowed, else (HTTP status, message). ``line=None``: the key alone."""
-        keys = self._active()
+    def check(self, key: str | None, line: str | None, reread: bool = True) -> tuple[int, str] | None:
+        """-> None when allowed, else (HTTP status, message). ``line=None``: the key alone.
+        ``reread=False``: use the keys the previous check read (the second check of one request,
+        once its line is known, costs no second database read)."""
+        keys = self._active() if reread or not self._read else self._keys
         if keys is None:
             return None
         if not key:

@@ -132,6 +132,14 @@ def _copy_inspections(session: Session, rows: list[dict[str, Any]]) -> None:
             copy.write_row([Jsonb(r[c]) if c == "class_scores" and r[c] is not None else r[c] for c in cols])
 
 
+def mark_late(session: Session, uuids: list[str]) -> int:
+    """Mark inspections the line's inspect window did not wait for. -> rows marked."""
+    if not uuids:
+        return 0
+    result = session.execute(update(Inspection).where(Inspection.uuid.in_(uuids)).values(late=True))
+    return result.rowcount or 0
+
+
 def record_signals(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert drift signals of inspections written in the same transaction."""
     if rows:

@@ -31,3 +31,19 @@ def test_keys_are_required_once_one_exists_and_scoped_to_lines(client, service):
         revoke_api_key(s, "mes")
         s.commit()
     assert post(client, "L2", anywhere).status_code == 401  # at its next request: no grace period
+
+
+def test_one_inspect_request_reads_the_keys_once(client, service, monkeypatch):
+    """The key is checked at the door (before the body is read) and again for its line once the
+    fields are known: the second check uses the keys the first one read."""
+    sessions = session_factory(service.db_engine)
+    with sessions() as s:
+        key = create_api_key(s, "reads-once", ["L1"])
+        s.commit()
+    reads = []
+    active = service.keys._active
+    monkeypatch.setattr(service.keys, "_active", lambda: reads.append(1) or active())
+    assert post(client, "L1", key).status_code == 200
+    assert len(reads) == 1
+    assert post(client, "L2", key).status_code == 403  # the line check still applies
+    assert len(reads) == 2

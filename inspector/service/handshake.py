@@ -1,0 +1,295 @@
+"""The PLC handshake, one per camera station: Ready -> Trigger -> Busy -> ResultValid, with a
+per-product inspect window. Every trigger source (OPC UA, MQTT, HTTP) goes through ``trigger``.
+
+A result not produced inside the window is reported as a reject with the timeout code
+(fail-safe: a part the station could not judge in time never passes), and counted; three late
+results in a row put the station in Fault until an operator or the PLC resets it. The late
+inspection is still stored when the model finishes, marked late. A trigger the station cannot
+take (busy, fault, unknown product, stopped, no image) is refused with its code and nothing is
+stored: no part was inspected.
+
+Result codes (``ResultCode`` on OPC UA, ``result_code`` in Sparkplug B and the HTTP answer):
+0 the part passed; 1..N the product's defect types in the manual's order; 100 a defect whose
+type is not named; 101 timeout (fail-safe reject); 102 the image could not be inspected
+(fail-safe reject); 103 the station was overloaded (fail-safe reject). Refusals: 200 busy, 201
+fault, 202 unknown product, 203 stopped, 204 no image.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from inspector.errors import InspectorError, UnknownProductError
+from inspector.recorder import Capture
+from inspector.service.spool import Job
+from inspector.service.worker import InspectionWorker, Outcome, QueueFullError
+
+log = logging.getLogger(__name__)
+
+PASS, UNNAMED, TIMEOUT, ERROR, OVERLOADED = 0, 100, 101, 102, 103
+BUSY, FAULT, UNKNOWN_PRODUCT, STOPPED, NO_IMAGE = 200, 201, 202, 203, 204
+# "result": ResultValid, waiting for the PLC's acknowledge; the names PLCs and SCADA see
+SYSTEM_STATE = {"stopped": "Stopped", "ready": "Ready", "busy": "Busy", "result": "ResultValid", "fault": "Error"}
+
+
+class TriggerRefused(InspectorError):
+    """A trigger the station did not take; ``code`` says why (documented above)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """What the PLC reads once ResultValid is set."""
+
+    trigger: int  # the station's trigger counter
+    inspection_id: str
+    product: str
+    verdict: str  # accept | review | reject (fail-safe results are reject)
+    result_code: int
+    defect_type: str | None
+    confidence: float
+    timestamp: datetime
+    part_serial: str
+    late: bool  # the window passed before the model answered: a fail-safe reject
+    latency_ms: float  # trigger -> result
+    model_version: str = ""
+
+
+@dataclass
+class Counters:
+    triggers: int = 0
+    results: int = 0
+    timeouts: int = 0
+    refused: int = 0
+    late_in_a_row: int = 0
+    late_stored: int = 0  # late inspections the model finished and the store marked late
+
+
+@dataclass
+class HandshakeState:
+    state: str = "stopped"
+    product: str = ""
+    result: LineResult | None = None
+    error_code: int = 0
+    error: str = ""
+    counters: Counters = field(default_factory=Counters)
+
+
+def result_code(outcome: Outcome, defect_types: list[str]) -> int:
+    if outcome.verdict == "error":
+        return ERROR
+    if outcome.verdict == "accept":
+        return PASS
+    if outcome.defect_type in defect_types:
+        return 1 + defect_types.index(outcome.defect_type)
+    return UNNAMED
+
+
+class Handshake:
+    """``windows_ms``: per-product inspect window (``default_window_ms`` for the others).
+    ``grab``: where an image comes from when a trigger brings none (a camera's latest frame).
+    ``mark_late(inspection_ids)``: stores the late flag (the store's ``mark_late``).
+    Listeners are called with the state after every change (OPC UA nodes, Sparkplug B)."""
+
+    def __init__(
+        self,
+        worker: InspectionWorker,
+        product: str = "",
+        line: str = "",
+        station: str = "",
+        camera: str = "plc",
+        default_window_ms: float = 100.0,
+        windows_ms: dict[str, float] | None = None,
+        fault_after: int = 3,
+        grab: Callable[[], bytes] | None = None,
+        mark_late: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.worker, self.line, self.station, self.camera = worker, line, station, camera
+        self.default_window_ms, self.windows_ms = default_window_ms, dict(windows_ms or {})
+        self.fault_after, self.grab, self.mark_late = fault_after, grab, mark_late
+        self.s = HandshakeState(product=product)
+        self.listeners: list[Callable[[HandshakeState], None]] = []
+        self._lock = threading.Lock()
+        self._late = ThreadPoolExecutor(1, thread_name_prefix="late-results")  # never on the store thread
+
+    # -- control ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self.s.state == "stopped":
+                self.s.state = "ready"
+        self._changed()
+
+    def stop(self) -> None:
+        with self._lock:
+            self.s.state = "stopped"
+        self._changed()
+
+    def close(self) -> None:
+        self._late.shutdown(wait=True)
+
+    def reset(self) -> None:
+        """Clear a Fault (and an unacknowledged result): the station is Ready again."""
+        with self._lock:
+            if self.s.state in ("fault", "result"):
+                self.s.state = "ready"
+            self.s.counters.late_in_a_row, self.s.error_code, self.s.error = 0, 0, ""
+        self._changed()
+
+    def select_product(self, product: str) -> None:
+        if not self.worker.known_product(product):
+            self._refuse(UNKNOWN_PRODUCT, f"unknown product '{product}'")
+        with self._lock:
+            self.s.product = product
+        self._changed()
+
+    def window_ms(self, product: str) -> float:
+        return self.windows_ms.get(product, self.default_window_ms)
+
+    def defect_types(self, product: str) -> list[str]:
+        return self.worker.engine.defect_types(product)
+
+    # -- the cycle ---------------------------------------------------------------------------------
+    def trigger(
+        self, image: bytes | None = None, part_serial: str = "", product: str = "", acknowledge: bool = False
+    ) -> LineResult:
+        """Inspect one part within its window -> the result the PLC reads (ResultValid).
+        ``acknowledge``: the caller has no separate acknowledge step (HTTP, MQTT)."""
+        t0 = time.perf_counter()
+        with self._lock:
+            product = product or self.s.product
+            if self.s.state != "ready":
+                code = {"busy": BUSY, "result": BUSY, "fault": FAULT, "stopped": STOPPED}[self.s.state]
+                why = {BUSY: "busy with the previous part (or its result not acknowledged)",
+                       FAULT: "in Fault after late results: reset it", STOPPED: "stopped: start it"}[code]  # fmt: skip
+                refusal = (code, f"trigger refused: station {why}")
+            elif not product or not self.worker.known_product(product):
+                refusal = (UNKNOWN_PRODUCT, f"unknown product '{product}'")
+            else:
+                refusal = None
+                self.s.state, self.s.result, self.s.error_code, self.s.error = "busy", None, 0, ""
+                self.s.counters.triggers += 1
+                number = self.s.counters.triggers
+        if refusal:
+            self._refuse(*refusal)
+        self._changed()
+        try:
+            result = self._inspect(number, image, part_serial, product, t0)
+        except TriggerRefused:
+            with self._lock:
+                self.s.state = "ready"
+                self.s.counters.triggers -= 1
+            raise
+        with self._lock:
+            c = self.s.counters
+            c.results += 1
+            c.timeouts += result.late
+            c.late_in_a_row = c.late_in_a_row + 1 if result.late else 0
+            self.s.result = result
+            if c.late_in_a_row >= self.fault_after:
+                self.s.state = "fault"
+                self.s.error_code, self.s.error = FAULT, f"{c.late_in_a_row} late results in a row"
+                log.error("handshake fault: %d late results in a row", c.late_in_a_row)
+            else:
+                self.s.state = "ready" if acknowledge else "result"
+        self._changed()
+        return result
+
+    def acknowledge(self) -> None:
+        """The PLC read the result (it dropped Trigger): ResultValid off, Ready again."""
+        with self._lock:
+            if self.s.state == "result":
+                self.s.state = "ready"
+        self._changed()
+
+    def _inspect(self, number: int, image: bytes | None, serial: str, product: str, t0: float) -> LineResult:
+        if image is None and self.grab is not None:
+            image = self.grab()
+        if not image:
+            raise TriggerRefused(NO_IMAGE, "no image with the trigger and no camera to grab one")
+        job = Job(id=str(uuid.uuid4()), product=product, source=f"plc:{product}", line=self.line,
+                  station=self.station, camera=self.camera, part_serial=serial or None)  # fmt: skip
+        window = self.window_ms(product) / 1000
+        try:
+            future = self.worker.submit(job, image)
+        except UnknownProductError as exc:  # the model was swapped since the check
+            raise TriggerRefused(UNKNOWN_PRODUCT, str(exc)) from None
+        except QueueFullError as exc:
+            return self._failsafe(number, job, OVERLOADED, t0, stored=False, image=image, why=exc)
+        except Exception as exc:  # the spool could not take it (disk full...): the part must not pass
+            log.exception("trigger %d: not accepted", number)
+            return self._failsafe(number, job, ERROR, t0, stored=False, image=image, why=exc)
+        try:
+            outcome: Outcome = future.result(timeout=max(0.0, window - (time.perf_counter() - t0)))
+        except FutureTimeout:
+            future.add_done_callback(lambda f: self._late.submit(self._stored_late, f))
+            return self._failsafe(number, job, TIMEOUT, t0, stored=True)
+        except Exception:  # the worker failed the batch: the part must not pass
+            log.exception("inspection failed for trigger %d", number)
+            return self._failsafe(number, job, ERROR, t0, stored=True)
+        code = result_code(outcome, self.defect_types(product))
+        verdict = "reject" if code in (ERROR,) else outcome.verdict
+        return LineResult(number, outcome.inspection_id, product, verdict, code, outcome.defect_type,
+                          float(outcome.confidence or 0.0), datetime.now(UTC), serial, False,
+                          (time.perf_counter() - t0) * 1000, outcome.model_version)  # fmt: skip
+
+    def _failsafe(
+        self,
+        number: int,
+        job: Job,
+        code: int,
+        t0: float,
+        stored: bool,
+        image: bytes = b"",
+        why: Exception | None = None,
+    ) -> LineResult:
+        if not stored:  # the worker never took it: the part is still one stored inspection, an error
+            try:
+                capture = Capture(job.source, image, job.captured_at, job.line, job.station, job.camera,
+                                  job.part_serial)  # fmt: skip
+                self.worker.recorder.record(job.product, [capture], [why or RuntimeError("not accepted")], [job.id])
+            except Exception:  # the database is down too: the line still gets its reject
+                log.exception("trigger %d: not accepted and not stored", number)
+        return LineResult(number, job.id, job.product, "reject", code, None, 1.0, datetime.now(UTC),
+                          job.part_serial or "", code == TIMEOUT, (time.perf_counter() - t0) * 1000)  # fmt: skip
+
+    def _stored_late(self, future: Future) -> None:
+        if future.exception() is not None or self.mark_late is None:
+            return
+        try:
+            self.mark_late([future.result().inspection_id])
+            with self._lock:
+                self.s.counters.late_stored += 1
+        except Exception:  # the row stays, without its late mark; said in the log
+            log.exception("could not mark a late inspection")
+
+    def _refuse(self, code: int, message: str) -> None:
+        with self._lock:
+            self.s.counters.refused += 1
+            self.s.error_code, self.s.error = code, message
+        self._changed()
+        raise TriggerRefused(code, message)
+
+    def snapshot(self) -> HandshakeState:
+        with self._lock:
+            return replace(self.s, counters=replace(self.s.counters))
+
+    def _changed(self) -> None:
+        if not self.listeners:
+            return
+        state = self.snapshot()
+        for listener in self.listeners:
+            try:
+                listener(state)
+            except Exception:  # an output adapter must not stop the line
+                log.exception("handshake listener failed")

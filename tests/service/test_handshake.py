@@ -1,0 +1,128 @@
+"""The PLC handshake on the real worker and store: results inside the window, fail-safe rejects
+with the timeout code when the model is late, Fault after three in a row, and every triggered
+part stored once (late ones marked late)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from inspector.service import handshake as hs
+from inspector.service.app import asgi_app
+from inspector.store import Inspection
+from inspector.store.session import session_factory
+from tests.service.conftest import png_bytes
+
+
+def stored(service) -> list[Inspection]:
+    with session_factory(service.db_engine)() as s:
+        return list(s.scalars(select(Inspection).order_by(Inspection.id)))
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def running(service):
+    service.worker.start()
+    yield service
+    service.worker.stop(drain=True)
+    service.handshake.close()
+
+
+def test_a_part_inside_its_window_gets_its_verdict_and_code(running):
+    h = running.handshake
+    h.windows_ms["washer"] = 60_000  # a slow CI machine still answers inside it
+    h.select_product("washer")
+    h.start()
+    r = h.trigger(png_bytes("scratch"), part_serial="SN-1")
+    assert h.snapshot().state == "result"  # ResultValid until the PLC acknowledges
+    assert not r.late and r.verdict in ("accept", "review", "reject")
+    types = running.worker.engine.defect_types("washer")
+    assert types == ["scratch", "spot"]
+    assert r.result_code == (0 if r.verdict == "accept" else 1 + types.index(r.defect_type))
+    with pytest.raises(hs.TriggerRefused) as busy:  # the result not acknowledged yet
+        h.trigger(png_bytes("ok"))
+    assert busy.value.code == hs.BUSY
+    h.acknowledge()
+    assert h.snapshot().state == "ready"
+    rows = stored(running)
+    assert [(x.uuid, x.part_serial, x.late) for x in rows] == [(r.inspection_id, "SN-1", False)]
+
+
+def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored_late(running, monkeypatch):
+    engine = running.worker.engine
+    inspect = engine.inspect_prepared
+
+    def slow(*args, **kwargs):
+        time.sleep(0.6)
+        return inspect(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "inspect_prepared", slow)
+    h = running.handshake
+    h.default_window_ms = 100
+    h.select_product("washer")
+    h.start()
+    results = [h.trigger(png_bytes("ok", seed=i), part_serial=f"SN-{i}", acknowledge=True) for i in range(3)]
+    assert [(r.verdict, r.result_code, r.late) for r in results] == [("reject", hs.TIMEOUT, True)] * 3
+    assert all(r.latency_ms < 400 for r in results)  # answered at the window, not when the model finished
+    state = h.snapshot()
+    assert state.state == "fault" and state.counters.timeouts == 3 and state.error_code == hs.FAULT
+    with pytest.raises(hs.TriggerRefused) as fault:
+        h.trigger(png_bytes("ok"))
+    assert fault.value.code == hs.FAULT
+    wait_for(lambda: h.snapshot().counters.late_stored == 3)
+    rows = stored(running)
+    assert sorted(x.uuid for x in rows) == sorted(r.inspection_id for r in results)  # one row per part
+    assert all(x.late for x in rows) and all(x.verdict != "error" for x in rows)
+    h.reset()
+    assert h.snapshot().state == "ready"
+
+
+def test_unknown_product_and_stopped_station_are_refused_and_store_nothing(running):
+    h = running.handshake
+    with pytest.raises(hs.TriggerRefused) as stopped:
+        h.trigger(png_bytes("ok"), product="washer")
+    assert stopped.value.code == hs.STOPPED
+    h.start()
+    with pytest.raises(hs.TriggerRefused) as unknown:
+        h.trigger(png_bytes("ok"), product="no-such-part")
+    assert unknown.value.code == hs.UNKNOWN_PRODUCT
+    with pytest.raises(hs.TriggerRefused) as no_image:
+        h.trigger(None, product="washer")
+    assert no_image.value.code == hs.NO_IMAGE
+    assert h.snapshot().state == "ready" and stored(running) == []
+
+
+def test_http_triggers_go_through_the_same_handshake(service):
+    service.handshake.windows_ms["washer"] = 60_000
+    with TestClient(asgi_app(service)) as client:
+        ok = client.post("/v1/trigger?product=washer&part_serial=H-1", content=png_bytes("spot"))
+        assert ok.status_code == 200, ok.text
+        body = ok.json()
+        assert body["part_serial"] == "H-1" and body["result_code"] in (0, 1, 2, hs.UNNAMED)
+        unknown = client.post("/v1/trigger?product=nope", content=png_bytes("spot"))
+        assert unknown.status_code == 404 and unknown.json()["code"] == hs.UNKNOWN_PRODUCT
+        assert client.get("/v1/health").status_code == 200  # and the station keeps serving
+    assert service.handshake.snapshot().counters.results == 1
+
+
+def test_an_overloaded_station_rejects_failsafe_and_still_stores_the_part(running, monkeypatch):
+    def full(job, data):
+        raise hs.QueueFullError("inspection queue is full")
+
+    monkeypatch.setattr(running.worker, "submit", full)
+    h = running.handshake
+    h.start()
+    r = h.trigger(png_bytes("ok"), part_serial="OV-1", product="washer", acknowledge=True)
+    assert (r.verdict, r.result_code, r.late) == ("reject", hs.OVERLOADED, False)
+    rows = stored(running)
+    assert [(x.uuid, x.verdict, x.part_serial) for x in rows] == [(r.inspection_id, "error", "OV-1")]
+    assert "queue is full" in rows[0].error

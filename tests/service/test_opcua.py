@@ -1,0 +1,159 @@
+"""The OPC UA server as a PLC meets it: an asyncua client signs in with a store user, drives the
+Ready -> Trigger -> Busy -> ResultValid handshake and reads the result; bad credentials,
+anonymous access, an unknown recipe and a trigger while busy get their documented codes, and
+the server keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from asyncua import Client, ua
+from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied
+
+from inspector.service import handshake as hs
+from inspector.service.opcua import NAMESPACE, OpcUaServer, from_settings
+from inspector.services import create_user
+from inspector.store.session import session_factory
+from tests.service.conftest import png_bytes
+
+USER, PASSWORD = "plc-line1", "plc-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(service, service_settings):
+    from inspector.service.adapters import Station
+    from inspector.settings import OpcUaSettings
+
+    with session_factory(service.db_engine)() as s:
+        create_user(s, USER, PASSWORD, "operator")
+        s.commit()
+    service_settings.service.opcua = OpcUaSettings(endpoint=f"opc.tcp://127.0.0.1:{free_port()}/inspector")
+    service.handshake.windows_ms["washer"] = 60_000  # a slow CI machine still answers inside it
+    service.worker.start()
+    adapter = from_settings(Station(service_settings, service.worker, service.handshake, service.db_engine))
+    assert isinstance(adapter, OpcUaServer)
+    adapter.start()
+    yield adapter
+    adapter.stop()
+    service.worker.stop(drain=True)
+    service.handshake.close()
+
+
+async def node(client: Client, *path: str):
+    idx = await client.get_namespace_index(NAMESPACE)
+    return await client.nodes.objects.get_child([f"{idx}:{p}" for p in path])
+
+
+async def until(n, value, timeout: float = 60.0) -> None:
+    async def poll():
+        while await n.read_value() != value:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def test_a_plc_runs_the_handshake_and_reads_the_result(server, service):
+    async def plc():
+        async with Client(server.endpoint):  # no anonymous access
+            pass
+
+    with pytest.raises((BadIdentityTokenRejected, BadUserAccessDenied)):
+        asyncio.run(plc())
+
+    async def wrong_password():
+        c = Client(server.endpoint)
+        c.set_user(USER)
+        c.set_password("not-the-password")
+        async with c:
+            pass
+
+    with pytest.raises(BadUserAccessDenied):
+        asyncio.run(wrong_password())
+
+    async def cycle():
+        c = Client(server.endpoint)
+        c.set_user(USER)
+        c.set_password(PASSWORD)
+        async with c:
+            vs = ("VisionSystem",)
+            code = await (await node(c, *vs, "RecipeManagement")).call_method(
+                f"{await c.get_namespace_index(NAMESPACE)}:ActivateRecipe", "no-such-part"
+            )
+            assert code == hs.UNKNOWN_PRODUCT
+            code = await (await node(c, *vs, "RecipeManagement")).call_method(
+                f"{await c.get_namespace_index(NAMESPACE)}:ActivateRecipe", "washer"
+            )
+            assert code == 0
+            ready, busy, valid = [await node(c, *vs, "Handshake", n) for n in ("Ready", "Busy", "ResultValid")]
+            await until(ready, True)
+            assert await (await node(c, *vs, "RecipeManagement", "ProductId")).read_value() == "washer"
+            assert await (await node(c, *vs, "RecipeManagement", "ModelVersion")).read_value()
+            await (await node(c, *vs, "Handshake", "PartSerial")).write_value("SN-OPC-1")
+            await (await node(c, *vs, "Handshake", "Image")).write_value(
+                ua.Variant(png_bytes("scratch"), ua.VariantType.ByteString)
+            )
+            trigger = await node(c, *vs, "Handshake", "Trigger")
+            await trigger.write_value(True)
+            await until(valid, True)
+            assert await busy.read_value() is False and await ready.read_value() is False
+            res = {
+                n: await (await node(c, *vs, "ResultManagement", "Results", n)).read_value()
+                for n in ("InspectionId", "Verdict", "ResultCode", "PartSerial", "Late", "TriggerCount")
+            }
+            # a trigger while the result is not yet acknowledged: refused, with its code
+            idx = await c.get_namespace_index(NAMESPACE)
+            out = await (await node(c, *vs)).call_method(
+                f"{idx}:StartSingleJob", "SN-X", ua.Variant(png_bytes("ok"), ua.VariantType.ByteString)
+            )
+            assert out[0] == hs.BUSY
+            await trigger.write_value(False)  # the PLC acknowledges
+            await until(ready, True)
+            assert await valid.read_value() is False
+            # the same cycle in one method call
+            out = await (await node(c, *vs)).call_method(
+                f"{idx}:StartSingleJob", "SN-OPC-2", ua.Variant(png_bytes("ok", seed=3), ua.VariantType.ByteString)
+            )
+            return res, out
+
+    res, single = asyncio.run(cycle())
+    assert res["PartSerial"] == "SN-OPC-1" and res["Late"] is False and res["TriggerCount"] == 1
+    assert res["Verdict"] in ("accept", "review", "reject")
+    assert (res["ResultCode"] == 0) == (res["Verdict"] == "accept")
+    assert single[0] in (0, 1, 2, hs.UNNAMED) and single[1] in ("accept", "review", "reject")
+
+    from sqlalchemy import select
+
+    from inspector.store import Inspection
+
+    with session_factory(service.db_engine)() as s:
+        rows = {r.uuid: r for r in s.scalars(select(Inspection))}
+    assert set(rows) == {res["InspectionId"], single[2]}  # one stored inspection per triggered part
+    assert rows[res["InspectionId"]].part_serial == "SN-OPC-1"
+    assert rows[res["InspectionId"]].verdict == res["Verdict"]
+
+
+def test_simulate_line_drives_the_handshake_and_checks_the_labels(server, tmp_path, monkeypatch, capsys):
+    """``inspector simulate-line`` as the PLC: labelled parts from a product folder, every result read."""
+    import json
+
+    from inspector.cli import main
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path, "washer", per_class=2)
+    monkeypatch.setenv("INSPECTOR_PLC_PASSWORD", PASSWORD)
+    argv = ["simulate-line", str(folder), "--endpoint", server.endpoint, "--user", USER, "--product", "washer",
+            "--rate", "5", "--count", "6", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parts"] == report["results"] == report["labelled"] == 6
+    assert report["lost"] == 0 and report["timeouts"] == 0 and not report["refused"]
+    assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    assert sum(report["verdicts"].values()) == 6
