@@ -482,6 +482,8 @@ def cmd_simulate_line(args: argparse.Namespace) -> int:
         )
     print(f"results {r.results}, timeouts (fail-safe rejects, code 101) {r.timeouts}, lost {r.lost}, "
           f"refused {r.refused or 0}; verdicts {r.verdicts}")  # fmt: skip
+    if r.fault_after_parts is not None:
+        print(f"the station went to Fault after {r.fault_after_parts} parts (late results in a row): the line stopped")
     if r.labelled:
         print(f"against the labels of {r.labelled} parts: {r.escapes} defects accepted (escapes), "
               f"{r.false_rejects} good parts not accepted")  # fmt: skip

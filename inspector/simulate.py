@@ -40,6 +40,7 @@ class LineReport:
     refused: dict[str, int] = field(default_factory=dict)  # error code -> count
     timeouts: int = 0  # fail-safe rejects (result code 101)
     behind: int = 0  # parts triggered later than their slot (the station could not keep the rate)
+    fault_after_parts: int | None = None  # the station went to Fault: the line stopped after this many parts
     verdicts: dict[str, int] = field(default_factory=dict)
     escapes: int = 0  # labelled defects the line accepted
     false_rejects: int = 0  # labelled good parts the line did not accept
@@ -98,6 +99,7 @@ async def _run(
         ready, valid = await node("Handshake", "Ready"), await node("Handshake", "ResultValid")
         trigger, serial, image = [await node("Handshake", n) for n in ("Trigger", "PartSerial", "Image")]
         error, refusals = await node("Handshake", "ErrorCode"), await node("Counters", "Refused")
+        fault = await node("Handshake", "Fault")
         names = ("Verdict", "ResultCode", "PartSerial")
         result_nodes = [await node("ResultManagement", "Results", n) for n in names]
         if not await ready.read_value():
@@ -150,6 +152,9 @@ async def _run(
                     report.escapes += part.label != "ok" and verdict == "accept"
                     report.false_rejects += part.label == "ok" and verdict != "accept"
             await trigger.write_value(False)  # acknowledge: ResultValid off, Ready on
+            if await fault.read_value():  # a station in Fault stops the line until someone resets it
+                report.fault_after_parts = report.parts
+                break
         report.seconds = time.perf_counter() - start
     if latencies:
         lat = np.array(latencies)

@@ -73,7 +73,9 @@ def build_service(
         log.info("removed %d image files left by an interrupted run", removed)
 
     def load(path: Path) -> Engine:
-        return Engine(path, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+        engine = Engine(path, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+        log.info("model %s warmed up in %.1f s", engine.version, engine.warm_up())
+        return engine
 
     # The station serves the champion. A model named here becomes the champion (audited);
     # without one, the champion in the database, else the default model (champion if none).

@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 
 PASS, UNNAMED, TIMEOUT, ERROR, OVERLOADED = 0, 100, 101, 102, 103
 BUSY, FAULT, UNKNOWN_PRODUCT, STOPPED, NO_IMAGE = 200, 201, 202, 203, 204
-# "result": ResultValid, waiting for the PLC's acknowledge; the names PLCs and SCADA see
-SYSTEM_STATE = {"stopped": "Stopped", "ready": "Ready", "busy": "Busy", "result": "ResultValid", "fault": "Error"}
+STATES = ("stopped", "ready", "busy", "fault")
 
 
 class TriggerRefused(InspectorError):
@@ -78,12 +77,24 @@ class Counters:
 
 @dataclass
 class HandshakeState:
-    state: str = "stopped"
+    state: str = "stopped"  # one of STATES
+    result_valid: bool = False  # a result waits for the PLC's acknowledge (it drops Trigger)
     product: str = ""
     result: LineResult | None = None
     error_code: int = 0
     error: str = ""
     counters: Counters = field(default_factory=Counters)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready" and not self.result_valid
+
+    @property
+    def system_state(self) -> str:
+        """What PLCs and SCADA see: Stopped, Ready, Busy, ResultValid or Error."""
+        if self.state == "ready" and self.result_valid:
+            return "ResultValid"
+        return {"stopped": "Stopped", "ready": "Ready", "busy": "Busy", "fault": "Error"}[self.state]
 
 
 def result_code(outcome: Outcome, defect_types: list[str]) -> int:
@@ -141,8 +152,9 @@ class Handshake:
     def reset(self) -> None:
         """Clear a Fault (and an unacknowledged result): the station is Ready again."""
         with self._lock:
-            if self.s.state in ("fault", "result"):
+            if self.s.state == "fault":
                 self.s.state = "ready"
+            self.s.result_valid = False
             self.s.counters.late_in_a_row, self.s.error_code, self.s.error = 0, 0, ""
         self._changed()
 
@@ -168,8 +180,8 @@ class Handshake:
         t0 = time.perf_counter()
         with self._lock:
             product = product or self.s.product
-            if self.s.state != "ready":
-                code = {"busy": BUSY, "result": BUSY, "fault": FAULT, "stopped": STOPPED}[self.s.state]
+            if not self.s.ready:
+                code = {"ready": BUSY, "busy": BUSY, "fault": FAULT, "stopped": STOPPED}[self.s.state]
                 why = {BUSY: "busy with the previous part (or its result not acknowledged)",
                        FAULT: "in Fault after late results: reset it", STOPPED: "stopped: start it"}[code]  # fmt: skip
                 refusal = (code, f"trigger refused: station {why}")
@@ -195,21 +207,20 @@ class Handshake:
             c.results += 1
             c.timeouts += result.late
             c.late_in_a_row = c.late_in_a_row + 1 if result.late else 0
-            self.s.result = result
+            self.s.result, self.s.result_valid = result, not acknowledge  # the result is delivered either way
             if c.late_in_a_row >= self.fault_after:
                 self.s.state = "fault"
                 self.s.error_code, self.s.error = FAULT, f"{c.late_in_a_row} late results in a row"
                 log.error("handshake fault: %d late results in a row", c.late_in_a_row)
             else:
-                self.s.state = "ready" if acknowledge else "result"
+                self.s.state = "ready"
         self._changed()
         return result
 
     def acknowledge(self) -> None:
         """The PLC read the result (it dropped Trigger): ResultValid off, Ready again."""
         with self._lock:
-            if self.s.state == "result":
-                self.s.state = "ready"
+            self.s.result_valid = False
         self._changed()
 
     def _inspect(self, number: int, image: bytes | None, serial: str, product: str, t0: float) -> LineResult:

@@ -34,7 +34,7 @@ from asyncua import Server, ua, uamethod
 from asyncua.common.callback import CallbackType
 from asyncua.crypto.permission_rules import User, UserRole
 
-from inspector.service.handshake import SYSTEM_STATE, Handshake, HandshakeState, TriggerRefused
+from inspector.service.handshake import Handshake, HandshakeState, TriggerRefused
 
 if TYPE_CHECKING:
     from inspector.service.adapters import Station
@@ -278,9 +278,9 @@ class OpcUaServer:
         await put("Error", s.error, V.String)
         await put("Fault", s.state == "fault", V.Boolean)
         await put("Busy", s.state == "busy", V.Boolean)
-        await put("ResultValid", s.state == "result", V.Boolean)
-        await put("Ready", s.state == "ready", V.Boolean)
-        await put("SystemState", SYSTEM_STATE[s.state], V.String)
+        await put("ResultValid", s.result_valid, V.Boolean)
+        await put("Ready", s.ready, V.Boolean)
+        await put("SystemState", s.system_state, V.String)
 
 
 def from_settings(station: Station) -> OpcUaServer | None:

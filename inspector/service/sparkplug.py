@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
-from inspector.service.handshake import SYSTEM_STATE, HandshakeState, result_code
+from inspector.service.handshake import HandshakeState, result_code
 from inspector.service.spool import Job
 from inspector.service.worker import Outcome
 
@@ -207,7 +207,7 @@ class SparkplugNode:
 
     def on_handshake(self, s: HandshakeState) -> None:
         c = s.counters
-        self._data({"Station/State": SYSTEM_STATE[s.state], "Station/Triggers": c.triggers,
+        self._data({"Station/State": s.system_state, "Station/Triggers": c.triggers,
                     "Station/Timeouts": c.timeouts, "Station/Refused": c.refused})  # fmt: skip
 
 

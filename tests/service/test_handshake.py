@@ -43,7 +43,7 @@ def test_a_part_inside_its_window_gets_its_verdict_and_code(running):
     h.select_product("washer")
     h.start()
     r = h.trigger(png_bytes("scratch"), part_serial="SN-1")
-    assert h.snapshot().state == "result"  # ResultValid until the PLC acknowledges
+    assert h.snapshot().system_state == "ResultValid"  # until the PLC acknowledges
     assert not r.late and r.verdict in ("accept", "review", "reject")
     types = running.worker.engine.defect_types("washer")
     assert types == ["scratch", "spot"]
@@ -52,7 +52,7 @@ def test_a_part_inside_its_window_gets_its_verdict_and_code(running):
         h.trigger(png_bytes("ok"))
     assert busy.value.code == hs.BUSY
     h.acknowledge()
-    assert h.snapshot().state == "ready"
+    assert h.snapshot().ready
     rows = stored(running)
     assert [(x.uuid, x.part_serial, x.late) for x in rows] == [(r.inspection_id, "SN-1", False)]
 
@@ -70,11 +70,14 @@ def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored
     h.default_window_ms = 100
     h.select_product("washer")
     h.start()
-    results = [h.trigger(png_bytes("ok", seed=i), part_serial=f"SN-{i}", acknowledge=True) for i in range(3)]
+    results = [h.trigger(png_bytes("ok", seed=i), part_serial=f"SN-{i}", acknowledge=i < 2) for i in range(3)]
     assert [(r.verdict, r.result_code, r.late) for r in results] == [("reject", hs.TIMEOUT, True)] * 3
     assert all(r.latency_ms < 400 for r in results)  # answered at the window, not when the model finished
     state = h.snapshot()
     assert state.state == "fault" and state.counters.timeouts == 3 and state.error_code == hs.FAULT
+    assert state.result_valid and state.result == results[2]  # the third part's reject still reaches the PLC
+    assert state.system_state == "Error" and not state.ready
+    h.acknowledge()
     with pytest.raises(hs.TriggerRefused) as fault:
         h.trigger(png_bytes("ok"))
     assert fault.value.code == hs.FAULT
