@@ -75,6 +75,11 @@ elif detail:
         )
         if detail["error"]:
             st.error(detail["error"])
+        if detail["late"]:
+            st.warning(
+                "Late: the PLC's inspect window passed before this verdict, so the line rejected the part "
+                "fail-safe (result code 101). The verdict above is the model's, stored when it came."
+            )
         if detail["class_scores"]:
             st.bar_chart(pd.Series(detail["class_scores"], name="probability"))
         if detail["defect_type"] and detail["manual_text"]:

@@ -282,3 +282,17 @@ def test_the_retraining_page_shows_the_champions_held_out_numbers(station):
     row = table.iloc[0]
     assert row["Product"] == "tile" and row["Defects passed (escape)"] == "5.0 %"
     assert row["False rejects: measured / promised"] == "0.8 % / 1.0 %"
+
+
+def test_a_late_inspection_says_the_line_rejected_it_failsafe(station):
+    from inspector.store.repo import mark_late
+
+    newest = max(station["rows"], key=lambda r: r["captured_at"])  # the detail the page opens on
+    engine, sessions = db(station)
+    with sessions() as s:
+        assert mark_late(s, [newest["uuid"]]) == 1
+        s.commit()
+    engine.dispose()
+    at = page("inspections")
+    assert not at.exception
+    assert any("line rejected the part fail-safe" in w.value for w in at.warning)
