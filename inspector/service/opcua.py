@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAMESPACE = "urn:inspector:machine-vision"
+APPLICATION_URI = "urn:inspector:station"
 
 
 class StoreUsers:
@@ -126,6 +127,7 @@ class OpcUaServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("inspector machine vision")
+        await server.set_application_uri(APPLICATION_URI)  # a server certificate must name this URI
         tokens: list[type] = [ua.UserNameIdentityToken]
         if self.certificate and self.private_key:
             await server.load_certificate(str(self.certificate))

@@ -157,3 +157,64 @@ def test_simulate_line_drives_the_handshake_and_checks_the_labels(server, tmp_pa
     assert report["lost"] == 0 and report["timeouts"] == 0 and not report["refused"]
     assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert sum(report["verdicts"].values()) == 6
+
+
+def test_with_a_certificate_only_an_encrypted_channel_is_offered(service, service_settings, tmp_path):
+    """Basic256Sha256 Sign&Encrypt with the station's certificate: a store user signs in over it,
+    a client certificate listed as trusted is a user of its own, and a plain client finds no endpoint."""
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from inspector.service.adapters import Station
+    from inspector.service.opcua import APPLICATION_URI
+    from inspector.settings import OpcUaSettings
+
+    def make(name: str, uri: str, use) -> tuple:
+        key, cert = tmp_path / f"{name}-key.pem", tmp_path / f"{name}-cert.der"
+        asyncio.run(setup_self_signed_certificate(key, cert, uri, "127.0.0.1", [use], {"commonName": name}))
+        return cert, key
+
+    server_cert, server_key = make("station", APPLICATION_URI, ExtendedKeyUsageOID.SERVER_AUTH)
+    plc_cert, plc_key = make("plc", "urn:inspector:test-plc", ExtendedKeyUsageOID.CLIENT_AUTH)
+    with session_factory(service.db_engine)() as s:
+        create_user(s, USER, PASSWORD, "operator")
+        s.commit()
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/inspector"
+    service_settings.service.opcua = OpcUaSettings(
+        endpoint=endpoint, certificate=server_cert, private_key=server_key, trusted_certs=[plc_cert]
+    )
+    adapter = from_settings(Station(service_settings, service.worker, service.handshake, service.db_engine))
+    adapter.start()
+    try:
+
+        async def secure(user: str | None) -> str:
+            c = Client(endpoint)
+            c.application_uri = "urn:inspector:test-plc"
+            await c.set_security(
+                SecurityPolicyBasic256Sha256, str(plc_cert), str(plc_key), server_certificate=str(server_cert)
+            )
+            if user:
+                c.set_user(user)
+                c.set_password(PASSWORD)
+            else:  # the client certificate as the user token
+                await c.load_client_certificate(str(plc_cert))
+                await c.load_private_key(str(plc_key))
+            async with c:
+                return await (await node(c, "VisionSystem", "SystemState")).read_value()
+
+        assert asyncio.run(secure(USER)) == "Ready"
+        assert asyncio.run(secure(None)) == "Ready"
+
+        async def plain():
+            c = Client(endpoint)
+            c.set_user(USER)
+            c.set_password(PASSWORD)
+            async with c:
+                pass
+
+        with pytest.raises(Exception):  # noqa: B017 - asyncua raises its own error for a missing endpoint
+            asyncio.run(plain())
+    finally:
+        adapter.stop()
+        service.handshake.close()

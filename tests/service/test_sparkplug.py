@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 
@@ -116,20 +115,21 @@ def test_births_data_per_inspection_and_rebirth(service, service_settings):
     host.close()
 
 
-def test_the_broker_declares_a_killed_station_dead(tmp_path):
+def test_the_broker_declares_a_killed_station_dead(tmp_path, trained_model):
+    """The real station (``inspector serve --sparkplug-group``), killed with SIGKILL: no clean
+    disconnect, so only the MQTT will can say it died."""
     group = f"test-{uuid.uuid4().hex[:8]}"
     host = Host(group)
-    code = textwrap.dedent(f"""
-        import time
-        from inspector.service.sparkplug import SparkplugNode
-        node = SparkplugNode({HOST!r}, {PORT}, {group!r}, "station-9", "cam0")
-        node.start()
-        time.sleep(600)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "inspector", "serve", "--home", str(tmp_path), "--model", str(trained_model),
+           "--port", str(port), "--station", "station-9", "--mqtt-host", HOST, "--sparkplug-group", group]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        birth = host.wait("NBIRTH", timeout=60)[0]
-        os.kill(proc.pid, signal.SIGKILL)  # no clean disconnect: only the will can tell
+        birth = host.wait("NBIRTH", timeout=180)[0]
+        host.wait("DBIRTH")
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         death = host.wait("NDEATH", timeout=30)[0]
         assert values(death)["bdSeq"] == values(birth)["bdSeq"]
