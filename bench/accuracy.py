@@ -306,7 +306,7 @@ def main() -> None:
         "seeds": args.seeds,
         "target_frr": base.verdict.target_frr,
         "view_candidates": args.view_candidates,
-        "notes": [],
+        "notes": result.get("notes", []) if args.only else [],  # merged runs keep what was said about them
     }
 
     def save() -> None:
