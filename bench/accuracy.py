@@ -136,12 +136,14 @@ def markdown(r: dict) -> str:
     L = [
         "# Results",
         "",
-        f"Produced by `{r['command']}` on {r['machine']} in {r['wall_minutes']:.0f} min ({r['date']}). "
+        f"Produced by `{r['command']}` on {r['machine']} ({r['date']}; the last section took "
+        f"{r['wall_minutes']:.0f} min). "
         f"Default settings: frozen backbones (classifier {r['backbone']} at 224 px, text encoder "
         f"{r['text_encoder']}; anomaly branch {r['anomaly']}). Every number is on the **test** split; train "
         "taught the parts, val chose the epoch, temperatures, anomaly view, deciding parts and scales, and the "
-        "thresholds come from the calibration split (good train parts held out, used for nothing else). "
-        f"Mean ± std over seeds {r['seeds']} (the anomaly branch is deterministic; the classifier is not). "
+        "thresholds come from the calibration split (good train parts held out of the classifier and used for "
+        "nothing else; the memory bank is cross-fitted on them, each scored by a bank built without it). "
+        f"Mean ± std over seeds {r['seeds']} (the classifier varies with the seed). "
         "One model is trained on all products of a data folder at once.",
         "",
         "Columns: **escape** = defects not rejected at the threshold calibrated for a "
