@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--window-ms", type=float, default=100.0)
-    ap.add_argument("--sweep", type=float, nargs="+", default=[1, 2, 4, 8, 16])
+    ap.add_argument("--sweep", type=float, nargs="*", default=[1, 2, 4, 8, 16])
     ap.add_argument("--sweep-seconds", type=float, default=30.0)
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "line_bench.json")
     args = ap.parse_args()
