@@ -140,7 +140,7 @@ def asgi_app(
     if mqtt:
         service.worker.listeners.append(mqtt)
         if camera and camera.mode == "trigger":
-            handshake.grab = camera.grab
+            handshake.grab, handshake.camera = camera.grab, camera.name
             topic = mqtt.on_trigger(
                 camera.line, camera.station, lambda serial: triggers.submit(_trigger, handshake, serial)
             )

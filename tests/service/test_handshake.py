@@ -129,3 +129,47 @@ def test_an_overloaded_station_rejects_failsafe_and_still_stores_the_part(runnin
     rows = stored(running)
     assert [(x.uuid, x.verdict, x.part_serial) for x in rows] == [(r.inspection_id, "error", "OV-1")]
     assert "queue is full" in rows[0].error
+
+
+def test_an_mqtt_trigger_inspects_the_cameras_frame_through_the_handshake(service, tmp_path):
+    """MQTT trigger -> handshake -> the camera's next frame -> one stored inspection with the
+    message's serial. The camera is the one stand-in: a frame source with CameraInput's shape."""
+    import socket
+    import uuid
+
+    import paho.mqtt.client as mqtt
+
+    from inspector.service.mqtt import MqttPublisher
+
+    try:
+        socket.create_connection(("127.0.0.1", 1883), 1).close()
+    except OSError:
+        pytest.skip("Mosquitto not running on 127.0.0.1:1883")
+
+    class FrameSource:
+        mode, name, product = "trigger", "cam-test", "washer"
+        line, station = f"L-{uuid.uuid4().hex[:6]}", "S1"
+
+        def grab(self) -> bytes:
+            return png_bytes("spot")
+
+        def start(self) -> None: ...
+
+        def stop(self) -> None: ...
+
+    camera = FrameSource()
+    service.handshake.windows_ms["washer"] = 60_000
+    service.handshake.s.product = "washer"
+    mqtt_out = MqttPublisher("127.0.0.1", 1883, tmp_path / "buf")
+    with TestClient(asgi_app(service, mqtt=mqtt_out, camera=camera)):
+        wait_for(mqtt_out.client.is_connected, 10)
+        time.sleep(0.3)
+        sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        sender.connect("127.0.0.1", 1883)
+        sender.loop_start()
+        sender.publish(f"inspector/{camera.line}/S1/trigger", "MQ-1", qos=1).wait_for_publish(5)
+        wait_for(lambda: len(stored(service)) == 1)
+        sender.loop_stop()
+    rows = stored(service)
+    assert [(x.part_serial, x.camera) for x in rows] == [("MQ-1", "cam-test")]
+    assert service.handshake.snapshot().counters.results == 1
