@@ -32,7 +32,7 @@ from inspector.settings import AnomalySettings
 from inspector.text_bank import TextBank
 from models.anomaly import MemoryBanks, PatchExtractor, RegionTypeHead, create_patch_extractor, greedy_coreset
 from models.card import AnomalySpec, AnomalyView
-from models.decision import auroc, escape_at_quantile
+from models.decision import auroc, low_frr_escape
 
 MAX_SIZE_RATIO = 16.0  # a good image this many times larger (or smaller) in area than the median is refused
 
@@ -276,7 +276,7 @@ def fit_anomaly(
                 t = time.perf_counter()
                 scores = _score(part, product, val, max_pixels)
                 ms = (time.perf_counter() - t) * 1000 / len(val)
-                esc, auc = escape_at_quantile(scores, val_defect, alpha), auroc(scores, val_defect)
+                esc, auc = low_frr_escape(scores, val_defect, alpha), auroc(scores, val_defect)
                 tried.append(((esc, -auc, ms), view, bank, pools, spec, f"{view.label}: val escape {esc:.3f}, "
                               f"AUROC {auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
             else:

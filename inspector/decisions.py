@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 from inspector.outputs import SplitOutputs
 from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
 from models.card import Decision, PartScale
-from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_scale
+from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_scale, low_frr_escape
 
 # Without good parts there is no false-reject rate to hold: reject on the classifier's
 # calibrated probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so.
@@ -103,19 +103,6 @@ def fit_decision(
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why,
     )
-
-
-def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float) -> float:
-    """Mean val escape over false-reject rates from the target to 10x it (at most 10 %): the
-    criterion the deciding parts are chosen on.
-
-    The escape at exactly the target rests on one extreme good score (the 99th percentile of
-    ~100 val good parts is their second largest), so alone it ranks candidates by noise; the
-    calibration split later sets the real threshold anyway. Averaging over the low-FRR range
-    keeps the choice about the operating region without hanging it on one part.
-    """
-    grid = np.linspace(target_frr, min(10 * target_frr, 0.1), 5)
-    return float(np.mean([escape_at_quantile(score, is_defect, f) for f in grid]))
 
 
 def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:

@@ -50,7 +50,7 @@ class AnomalySettings(BaseModel):
     # candidate inputs, "<patch extractor>@<view>": view "auto" (from the product's image sizes),
     # "fit448" (a 448 px square) or "scale1.0" (aspect kept, pixels x1.0, longest side at most 1024);
     # with several, each product takes the one that lets fewest val defects through at the target FRR
-    candidates: list[str] = ["efficientnet_lite0@auto"]
+    candidates: list[str] = ["efficientnet_lite0@auto", "efficientnet_lite0@fit320"]
     views: dict[
         str, str
     ] = {}  # per-product override of the candidates, e.g. {"magnetic-tile": "efficientnet_lite0@scale1.0"}

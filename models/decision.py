@@ -58,6 +58,19 @@ def escape_at_quantile(score: np.ndarray, is_defect: np.ndarray, frr: float) -> 
     return float((bad <= cut).mean())
 
 
+def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float) -> float:
+    """Mean val escape over false-reject rates from the target to 10x it (at most 10 %): the
+    criterion the deciding parts are chosen on.
+
+    The escape at exactly the target rests on one extreme good score (the 99th percentile of
+    ~100 val good parts is their second largest), so alone it ranks candidates by noise; the
+    calibration split later sets the real threshold anyway. Averaging over the low-FRR range
+    keeps the choice about the operating region without hanging it on one part.
+    """
+    grid = np.linspace(target_frr, min(10 * target_frr, 0.1), 5)
+    return float(np.mean([escape_at_quantile(score, is_defect, f) for f in grid]))
+
+
 def auroc(score: np.ndarray, is_defect: np.ndarray) -> float:
     if is_defect.all() or not is_defect.any():
         return float("nan")

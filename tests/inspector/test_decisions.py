@@ -3,8 +3,7 @@ range, not at the single good part that sets the 1 % quantile."""
 
 import numpy as np
 
-from inspector.decisions import low_frr_escape
-from models.decision import escape_at_quantile
+from models.decision import escape_at_quantile, low_frr_escape
 
 
 def test_one_outlying_good_part_does_not_decide_the_choice():
