@@ -188,23 +188,24 @@ def test_with_a_certificate_only_an_encrypted_channel_is_offered(service, servic
     adapter.start()
     try:
 
-        async def secure(user: str | None) -> str:
+        async def secure(user: str | None, cert=plc_cert, key=plc_key) -> str:
             c = Client(endpoint)
             c.application_uri = "urn:inspector:test-plc"
-            await c.set_security(
-                SecurityPolicyBasic256Sha256, str(plc_cert), str(plc_key), server_certificate=str(server_cert)
-            )
+            await c.set_security(SecurityPolicyBasic256Sha256, str(cert), str(key), server_certificate=str(server_cert))
             if user:
                 c.set_user(user)
                 c.set_password(PASSWORD)
             else:  # the client certificate as the user token
-                await c.load_client_certificate(str(plc_cert))
-                await c.load_private_key(str(plc_key))
+                await c.load_client_certificate(str(cert))
+                await c.load_private_key(str(key))
             async with c:
                 return await (await node(c, "VisionSystem", "SystemState")).read_value()
 
         assert asyncio.run(secure(USER)) == "Ready"
         assert asyncio.run(secure(None)) == "Ready"
+        stranger_cert, stranger_key = make("stranger", "urn:inspector:test-plc", ExtendedKeyUsageOID.CLIENT_AUTH)
+        with pytest.raises(BadUserAccessDenied):  # a certificate nobody listed is no user
+            asyncio.run(secure(None, stranger_cert, stranger_key))
 
         async def plain():
             c = Client(endpoint)
