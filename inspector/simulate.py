@@ -19,8 +19,7 @@ import numpy as np
 
 from inspector.dataset import IMAGE_SUFFIXES
 from inspector.errors import DataError
-
-TIMEOUT_CODE = 101
+from inspector.service.handshake import TIMEOUT
 
 
 @dataclass
@@ -144,7 +143,7 @@ async def _run(
                 latencies.append((time.perf_counter() - t0) * 1000)
                 report.results += 1
                 report.verdicts[verdict] = report.verdicts.get(verdict, 0) + 1
-                report.timeouts += code == TIMEOUT_CODE
+                report.timeouts += code == TIMEOUT
                 if echoed != tag:
                     report.lost += 1  # the result of another part: as bad as none
                 if part.label is not None:

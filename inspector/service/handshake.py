@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from inspector.errors import InspectorError, UnknownProductError
-from inspector.recorder import Capture
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, Outcome, QueueFullError
 
@@ -266,8 +265,7 @@ class Handshake:
     ) -> LineResult:
         if not stored:  # the worker never took it: the part is still one stored inspection, an error
             try:
-                capture = Capture(job.source, image, job.captured_at, job.line, job.station, job.camera,
-                                  job.part_serial)  # fmt: skip
+                capture = InspectionWorker.capture(job, image)
                 self.worker.recorder.record(job.product, [capture], [why or RuntimeError("not accepted")], [job.id])
             except Exception:  # the database is down too: the line still gets its reject
                 log.exception("trigger %d: not accepted and not stored", number)

@@ -110,8 +110,8 @@ def create_app(
         key = request.headers.get("x-api-key")
         # the key first, so an unknown client cannot make the station read (and hold) a body at all;
         # the line a key may report for is checked once the fields are known
-        if authorize is not None and (denied := await run_in_threadpool(authorize, key, None, True)):
-            return _error(*denied)
+        if problem := await _check_key(request):
+            return problem
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         fields = {k: request.query_params.get(k) for k in FIELDS}
         too_large = f"body over the {max_body_bytes}-byte limit"

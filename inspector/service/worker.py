@@ -291,7 +291,7 @@ class InspectionWorker:
         for i, (job, _, _) in enumerate(batch.jobs):
             by_product.setdefault(job.product, []).append(i)
         for product, idx in by_product.items():
-            captures = [self._capture(batch.jobs[i][0], batch.decoded[i]) for i in idx]
+            captures = [self.capture(batch.jobs[i][0], batch.decoded[i]) for i in idx]
             results = [batch.results[i] for i in idx]
             self._store(batch.recorder, product, captures, results, [batch.jobs[i][0].id for i in idx])
             for i in idx:
@@ -309,7 +309,7 @@ class InspectionWorker:
                         log.exception("result listener failed for %s", job.id)
 
     @staticmethod
-    def _capture(job: Job, data: bytes | None) -> Capture:
+    def capture(job: Job, data: bytes | None) -> Capture:
         return Capture(job.source or job.id, data, job.captured_at, job.line, job.station, job.camera, job.part_serial)
 
     def _store(self, recorder: Recorder, product: str, captures: list[Capture], results: list, ids: list[str]) -> None:
