@@ -2,7 +2,8 @@
 
 An adapter module offers ``from_settings(station) -> LineAdapter | None`` (None when its settings
 are absent); ``ADAPTERS`` lists them, and the service starts and stops every adapter it gets.
-The next protocol is one new module and one line here.
+The next protocol is one new module and one line here. Adapters start after the inspection
+worker and stop before it drains, so every part they accepted is finished.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from inspector.service.handshake import Handshake
+    from inspector.service.mqtt import MqttPublisher
     from inspector.service.worker import InspectionWorker
     from inspector.settings import Settings
 
-ADAPTERS = ("inspector.service.opcua", "inspector.service.sparkplug")
+ADAPTERS = (
+    "inspector.service.folder",
+    "inspector.service.camera",
+    "inspector.service.opcua",
+    "inspector.service.sparkplug",
+)
 
 
 class LineAdapter(Protocol):
@@ -35,6 +42,7 @@ class Station:
     worker: InspectionWorker
     handshake: Handshake
     db_engine: object
+    mqtt: MqttPublisher | None = None  # the results bus, when a broker is configured (camera triggers ride on it)
 
 
 def build_adapters(station: Station) -> list[LineAdapter]:

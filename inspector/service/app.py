@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,7 @@ from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
 from inspector.service.adapters import LineAdapter, Station, build_adapters
-from inspector.service.camera import CameraInput
-from inspector.service.folder import FolderInput
-from inspector.service.handshake import Handshake, TriggerRefused
+from inspector.service.handshake import Handshake
 from inspector.service.http import create_app
 from inspector.service.mqtt import MqttPublisher
 from inspector.service.reload import ChampionWatcher
@@ -115,15 +112,15 @@ def make_handshake(settings: Settings, worker: InspectionWorker, sessions) -> Ha
 def asgi_app(
     service: Service,
     max_body_bytes: int = 50 << 20,
-    watch: Path | None = None,
     line: str = "",
     mqtt: MqttPublisher | None = None,
-    camera: CameraInput | None = None,
     station: str = "",
     open_paths: tuple[str, ...] = ("/v1/health", "/v1/ready", "/metrics"),
     adapters: list[LineAdapter] | tuple = (),
 ):
-    """``adapters``: line protocols started after the worker and stopped before it (OPC UA, Sparkplug B)."""
+    """``mqtt``: the results bus, started before the worker and flushed after it drains;
+    ``adapters``: the line's inputs and protocols (hot folder, camera, OPC UA, Sparkplug B),
+    started after the worker and stopped before it."""
     handshake = service.handshake
     app = create_app(
         service.worker,
@@ -135,16 +132,8 @@ def asgi_app(
         open_paths=tuple(open_paths),
         handshake=handshake,
     )
-    folder = FolderInput(watch, service.worker, line=line, station=station) if watch else None
-    triggers = ThreadPoolExecutor(1, thread_name_prefix="mqtt-trigger")  # the MQTT thread must not wait
     if mqtt:
         service.worker.listeners.append(mqtt)
-        if camera and camera.mode == "trigger":
-            handshake.grab, handshake.camera = camera.grab, camera.name
-            topic = mqtt.on_trigger(
-                camera.line, camera.station, lambda serial: triggers.submit(_trigger, handshake, serial)
-            )
-            log.info("camera %s waits for triggers on %s", camera.name, topic)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -154,14 +143,13 @@ def asgi_app(
         service.watcher.start()
         handshake.start()
         started = []
-        for source in (folder, camera, *adapters):
-            if source:
-                source.start()
-                started.append(source)
+        for adapter in adapters:
+            adapter.start()
+            started.append(adapter)
+            log.info("line adapter %s started", adapter.name)
         yield
-        for source in reversed(started):
-            source.stop()
-        triggers.shutdown(wait=True)
+        for adapter in reversed(started):
+            adapter.stop()
         handshake.stop()
         service.watcher.stop()
         service.worker.stop(drain=True)  # graceful shutdown: finish what was accepted
@@ -173,28 +161,15 @@ def asgi_app(
     return app
 
 
-def _trigger(handshake: Handshake, serial: str | None) -> None:
-    try:
-        handshake.trigger(part_serial=serial or "", acknowledge=True)
-    except TriggerRefused as exc:
-        log.warning("MQTT trigger refused (code %d): %s", exc.code, exc)
-
-
 def serve(settings: Settings, model_dir: Path | None = None) -> None:
     """Run the station as ``settings.service`` describes it, until SIGTERM / Ctrl-C."""
     import uvicorn
 
     cfg = settings.service
-    if cfg.camera and cfg.camera.mode == "trigger" and not cfg.mqtt_host:
+    if cfg.camera and cfg.camera.mode == "trigger" and not cfg.mqtt_host:  # before the model loads
         raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
     service = build_service(settings, model_dir, cfg.max_batch, cfg.max_wait_ms, cfg.queue_size, cfg.decode_threads)
     mqtt = MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, settings.home / "mqtt-buffer") if cfg.mqtt_host else None
-    cam = None
-    if cfg.camera:
-        cam = CameraInput(worker=service.worker, line=cfg.line, station=cfg.station, **cfg.camera.model_dump())
-    adapters = build_adapters(Station(settings, service.worker, service.handshake, service.db_engine))
-    app = asgi_app(
-        service, int(cfg.max_body_mb * 2**20), cfg.watch, cfg.line, mqtt, cam, cfg.station, tuple(cfg.open_paths),
-        adapters,
-    )  # fmt: skip
+    adapters = build_adapters(Station(settings, service.worker, service.handshake, service.db_engine, mqtt))
+    app = asgi_app(service, int(cfg.max_body_mb * 2**20), cfg.line, mqtt, cfg.station, tuple(cfg.open_paths), adapters)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")

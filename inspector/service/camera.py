@@ -11,11 +11,19 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 
+from inspector.errors import InspectorError
+from inspector.service.handshake import Handshake, TriggerRefused
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, QueueFullError
+
+if TYPE_CHECKING:
+    from inspector.service.adapters import Station
+    from inspector.service.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +128,55 @@ class CameraInput:
         finally:
             cap.release()
             self.finished.set()
+
+
+class FrameSource(Protocol):
+    name: str
+    line: str
+    station: str
+
+    def grab(self, timeout: float = 1.0) -> bytes: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class TriggeredCamera:
+    """A camera in trigger mode: each message on its MQTT trigger topic runs the PLC handshake
+    on a fresh frame, exactly as an OPC UA or HTTP trigger would."""
+
+    def __init__(self, camera: FrameSource, mqtt: MqttPublisher, handshake: Handshake) -> None:
+        self.camera, self.name = camera, camera.name
+        handshake.grab, handshake.camera = camera.grab, camera.name
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mqtt-trigger")  # the MQTT thread must not wait
+        self.topic = mqtt.on_trigger(
+            camera.line, camera.station, lambda serial: self._pool.submit(_trigger, handshake, serial)
+        )
+
+    def start(self) -> None:
+        self.camera.start()
+        log.info("camera %s waits for triggers on %s", self.name, self.topic)
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True)  # a trigger already taken ends as a stored inspection
+        self.camera.stop()
+
+
+def _trigger(handshake: Handshake, serial: str | None) -> None:
+    try:
+        handshake.trigger(part_serial=serial or "", acknowledge=True)
+    except TriggerRefused as exc:
+        log.warning("MQTT trigger refused (code %d): %s", exc.code, exc)
+
+
+def from_settings(station: Station) -> CameraInput | TriggeredCamera | None:
+    cfg = station.settings.service
+    if cfg.camera is None:
+        return None
+    camera = CameraInput(worker=station.worker, line=cfg.line, station=cfg.station, **cfg.camera.model_dump())
+    if camera.mode != "trigger":
+        return camera
+    if station.mqtt is None:
+        raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
+    return TriggeredCamera(camera, station.mqtt, station.handshake)

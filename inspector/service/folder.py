@@ -16,17 +16,23 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspector.dataset import IMAGE_SUFFIXES
 from inspector.errors import UnknownProductError
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, Outcome, QueueFullError
 
+if TYPE_CHECKING:
+    from inspector.service.adapters import Station
+
 log = logging.getLogger(__name__)
 DONE, REJECTED = "done", "rejected"
 
 
 class FolderInput:
+    name = "folder"
+
     def __init__(
         self,
         root: Path,
@@ -134,3 +140,8 @@ class FolderInput:
             dest.with_name(dest.name + ".reason.txt").write_text(reason + "\n")
         if verdict is not None:
             dest.with_name(dest.name + ".json").write_text(json.dumps(verdict, indent=2))
+
+
+def from_settings(station: Station) -> FolderInput | None:
+    cfg = station.settings.service
+    return FolderInput(cfg.watch, station.worker, line=cfg.line, station=cfg.station) if cfg.watch else None

@@ -139,6 +139,7 @@ def test_an_mqtt_trigger_inspects_the_cameras_frame_through_the_handshake(servic
 
     import paho.mqtt.client as mqtt
 
+    from inspector.service.camera import TriggeredCamera
     from inspector.service.mqtt import MqttPublisher
 
     try:
@@ -161,7 +162,7 @@ def test_an_mqtt_trigger_inspects_the_cameras_frame_through_the_handshake(servic
     service.handshake.windows_ms["washer"] = 60_000
     service.handshake.s.product = "washer"
     mqtt_out = MqttPublisher("127.0.0.1", 1883, tmp_path / "buf")
-    with TestClient(asgi_app(service, mqtt=mqtt_out, camera=camera)):
+    with TestClient(asgi_app(service, mqtt=mqtt_out, adapters=[TriggeredCamera(camera, mqtt_out, service.handshake)])):
         wait_for(mqtt_out.client.is_connected, 10)
         time.sleep(0.3)
         sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
