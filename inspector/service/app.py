@@ -14,6 +14,7 @@ from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
 from inspector.service.adapters import LineAdapter, Station, build_adapters
+from inspector.service.camera import NEEDS_BROKER
 from inspector.service.handshake import Handshake
 from inspector.service.http import create_app
 from inspector.service.mqtt import MqttPublisher
@@ -167,7 +168,7 @@ def serve(settings: Settings, model_dir: Path | None = None) -> None:
 
     cfg = settings.service
     if cfg.camera and cfg.camera.mode == "trigger" and not cfg.mqtt_host:  # before the model loads
-        raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
+        raise InspectorError(NEEDS_BROKER)
     service = build_service(settings, model_dir, cfg.max_batch, cfg.max_wait_ms, cfg.queue_size, cfg.decode_threads)
     mqtt = MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, settings.home / "mqtt-buffer") if cfg.mqtt_host else None
     adapters = build_adapters(Station(settings, service.worker, service.handshake, service.db_engine, mqtt))

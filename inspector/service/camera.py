@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from inspector.service.mqtt import MqttPublisher
 
 log = logging.getLogger(__name__)
+NEEDS_BROKER = "a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic"
 
 
 class CameraInput:
@@ -178,5 +179,5 @@ def from_settings(station: Station) -> CameraInput | TriggeredCamera | None:
     if camera.mode != "trigger":
         return camera
     if station.mqtt is None:
-        raise InspectorError("a camera in trigger mode needs an MQTT broker (mqtt_host) for its trigger topic")
+        raise InspectorError(NEEDS_BROKER)
     return TriggeredCamera(camera, station.mqtt, station.handshake)
