@@ -6,16 +6,23 @@ import torch
 import torch.nn.functional as F
 
 
-def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Euclidean distance of each query [N, D] to its nearest bank row [M, D] -> [N]."""
+def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk_elems: int = 1 << 20) -> torch.Tensor:
+    """Euclidean distance of each query [N, D] to its nearest bank row [M, D] -> [N].
+
+    The [n, M] distance block is written into one reused buffer of about 4 MB: fresh blocks of
+    tens of MB per image cost glibc an mmap and a page fault per 4 kB every time (3x slower)."""
     bank = bank.float()
     bank_sq = (bank * bank).sum(1)  # [M]
-    out = []
-    for start in range(0, len(queries), chunk):
-        q = queries[start : start + chunk].float()
-        d = (q * q).sum(1, keepdim=True) - 2 * (q @ bank.T) + bank_sq  # [n, M] squared
-        out.append(d.min(1).values.clamp_(min=0).sqrt_())
-    return torch.cat(out) if out else queries.new_zeros(0)
+    n = max(1, min(len(queries), chunk_elems // max(1, len(bank))))
+    out = torch.empty(len(queries), device=queries.device)
+    block = torch.empty(n, len(bank), device=queries.device)
+    for start in range(0, len(queries), n):
+        q = queries[start : start + n].float()
+        d = block[: len(q)]
+        torch.addmm(bank_sq, q, bank.T, alpha=-2, out=d)  # |b|^2 - 2 q.b
+        d += (q * q).sum(1, keepdim=True)
+        torch.amin(d, 1, out=out[start : start + len(q)])
+    return out.clamp_(min=0).sqrt_()
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -9,7 +9,14 @@ import torch
 
 from inspector.demo import elpv_root
 from inspector.images import load_image
-from models.anomaly import MemoryBanks, create_patch_extractor, gaussian_blur, greedy_coreset, view_shape
+from models.anomaly import (
+    MemoryBanks,
+    create_patch_extractor,
+    gaussian_blur,
+    greedy_coreset,
+    nearest_distance,
+    view_shape,
+)
 from models.card import AnomalyView
 from models.transforms import normalize, resize, to_float
 
@@ -83,3 +90,14 @@ def test_blur_keeps_the_map_shape_and_mass():
     x[0, 4, 4] = 1
     y = gaussian_blur(x, 1.0)
     assert y.shape == x.shape and abs(float(y.sum()) - 1) < 1e-5 and float(y[0, 4, 4]) < 1
+
+
+@pytest.mark.parametrize("chunk_elems", [1, 7 * 50, 1 << 20])  # one row, uneven blocks, one block
+def test_nearest_distance_is_the_brute_force_minimum_whatever_the_block(chunk_elems):
+    g = torch.Generator().manual_seed(0)
+    queries, bank = torch.randn(103, 24, generator=g), torch.randn(50, 24, generator=g)
+    expected = torch.cdist(queries, bank).min(1).values
+    got = nearest_distance(queries, bank, chunk_elems=chunk_elems)
+    assert got.shape == (103,)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    assert nearest_distance(queries[:0], bank).shape == (0,)
