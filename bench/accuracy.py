@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector.demo import build_demo
 from inspector.engine import Engine
+from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings
 from inspector.training import prepare, train_model
 
@@ -269,6 +270,7 @@ def assessment(r: dict) -> list[str]:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the inspector's commands do: the station's speed, not the allocator's
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--home", type=Path, default=ROOT / "var" / "bench")

@@ -36,6 +36,7 @@ import torch
 
 from inspector.engine import Engine
 from inspector.images import load_image
+from inspector.runtime import keep_freed_memory
 from inspector.service.app import build_service
 from inspector.service.spool import Job
 from inspector.settings import Settings
@@ -227,6 +228,7 @@ def http_load(
 
 
 def main() -> None:
+    keep_freed_memory()  # as the inspector's commands do: the station's speed, not the allocator's
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=Path("var/models/current"))
     ap.add_argument("--images", type=Path, default=Path("var/demo/solar-cell-mono/images"))

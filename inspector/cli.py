@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from inspector.errors import InspectorError
+from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings, get_settings
 
 EPILOG = "Settings also come from INSPECTOR_* environment variables (see docs/configuration.md); options win."
@@ -698,6 +699,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
