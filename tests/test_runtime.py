@@ -23,6 +23,7 @@ for _ in range(5):
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
+
 def faults(mode: str) -> tuple[bool, int]:
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout
     applied, n = out.split()
