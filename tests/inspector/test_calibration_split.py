@@ -119,3 +119,31 @@ def test_a_product_without_a_bank_has_no_cross_fit_folds():
     from inspector.anomaly_fit import AnomalyBuild
 
     assert AnomalyBuild({}, {}, {}).fold_parts("steel-strip", None, torch.device("cpu")) == []
+
+
+def test_fold_banks_hold_no_patch_of_their_held_out_parts_and_match_the_station_bank():
+    """The warm-started fold banks: every row comes from a source image, none from the fold,
+    and each is as large as the station's bank (the size the line is scored with)."""
+    from pathlib import Path
+
+    import torch
+
+    from inspector.anomaly_fit import coreset_bank, cross_fit
+    from inspector.dataset import Sample
+    from inspector.settings import AnomalySettings
+
+    g = torch.Generator().manual_seed(0)
+    paths = [Path(f"/parts/p{i:02d}.png") for i in range(20)]
+    # each image's patches carry its own index in column 0, so a bank row names its image
+    pools = {p: torch.cat([torch.full((50, 1), float(i)), torch.randn(50, 7, generator=g)], 1)
+             for i, p in enumerate(paths)}  # fmt: skip
+    cfg = AnomalySettings(bank_size=120, calibration_folds=4)
+    full_bank, rows = coreset_bank(list(pools.values()), cfg)
+    calibration = [Sample(p, "washer", "ok", "calibration") for p in paths[:8]]
+    folds = cross_fit(pools, calibration, cfg, rows)
+    assert len(folds) == 4 and set().union(*(f.held for f in folds)) == set(paths[:8])
+    for f in folds:
+        images = {paths[int(v)] for v in f.bank[:, 0]}
+        assert not images & f.held and images <= f.sources
+        assert len(f.bank) == len(full_bank) == 100  # 10 % of 1,000 patches; a fold alone would get 90
+        assert len(torch.unique(f.bank, dim=0)) == len(f.bank)  # no patch chosen twice

@@ -101,3 +101,14 @@ def test_nearest_distance_is_the_brute_force_minimum_whatever_the_block(chunk_el
     assert got.shape == (103,)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert nearest_distance(queries[:0], bank).shape == (0,)
+
+
+def test_coreset_goes_on_from_a_given_start():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(500, 16, generator=g)
+    start = torch.tensor([3, 77, 250])
+    chosen = greedy_coreset(x, 40, start=start)
+    assert chosen[:3].tolist() == start.tolist() and len(set(chosen.tolist())) == 40
+    # each later row is the one farthest from all rows chosen before it (in the same projection)
+    assert greedy_coreset(x, 40, start=chosen[:10]).tolist() == chosen.tolist()
+    assert greedy_coreset(x, 40, start=greedy_coreset(x, 40)[:1]).tolist() == greedy_coreset(x, 40).tolist()
