@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inspector.anomaly_fit import FeatureMemo
 from inspector.demo import build_demo
 from inspector.engine import Engine
 from inspector.runtime import keep_freed_memory
@@ -324,7 +325,7 @@ def main() -> None:
     if "main" not in args.skip:
         log("main: default settings on the shared data")
         prep = prepare(base, [args.data])
-        prep.patch_memo = {}
+        prep.patch_memo = FeatureMemo()  # unbounded: seeds and sections share it
         runs = [run(base, [args.data], prep, s, out=model if s == args.seeds[0] else None) for s in args.seeds]
         result["main"], result["raw_main"] = summary(runs), runs
         save()
@@ -332,7 +333,7 @@ def main() -> None:
         log("demo: default settings on the solar cells")
         build_demo(demo)
         dprep = prepare(base, [demo])
-        dprep.patch_memo = {}
+        dprep.patch_memo = FeatureMemo()
         druns = [run(base, [demo], dprep, s, out=dmodel if s == args.seeds[0] else None) for s in args.seeds]
         result["demo"], result["raw_demo"] = summary(druns), druns
         save()
@@ -345,7 +346,7 @@ def main() -> None:
         ids = base.model_copy(deep=True)
         ids.model.text_source = "ids"
         iprep = prepare(ids, [args.data])
-        iprep.patch_memo = prep.patch_memo if prep is not None else {}
+        iprep.patch_memo = prep.patch_memo if prep is not None else FeatureMemo()
         result["manual"] = summary([run(ids, [args.data], iprep, s) for s in args.seeds])
         save()
     del prep

@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -37,23 +38,84 @@ from models.decision import auroc, low_frr_escape
 MAX_SIZE_RATIO = 16.0  # a good image this many times larger (or smaller) in area than the median is refused
 
 
-class MemoExtractor(torch.nn.Module):
-    """A patch extractor that remembers the features of every input it saw (float16, in memory):
-    benchmarks that train many models on the same images extract each image once."""
+class FeatureMemo:
+    """Patch features by input (float16, in memory) up to ``limit_mb``; past it, new inputs are
+    computed and not kept: evicting instead would, on the next pass over the same images in the
+    same order, drop each entry just before its reuse. ``limit_mb=None``: no limit (benchmarks)."""
 
-    def __init__(self, inner: PatchExtractor, memo: dict) -> None:
+    def __init__(self, limit_mb: float | None = None) -> None:
+        self.limit = None if limit_mb is None else int(limit_mb * 2**20)
+        self.bytes, self.hits, self.misses = 0, 0, 0
+        self._kept: dict[tuple, torch.Tensor] = {}
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        found = self._kept.get(key)
+        self.hits += found is not None
+        self.misses += found is None
+        return found
+
+    def put(self, key: tuple, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if key not in self._kept and (self.limit is None or self.bytes + size <= self.limit):
+            self._kept[key], self.bytes = value, self.bytes + size
+
+    def keys(self) -> list[tuple]:
+        return list(self._kept)
+
+    def forget(self, keys: list[tuple]) -> None:
+        for k in keys:
+            if (v := self._kept.pop(k, None)) is not None:
+                self.bytes -= v.numel() * v.element_size()
+
+
+_ACTIVE: FeatureMemo | None = None
+
+
+@contextmanager
+def remember_patch_features(limit_mb: float) -> Iterator[FeatureMemo | None]:
+    """Patch features extracted inside the block are kept for reuse inside it (an enclosing block's
+    memo is reused): a command that builds banks, scores the splits and, in the demo, retrains on
+    the same images extracts each image once per view. Never the station: it sees each image once."""
+    global _ACTIVE
+    if _ACTIVE is not None or limit_mb <= 0:
+        yield _ACTIVE
+        return
+    _ACTIVE = FeatureMemo(limit_mb)
+    try:
+        yield _ACTIVE
+    finally:
+        _ACTIVE = None
+
+
+def reuse_patch_features(part: object) -> None:
+    """Let a loaded model's anomaly part answer from the enclosing memo, if any: a retraining
+    scores its champion and challenger on images its training has just extracted."""
+    if _ACTIVE is not None and isinstance(part, AnomalyPart):
+        part.extractors = {
+            k: e if isinstance(e, MemoExtractor) else MemoExtractor(e, _ACTIVE) for k, e in part.extractors.items()
+        }
+
+
+class MemoExtractor(torch.nn.Module):
+    """A patch extractor that answers inputs it has seen from the memo. The extractor rounds its
+    features to float16 itself, so kept features are the numbers a fresh extraction gives."""
+
+    def __init__(self, inner: PatchExtractor, memo: FeatureMemo) -> None:
         super().__init__()
         self.inner, self.memo = inner, memo
         self.name, self.dim, self.stride, self.multiple = inner.name, inner.dim, inner.stride, inner.multiple
         self.mean, self.std = inner.mean, inner.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keys = [(self.name, hashlib.blake2b(v.cpu().numpy().tobytes(), digest_size=16).digest()) for v in x]
-        todo = [i for i, k in enumerate(keys) if k not in self.memo]
+        keys = [(self.name, tuple(v.shape), hashlib.blake2b(v.cpu().numpy().tobytes(), digest_size=16).digest())
+                for v in x]  # fmt: skip
+        found = [self.memo.get(k) for k in keys]
+        todo = [i for i, f in enumerate(found) if f is None]
         if todo:
             for i, f in zip(todo, self.inner(x[todo]), strict=True):
-                self.memo[keys[i]] = f.half()
-        return torch.stack([self.memo[k] for k in keys]).float()
+                found[i] = f.half().cpu()
+                self.memo.put(keys[i], found[i])
+        return torch.stack(found).to(x.device).float()  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -248,6 +310,20 @@ def _score(part: AnomalyPart, product: str, samples: list[Sample], max_pixels: i
     return np.array(out)
 
 
+@dataclass
+class _Tried:
+    """One candidate view of a product, built and scored on val."""
+
+    rank: tuple[float, float, float]  # (val escape, -val AUROC, ms per image): lowest wins
+    view: AnomalyView
+    bank: torch.Tensor
+    pools: dict[Path, torch.Tensor]
+    rows: torch.Tensor  # the bank's rows in the concatenated pools
+    spec: AnomalySpec
+    note: str
+    memo_keys: list[tuple]  # the features it added to the memo
+
+
 def fit_anomaly(
     cfg: AnomalySettings,
     ds: Dataset,
@@ -255,10 +331,11 @@ def fit_anomaly(
     device: torch.device,
     max_pixels: int,
     progress: bool = True,
-    memo: dict | None = None,
+    memo: FeatureMemo | None = None,
 ) -> AnomalyBuild | None:
     """A bank for every product with enough good train parts; None when no product has any.
-    ``memo``: keep patch features across calls (benchmarks; never the station)."""
+    ``memo``: keep patch features across calls (default: the enclosing ``remember_patch_features``)."""
+    memo = memo if memo is not None else _ACTIVE
     extractors: dict[str, PatchExtractor] = {}
     banks: dict[str, MemoryBanks] = {}
     specs: dict[str, AnomalySpec] = {}
@@ -277,13 +354,14 @@ def fit_anomaly(
         wanted = [cfg.views[product]] if product in cfg.views else cfg.candidates
         val = [s for s in ds.split("val") if s.product == product]
         val_defect = np.array([s.is_defect for s in val])
-        tried = []
+        tried: list[_Tried] = []
         for text in wanted:
             view = parse_candidate(text, sizes)
             if view.backbone not in extractors:
                 made = create_patch_extractor(view.backbone).to(device)
                 extractors[view.backbone] = made if memo is None else MemoExtractor(made, memo)
             ext = extractors[view.backbone]
+            before = set(memo.keys()) if memo is not None else set()
             start = time.perf_counter()
             pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress)
             bank, rows = coreset_bank(list(pools.values()), cfg)
@@ -293,21 +371,24 @@ def fit_anomaly(
             spec = AnomalySpec(
                 view=view, bank_patches=len(bank), bank_images=len(good), build_seconds=round(seconds, 1)
             )
+            rank, note = (0.0, 0.0, 0.0), f"{view.label} (the only candidate)"
             if len(wanted) > 1 and val_defect.any() and (~val_defect).any():
                 part = AnomalyPart({view.backbone: ext}, {view.backbone: one}, {product: view}, {}, None, device)
                 t = time.perf_counter()
                 scores = _score(part, product, val, max_pixels)
                 ms = (time.perf_counter() - t) * 1000 / len(val)
                 esc, auc = low_frr_escape(scores, val_defect, alpha), auroc(scores, val_defect)
-                tried.append(((esc, -auc, ms), view, bank, pools, rows, spec, f"{view.label}: val escape {esc:.3f}, "
-                              f"AUROC {auc:.3f}, {ms:.0f} ms/image"))  # fmt: skip
-            else:
-                tried.append(((0.0, 0.0, 0.0), view, bank, pools, rows, spec, f"{view.label} (the only candidate)"))
+                rank, note = (esc, -auc, ms), f"{view.label}: val escape {esc:.3f}, AUROC {auc:.3f}, {ms:.0f} ms/image"
+            added = [k for k in memo.keys() if k not in before] if memo is not None else []
+            tried.append(_Tried(rank, view, bank, pools, rows, spec, note, added))
             print(f"{product}: bank of {len(bank)} patches from {len(good)} good images, {view.label}, {seconds:.0f} s")
-        tried.sort(key=lambda t: t[0])
-        _, view, bank, pools, rows, spec, _ = tried[0]
-        spec.selected_on = "; ".join(t[6] for t in tried)
-        del tried
+        tried.sort(key=lambda t: t.rank)
+        best = tried[0]
+        view, bank, pools, rows, spec = best.view, best.bank, best.pools, best.rows, best.spec
+        spec.selected_on = "; ".join(t.note for t in tried)
+        if memo is not None and memo.limit is not None:  # the views not chosen are not extracted again
+            memo.forget([k for t in tried[1:] for k in t.memo_keys])
+        del tried, best
         banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
         specs[product] = spec
         start = time.perf_counter()

@@ -416,9 +416,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from inspector.anomaly_fit import remember_patch_features
     from inspector.demo import run_demo
 
-    return run_demo(_settings(args), args.per_class, progress=not args.quiet)
+    settings = _settings(args)
+    with remember_patch_features(settings.anomaly.memo_mb):  # the retraining reuses the training's features
+        return run_demo(settings, args.per_class, progress=not args.quiet)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

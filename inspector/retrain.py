@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from inspector.anomaly_fit import remember_patch_features, reuse_patch_features
 from inspector.checkpoint import model_name
 from inspector.dataset import Sample, load_dataset
 from inspector.engine import Engine
@@ -222,7 +223,8 @@ def run_retrain(
     beat = threading.Event()
     threading.Thread(target=_heartbeat, args=(sessions, holder, ttl, beat), daemon=True).start()
     try:
-        return _run(settings, sessions, run_id, champ, trigger, actor)
+        with remember_patch_features(settings.anomaly.memo_mb):  # the comparison reuses the training's
+            return _run(settings, sessions, run_id, champ, trigger, actor)
     except Exception as exc:
         log.exception("retraining run %s failed", run_id)
         with sessions() as s:
@@ -261,6 +263,8 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
     out = settings.models_dir / f"challenger-{run_id}"
     card = train_model(_settings_like(settings, champ_engine.card), [run_dir], out, progress=False)
     chall_engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
+    for engine in (champ_engine, chall_engine):
+        reuse_patch_features(engine.parts.get("anomaly"))
     ds = load_dataset([run_dir])
     test = ds.split("test")
     golden = [s for s in test if not _source_is(s, "recent")]

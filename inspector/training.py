@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from inspector.anomaly_fit import fit_anomaly, fit_type_heads
+from inspector.anomaly_fit import FeatureMemo, fit_anomaly, fit_type_heads, remember_patch_features
 from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
 from inspector.dataset import CALIBRATION, Dataset, Sample, load_dataset
 from inspector.decisions import fallback_decision, fit_decision, map_reference
@@ -105,7 +105,7 @@ class Prepared:
     bank_mask: torch.Tensor  # [P, Cmax]
     calibration: dict[str, int] = field(default_factory=dict)  # good parts held out per product
     _memo: dict = field(default_factory=dict)  # feature sets already read: benchmarks train many models
-    patch_memo: dict | None = None  # patch features kept across models (benchmarks set it to {})
+    patch_memo: FeatureMemo | None = None  # patch features kept across models (benchmarks set one)
 
     def index(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         pos = {m.product: i for i, m in enumerate(self.manuals)}
@@ -317,32 +317,34 @@ def train_model(
     if settings.model.classifier and any(s.is_defect for s in train_samples):
         trained = train_classifier(settings, prep, train_samples, progress)
         parts["classifier"] = ClassifierPart(trained.model.to(device), trained.encoder, prep.text, device)
-    anomaly = None
-    if settings.anomaly.enabled:
-        data = _with_train(ds, train_samples)
-        anomaly = fit_anomaly(
-            settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
-        )
-        if anomaly is not None and settings.anomaly.type_head:
-            fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
-        if anomaly is not None:
-            parts["anomaly"] = anomaly.part(prep.text, device)
-    if not parts:
-        raise DataError(
-            "nothing to learn from: no defect images in train for the classifier and no product with "
-            f"{settings.anomaly.min_good} good train images for a memory bank"
-        )
-    outputs: dict[str, dict[str, SplitOutputs | None]] = {}
-    for split in ("val", CALIBRATION, "test"):
-        outputs[split] = {}
-        for m in prep.manuals:
-            samples = [s for s in ds.split(split) if s.product == m.product]
-            if split == CALIBRATION and anomaly is not None:  # each part scored by a bank that never saw it
-                folds = anomaly.fold_parts(m.product, prep.text, device)
-                out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
-            else:
-                out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
-            outputs[split][m.product] = out if len(out.target) else None
+    # the banks' images, val and calibration parts are extracted once, not again when scored
+    with remember_patch_features(settings.anomaly.memo_mb):
+        anomaly = None
+        if settings.anomaly.enabled:
+            data = _with_train(ds, train_samples)
+            anomaly = fit_anomaly(
+                settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
+            )
+            if anomaly is not None and settings.anomaly.type_head:
+                fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
+            if anomaly is not None:
+                parts["anomaly"] = anomaly.part(prep.text, device)
+        if not parts:
+            raise DataError(
+                "nothing to learn from: no defect images in train for the classifier and no product with "
+                f"{settings.anomaly.min_good} good train images for a memory bank"
+            )
+        outputs: dict[str, dict[str, SplitOutputs | None]] = {}
+        for split in ("val", CALIBRATION, "test"):
+            outputs[split] = {}
+            for m in prep.manuals:
+                samples = [s for s in ds.split(split) if s.product == m.product]
+                if split == CALIBRATION and anomaly is not None:  # each part scored by a bank that never saw it
+                    folds = anomaly.fold_parts(m.product, prep.text, device)
+                    out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
+                else:
+                    out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
+                outputs[split][m.product] = out if len(out.target) else None
     products_card, metrics = {}, {"val": {}, "test": {}}
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]

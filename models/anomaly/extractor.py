@@ -57,7 +57,9 @@ class PatchExtractor(nn.Module):
         maps = [F.avg_pool2d(m.float(), 3, 1, 1) for m in maps]
         size = maps[0].shape[-2:]
         maps = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear") for m in maps]
-        return torch.cat(maps, 1)  # [B, dim, h, w]
+        # rounded to float16 precision: training keeps features as float16 for reuse, and the
+        # station must score the very numbers its thresholds were calibrated on
+        return torch.cat(maps, 1).half().float()  # [B, dim, h, w]
 
 
 PATCH_EXTRACTORS: Registry[PatchExtractor] = Registry("patch extractor")
