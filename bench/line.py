@@ -78,15 +78,18 @@ def start_station(home: Path, model: Path, product: str, window_ms: float) -> tu
     raise SystemExit(f"the station did not start; see {home / 'station.log'}")
 
 
-def run(model: Path, images: Path, product: str, window_ms: float, rate: float, seconds: float) -> dict:
+def run(
+    model: Path, images: Path, product: str, window_ms: float, rate: float, seconds: float, cycle_ms: float
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="line-bench-") as tmp:
         proc, endpoint, password = start_station(Path(tmp), model, product, window_ms)
         try:
-            r = simulate_line(endpoint, images, rate, int(rate * seconds) + 1, seconds, "plc-bench", password, product)
+            r = simulate_line(endpoint, images, rate, int(rate * seconds) + 1, seconds, "plc-bench", password, product,
+                              cycle_ms=cycle_ms)  # fmt: skip
         finally:
             proc.terminate()
             proc.wait(60)
-    return {"window_ms": window_ms, **r.to_dict()}
+    return {"window_ms": window_ms, "plc_cycle_ms": cycle_ms, **r.to_dict()}
 
 
 def main() -> None:
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--window-ms", type=float, default=100.0)
+    ap.add_argument("--cycle-ms", type=float, default=5.0, help="the PLC's scan cycle: how often it reads the nodes")
     ap.add_argument("--sweep", type=float, nargs="*", default=[1, 2, 4, 8, 16])
     ap.add_argument("--sweep-seconds", type=float, default=30.0)
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "line_bench.json")
@@ -110,14 +114,15 @@ def main() -> None:
         "model": str(args.model),
         "product": args.product,
     }
-    out["target"] = run(args.model, args.images, args.product, args.window_ms, args.rate, 60 * args.minutes)
+    a = args
+    out["target"] = run(a.model, a.images, a.product, a.window_ms, a.rate, 60 * a.minutes, a.cycle_ms)
     t = out["target"]
     out["target"]["goal_met"] = bool(
         t["latency_ms"] and t["latency_ms"]["p99"] <= 50 and t["lost"] == 0 and not t["refused"] and not t["timeouts"]
     )
     sweep = []
     for rate in args.sweep:
-        r = run(args.model, args.images, args.product, 60_000, rate, args.sweep_seconds)
+        r = run(args.model, args.images, args.product, 60_000, rate, args.sweep_seconds, args.cycle_ms)
         sweep.append(r)
         if r["rate_achieved"] < 0.95 * rate or r["lost"]:
             break

@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--rate", type=float, default=20.0, help="parts per second (default 20)")
     sl.add_argument("--count", type=int, default=1000, help="parts at most (default 1000)")
     sl.add_argument("--seconds", type=float, default=600.0, help="seconds at most (default 600)")
+    sl.add_argument("--cycle-ms", type=float, default=5.0,
+                    help="how often the PLC reads Ready and ResultValid, its scan cycle (default 5)")  # fmt: skip
     sl.add_argument("--json", action="store_true", help="print the report as JSON")
 
     k = sub.add_parser(
@@ -472,7 +474,7 @@ def cmd_simulate_line(args: argparse.Namespace) -> int:
     from inspector.simulate import simulate_line
 
     r = simulate_line(args.endpoint, args.folder, args.rate, args.count, args.seconds, args.user,
-                      os.environ.get("INSPECTOR_PLC_PASSWORD"), args.product)  # fmt: skip
+                      os.environ.get("INSPECTOR_PLC_PASSWORD"), args.product, cycle_ms=args.cycle_ms)  # fmt: skip
     if args.json:
         print(json.dumps(r.to_dict(), indent=2))
         return 0
