@@ -114,8 +114,9 @@ def main() -> None:
         "model": str(args.model),
         "product": args.product,
     }
-    a = args
-    out["target"] = run(a.model, a.images, a.product, a.window_ms, a.rate, 60 * a.minutes, a.cycle_ms)
+    out["target"] = run(
+        args.model, args.images, args.product, args.window_ms, args.rate, 60 * args.minutes, args.cycle_ms
+    )
     t = out["target"]
     out["target"]["goal_met"] = bool(
         t["latency_ms"] and t["latency_ms"]["p99"] <= 50 and t["lost"] == 0 and not t["refused"] and not t["timeouts"]
