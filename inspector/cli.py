@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train",
-        help="train one model on every product in the data, calibrate on val, report test",
-        description="Train the cross-modal classifier on the train split of every product, stop early "
-        "and calibrate thresholds on val, print metrics on test, save the checkpoint.",
+        help="train one model on every product in the data, calibrate on held-out good parts, report test",
+        description="Train the cross-modal classifier on the train split of every product and build "
+        "each product's anomaly branch (memory bank of good patches, region type head); "
+        "choose the epoch, views and deciding scores on val; set the verdict thresholds on a calibration "
+        "split of good train parts that chose nothing else; print metrics on test; save the checkpoint.",
         epilog=EPILOG,
     )
     _add_data(t)
