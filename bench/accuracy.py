@@ -170,6 +170,7 @@ def markdown(r: dict) -> str:
                 + (", ".join(f"{k} {100 * e:.0f} %" for k, e in t.get("escape_by_type", {}).items()) or "–")
                 + ".",
                 "",
+                *([f"**Caveat:** {r['caveats'][product]}", ""] if product in r.get("caveats", {}) else []),
                 "| method | escape | FRR (bound) | AUROC | pixel AUROC | type-F1 |",
                 "|---|---|---|---|---|---|",
             ]
@@ -312,6 +313,7 @@ def main() -> None:
         "target_frr": base.verdict.target_frr,
         "view_candidates": args.view_candidates,
         "notes": result.get("notes", []) if args.only else [],  # merged runs keep what was said about them
+        "caveats": result.get("caveats", {}) if args.only else {},  # per product, printed under its heading
     }
 
     def save() -> None:
