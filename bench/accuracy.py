@@ -15,6 +15,8 @@ calibration split sets the thresholds, test is only reported. Writes docs/RESULT
 docs/results.json and prints the JSON.
 
     python bench/accuracy.py --data ../shared/data
+    # pcb's good parts from the tested boards too (its template crops alone flatter every model):
+    python bench/accuracy.py --data ../shared/data --deeppcb DIR   # DIR: a DeepPCB checkout
 """
 
 from __future__ import annotations
@@ -271,6 +273,20 @@ def assessment(r: dict) -> list[str]:
     return [*L, ""]
 
 
+def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
+    """The data folder, or with ``deeppcb`` its product folders with pcb replaced by one whose good
+    parts include defect-free windows of the tested boards."""
+    if deeppcb is None:
+        return [data]
+    import pcb_tested_windows as ptw
+
+    folder = home / "pcb-tested" / "pcb"
+    folder.mkdir(parents=True, exist_ok=True)
+    ptw.build(ptw.windows(deeppcb, data / "pcb", folder), data / "pcb", folder)
+    others = [p for p in sorted(data.iterdir()) if p.is_dir() and p.name != "pcb" and (p / "manual.md").exists()]
+    return [*others, folder]
+
+
 def main() -> None:
     keep_freed_memory()  # as the inspector's commands do: the station's speed, not the allocator's
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -290,6 +306,12 @@ def main() -> None:
     ap.add_argument(
         "--view-products", nargs="+", default=["glass-bottle", "magnetic-tile", "pcb"], help="products the views run on"
     )
+    ap.add_argument(
+        "--deeppcb",
+        type=Path,
+        help="a checkout of tangsanli5201/DeepPCB: pcb's good parts then include defect-free windows of the "
+        "tested boards (bench/pcb_tested_windows.py), as its template crops alone flatter every model",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
     args = ap.parse_args()
@@ -297,6 +319,7 @@ def main() -> None:
         sys.exit(f"no data at {args.data}: this benchmark needs ../shared/data")
     start = time.time()
     torch.set_num_threads(2)
+    roots = data_roots(args.data, args.deeppcb, args.home)
     base = Settings(home=args.home)
     base.model.device = "cpu"
     if args.only:
@@ -326,9 +349,9 @@ def main() -> None:
     prep = None
     if "main" not in args.skip:
         log("main: default settings on the shared data")
-        prep = prepare(base, [args.data])
+        prep = prepare(base, roots)
         prep.patch_memo = FeatureMemo()  # unbounded: seeds and sections share it
-        runs = [run(base, [args.data], prep, s, out=model if s == args.seeds[0] else None) for s in args.seeds]
+        runs = [run(base, roots, prep, s, out=model if s == args.seeds[0] else None) for s in args.seeds]
         result["main"], result["raw_main"] = summary(runs), runs
         save()
     if "demo" not in args.skip:
@@ -341,15 +364,15 @@ def main() -> None:
         save()
     if "speed" not in args.skip:  # alone on the machine, or the numbers mean little
         log("speed of the saved models")
-        result["speed"] = {**speed(model, [args.data]), **(speed(dmodel, [demo]) if dmodel.exists() else {})}
+        result["speed"] = {**speed(model, roots), **(speed(dmodel, [demo]) if dmodel.exists() else {})}
         save()
     if "manual" not in args.skip:
         log("manual ablated (text_source=ids)")
         ids = base.model_copy(deep=True)
         ids.model.text_source = "ids"
-        iprep = prepare(ids, [args.data])
+        iprep = prepare(ids, roots)
         iprep.patch_memo = prep.patch_memo if prep is not None else FeatureMemo()
-        result["manual"] = summary([run(ids, [args.data], iprep, s) for s in args.seeds])
+        result["manual"] = summary([run(ids, roots, iprep, s) for s in args.seeds])
         save()
     del prep
     if "views" not in args.skip:
@@ -360,7 +383,7 @@ def main() -> None:
             v.model.classifier = False
             v.anomaly.candidates = args.view_candidates
             v.anomaly.type_head = False
-            r = run(v, [args.data], None, args.seeds[0], products=[product])
+            r = run(v, roots, None, args.seeds[0], products=[product])
             spec = r["products"][product]["anomaly"]
             test = r["test"][product]
             result["views"][product] = {
@@ -375,9 +398,10 @@ def main() -> None:
         f = base.model_copy(deep=True)
         f.train.mode, f.model.input_size = "finetune", 128
         t = time.time()
-        fr = run(f, [args.data], None, args.seeds[0], products=["pcb"])
+        fr = run(f, roots, None, args.seeds[0], products=["pcb"])
         result["finetune"] = {
-            "command": f"inspector train --data {args.data} --product pcb --mode finetune --input-size 128",
+            "command": f"inspector train --data {' --data '.join(map(str, roots))} --product pcb --mode finetune "
+            "--input-size 128",
             "minutes": (time.time() - t) / 60,
             "table": summary([fr])["pcb"],
         }
