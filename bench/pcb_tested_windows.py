@@ -54,25 +54,28 @@ def overlaps(box: list[int], x: int, y: int) -> bool:
     return x < box[2] + MARGIN and box[0] - MARGIN < x + SIZE and y < box[3] + MARGIN and box[1] - MARGIN < y + SIZE
 
 
-def window(deeppcb: Path, tested: str, rng: random.Random) -> tuple[int, int] | None:
-    """Top-left corner of a defect-free window of the tested image, or None after 200 tries."""
-    im = np.asarray(Image.open(deeppcb / tested).convert("L"))
+def window(im: np.ndarray, bs: list[list[int]], rng: random.Random) -> tuple[int, int] | None:
+    """Top-left corner of a defect-free window of the tested image ``im`` (boxes ``bs``), or None
+    after 200 tries."""
     h, w = im.shape
-    bs = boxes(deeppcb, tested)
     for _ in range(200):
         x, y = rng.randrange(0, w - SIZE), rng.randrange(0, h - SIZE)
-        near = [b for b in bs if overlaps(b, x, y)]
-        copper = float((im[y : y + SIZE, x : x + SIZE] < 128).mean())
-        if not near and 0.002 < copper < 0.998:
+        if any(overlaps(b, x, y) for b in bs):
+            continue
+        if 0.002 < float((im[y : y + SIZE, x : x + SIZE] < 128).mean()) < 0.998:
             return x, y
     return None
 
 
-def cut(deeppcb: Path, path: str, x: int, y: int, dest: Path) -> None:
+def cut(im: np.ndarray, x: int, y: int, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     # JPEG at quality 95, as the shared crops: a lossless good crop beside JPEG defect crops would
     # be one more thing to tell them apart by
-    Image.open(deeppcb / path).convert("L").crop((x, y, x + SIZE, y + SIZE)).save(dest, quality=95)
+    Image.fromarray(im[y : y + SIZE, x : x + SIZE]).save(dest, quality=95)
+
+
+def gray(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L"))
 
 
 def windows(deeppcb: Path, shared: Path, dest: Path) -> list[dict]:
@@ -80,12 +83,13 @@ def windows(deeppcb: Path, shared: Path, dest: Path) -> list[dict]:
     rng = random.Random(20261201)
     rows = []
     for tested, split in sorted(pairs_by_split(shared).items()):
-        at = window(deeppcb, tested, rng)
+        im = gray(deeppcb / tested)
+        at = window(im, boxes(deeppcb, tested), rng)
         if at is None:
             continue
         name = f"{Path(tested).stem}_x{at[0]}_y{at[1]}.jpg"
-        cut(deeppcb, tested, *at, dest / "images" / "ok_tested" / name)
-        cut(deeppcb, tested.replace("_test.jpg", "_temp.jpg"), *at, dest / "template_same_place" / name)
+        cut(im, *at, dest / "images" / "ok_tested" / name)
+        cut(gray(deeppcb / tested.replace("_test.jpg", "_temp.jpg")), *at, dest / "template_same_place" / name)
         rows.append({"image": f"images/ok_tested/{name}", "template": f"template_same_place/{name}", "split": split,
                      "source": f"DeepPCB/{tested} window x={at[0]} y={at[1]} (no box within {MARGIN} px)"})  # fmt: skip
     return rows
