@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 ADAPTERS = (
     "inspector.service.folder",
     "inspector.service.camera",
-    "inspector.service.opcua",
+    "inspector.service.opcua_process",
     "inspector.service.sparkplug",
 )
 

@@ -19,6 +19,9 @@ Security: anonymous access is off unless configured; users sign in with the stor
 and passwords (operator or engineer); with a certificate and key the endpoint is
 Basic256Sha256 Sign&Encrypt only (passwords never cross the wire in clear) and X.509 user tokens
 are accepted from the certificates in ``trusted_certs``.
+
+The station runs this server in a process of its own (``inspector.service.opcua_process``); here
+it serves whatever offers the handshake's calls (``LineControl``).
 """
 
 from __future__ import annotations
@@ -28,20 +31,33 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from asyncua import Server, ua, uamethod
 from asyncua.common.callback import CallbackType
 from asyncua.crypto.permission_rules import User, UserRole
 
-from inspector.service.handshake import Handshake, HandshakeState, TriggerRefused
-
-if TYPE_CHECKING:
-    from inspector.service.adapters import Station
+from inspector.service.line_state import HandshakeState, LineResult, TriggerRefused
 
 log = logging.getLogger(__name__)
 NAMESPACE = "urn:inspector:machine-vision"
 APPLICATION_URI = "urn:inspector:station"
+
+
+class LineControl(Protocol):
+    """What the server needs of the station's handshake (``Handshake`` offers it)."""
+
+    listeners: list[Callable[[HandshakeState], None]]
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def reset(self) -> None: ...
+    def acknowledge(self) -> None: ...
+    def select_product(self, product: str) -> None: ...
+    def snapshot(self) -> HandshakeState: ...
+    def trigger(
+        self, image: bytes | None = None, part_serial: str = "", product: str = "", acknowledge: bool = False
+    ) -> LineResult: ...
 
 
 class StoreUsers:
@@ -66,13 +82,11 @@ class StoreUsers:
 
 
 class OpcUaServer:
-    """The line adapter: runs the server in its own thread and event loop."""
-
-    name = "opcua"
+    """The server in its own thread and event loop."""
 
     def __init__(
         self,
-        handshake: Handshake,
+        handshake: LineControl,
         endpoint: str = "opc.tcp://127.0.0.1:4840/inspector",
         users: Callable[[str, str], bool] | None = None,
         allow_anonymous: bool = False,
@@ -102,7 +116,6 @@ class OpcUaServer:
         if self._error is not None:
             raise RuntimeError(f"the OPC UA server could not start: {self._error}") from self._error
         self.handshake.listeners.append(self._on_state)
-        self.handshake.start()
 
     def stop(self) -> None:
         if self.loop is not None and self._stopping is not None:
@@ -283,25 +296,3 @@ class OpcUaServer:
         await put("ResultValid", s.result_valid, V.Boolean)
         await put("Ready", s.ready, V.Boolean)
         await put("SystemState", s.system_state, V.String)
-
-
-def from_settings(station: Station) -> OpcUaServer | None:
-    cfg = station.settings.service.opcua
-    if cfg is None:
-        return None
-    from inspector.services import authenticate
-    from inspector.store.session import session_factory
-
-    sessions = session_factory(station.db_engine)
-
-    def users(name: str, password: str) -> bool:
-        with sessions() as s:
-            return authenticate(s, name, password) is not None
-
-    def recipe(product: str) -> tuple[str, str]:
-        engine = station.worker.engine
-        manual = engine.manual(product)
-        return (str(manual.version) if manual is not None else "", engine.version)
-
-    return OpcUaServer(station.handshake, cfg.endpoint, users, cfg.allow_anonymous, cfg.certificate,
-                       cfg.private_key, cfg.trusted_certs, recipe)  # fmt: skip

@@ -1,19 +1,26 @@
 """The OPC UA server as a PLC meets it: an asyncua client signs in with a store user, drives the
 Ready -> Trigger -> Busy -> ResultValid handshake and reads the result; bad credentials,
 anonymous access, an unknown recipe and a trigger while busy get their documented codes, and
-the server keeps serving."""
+the server keeps serving. The server runs in a process of its own: killed, it comes back with the
+handshake's state; a killed station takes it down with it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied
 
 from inspector.service import handshake as hs
-from inspector.service.opcua import NAMESPACE, OpcUaServer, from_settings
+from inspector.service.opcua import NAMESPACE
+from inspector.service.opcua_process import OpcUaProcess, from_settings
 from inspector.services import create_user
 from inspector.store.session import session_factory
 from tests.service.conftest import png_bytes
@@ -39,7 +46,7 @@ def server(service, service_settings):
     service.handshake.windows_ms["washer"] = 60_000  # a slow CI machine still answers inside it
     service.worker.start()
     adapter = from_settings(Station(service_settings, service.worker, service.handshake, service.db_engine))
-    assert isinstance(adapter, OpcUaServer)
+    assert isinstance(adapter, OpcUaProcess)
     adapter.start()
     yield adapter
     adapter.stop()
@@ -138,6 +145,87 @@ def test_a_plc_runs_the_handshake_and_reads_the_result(server, service):
     assert set(rows) == {res["InspectionId"], single[2]}  # one stored inspection per triggered part
     assert rows[res["InspectionId"]].part_serial == "SN-OPC-1"
     assert rows[res["InspectionId"]].verdict == res["Verdict"]
+
+
+async def signed_in(endpoint: str, *path: str):
+    c = Client(endpoint)
+    c.set_user(USER)
+    c.set_password(PASSWORD)
+    async with c:
+        return await (await node(c, "VisionSystem", *path)).read_value()
+
+
+def test_the_server_runs_apart_from_the_model_and_comes_back_when_killed(server, service):
+    """PLC reads must not take the model's interpreter; a server process that dies is replaced,
+    and the new one shows the handshake as it is (the state is the station's)."""
+    first = server.process.pid
+    assert first != os.getpid()
+    service.handshake.select_product("washer")
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while server.restarts < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.restarts == 1 and server.process.pid != first
+    assert asyncio.run(signed_in(server.endpoint, "SystemState")) == "Ready"
+    assert asyncio.run(signed_in(server.endpoint, "RecipeManagement", "ProductId")) == "washer"
+
+    async def single_job():
+        c = Client(server.endpoint)
+        c.set_user(USER)
+        c.set_password(PASSWORD)
+        async with c:
+            idx = await c.get_namespace_index(NAMESPACE)
+            image = ua.Variant(png_bytes("ok"), ua.VariantType.ByteString)
+            return await (await node(c, "VisionSystem")).call_method(f"{idx}:StartSingleJob", "SN-AFTER", image)
+
+    out = asyncio.run(single_job())
+    assert out[1] in ("accept", "review", "reject") and out[2]
+
+
+def test_a_server_that_cannot_start_says_why(service, service_settings):
+    from inspector.service.adapters import Station
+    from inspector.settings import OpcUaSettings
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service_settings.service.opcua = OpcUaSettings(endpoint=f"opc.tcp://127.0.0.1:{port}/inspector")
+        adapter = from_settings(Station(service_settings, service.worker, service.handshake, service.db_engine))
+        with pytest.raises(RuntimeError, match="could not start"):
+            adapter.start()
+    assert not adapter.process or not adapter.process.is_alive()
+
+
+def test_a_killed_station_takes_its_server_process_with_it(tmp_path, trained_model):
+    """SIGKILL gives the station no chance to stop anything: the server process sees its pipe
+    close and ends, so no orphan keeps the port or tells a PLC it is Ready."""
+    port, http = free_port(), free_port()
+    cmd = [sys.executable, "-m", "inspector", "serve", "--home", str(tmp_path), "--model", str(trained_model),
+           "--port", str(http), "--opcua", f"opc.tcp://127.0.0.1:{port}/inspector"]  # fmt: skip
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        deadline = time.monotonic() + 180
+        while not listening() and time.monotonic() < deadline:
+            assert proc.poll() is None, "the station ended before its OPC UA server listened"
+            time.sleep(0.2)
+        assert listening()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 30
+        while listening() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not listening()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_simulate_line_drives_the_handshake_and_checks_the_labels(server, tmp_path, monkeypatch, capsys):
