@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inspector.anomaly_fit import FeatureMemo
+from inspector.dataset import product_folders
 from inspector.demo import build_demo
 from inspector.engine import Engine
 from inspector.runtime import keep_freed_memory
@@ -283,8 +284,7 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
     folder = home / "pcb-tested" / "pcb"
     folder.mkdir(parents=True, exist_ok=True)
     ptw.build(ptw.windows(deeppcb, data / "pcb", folder), data / "pcb", folder)
-    others = [p for p in sorted(data.iterdir()) if p.is_dir() and p.name != "pcb" and (p / "manual.md").exists()]
-    return [*others, folder]
+    return [*(p for p in product_folders(data) if p.name != "pcb"), folder]
 
 
 def main() -> None:

@@ -208,6 +208,11 @@ def _is_product(folder: Path) -> bool:
     return (folder / "manual.md").exists() or (folder / "manifest.csv").exists()
 
 
+def product_folders(root: Path) -> list[Path]:
+    """``root`` itself when it is a product folder, else the product folders in it."""
+    return [root] if _is_product(root) else sorted(p for p in root.iterdir() if p.is_dir() and _is_product(p))
+
+
 def load_dataset(roots: list[Path] | Path, products: list[str] | None = None) -> Dataset:
     """Load every product under ``roots`` (optionally only ``products``)."""
     roots = [roots] if isinstance(roots, Path | str) else roots
@@ -215,7 +220,7 @@ def load_dataset(roots: list[Path] | Path, products: list[str] | None = None) ->
     for root in map(Path, roots):
         if not root.is_dir():
             raise DataError(f"{root}: data folder not found")
-        folders = [root] if _is_product(root) else sorted(p for p in root.iterdir() if p.is_dir() and _is_product(p))
+        folders = product_folders(root)
         if not folders:
             raise DataError(f"{root}: no product folders (each needs manual.md and manifest.csv or images/)")
         for folder in folders:
