@@ -43,8 +43,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_station(home: Path, model: Path, product: str, window_ms: float) -> tuple[subprocess.Popen, str, str]:
-    """A station with a fresh store and one PLC user -> (process, OPC UA endpoint, password)."""
+def start_station(home: Path, model: Path, product: str, window_ms: float) -> tuple[subprocess.Popen, str, str, int]:
+    """A station with a fresh store and one PLC user -> (process, OPC UA endpoint, password, HTTP port)."""
     from inspector.services import create_user
     from inspector.settings import Settings
     from inspector.store.migrate import upgrade
@@ -68,7 +68,7 @@ def start_station(home: Path, model: Path, product: str, window_ms: float) -> tu
         try:
             if httpx.get(f"http://127.0.0.1:{http}/v1/ready", timeout=2).status_code == 200:
                 time.sleep(2)  # the OPC UA server starts beside the HTTP one
-                return proc, endpoint, password
+                return proc, endpoint, password, http
         except httpx.HTTPError:
             pass
         if proc.poll() is not None:
@@ -82,14 +82,27 @@ def run(
     model: Path, images: Path, product: str, window_ms: float, rate: float, seconds: float, cycle_ms: float
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="line-bench-") as tmp:
-        proc, endpoint, password = start_station(Path(tmp), model, product, window_ms)
+        proc, endpoint, password, http = start_station(Path(tmp), model, product, window_ms)
         try:
             r = simulate_line(endpoint, images, rate, int(rate * seconds) + 1, seconds, "plc-bench", password, product,
                               cycle_ms=cycle_ms)  # fmt: skip
+            infer = infer_ms(http)
         finally:
             proc.terminate()
             proc.wait(60)
-    return {"window_ms": window_ms, "plc_cycle_ms": cycle_ms, **r.to_dict()}
+    return {"window_ms": window_ms, "plc_cycle_ms": cycle_ms, "infer_ms_per_batch": infer, **r.to_dict()}
+
+
+def infer_ms(http: int) -> float | None:
+    """The model's own mean time per batch, from the station's /metrics: what the PLC's reads cost
+    the model shows here, apart from the handshake's latency."""
+    total = count = None
+    for line in httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text.splitlines():
+        if line.startswith('inspector_stage_seconds_sum{stage="infer"}'):
+            total = float(line.split()[-1])
+        elif line.startswith('inspector_stage_seconds_count{stage="infer"}'):
+            count = float(line.split()[-1])
+    return round(1000 * total / count, 1) if total is not None and count else None
 
 
 def main() -> None:
