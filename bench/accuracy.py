@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -332,7 +333,8 @@ def main() -> None:
         "backbone": base.model.backbone,
         "text_encoder": base.model.text_encoder,
         "anomaly": ", ".join(base.anomaly.candidates),
-        "seeds": args.seeds,
+        # the tables' seeds: a merged run of other sections keeps those of the main tables
+        "seeds": args.seeds if not args.only or "main" in args.only else result.get("seeds", args.seeds),
         "target_frr": base.verdict.target_frr,
         "view_candidates": args.view_candidates,
         "notes": result.get("notes", []) if args.only else [],  # merged runs keep what was said about them
@@ -400,7 +402,8 @@ def main() -> None:
         t = time.time()
         fr = run(f, roots, None, args.seeds[0], products=["pcb"])
         result["finetune"] = {
-            "command": f"inspector train --data {' --data '.join(map(str, roots))} --product pcb --mode finetune "
+            "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
+            "--product pcb --mode finetune "
             "--input-size 128",
             "minutes": (time.time() - t) / 60,
             "table": summary([fr])["pcb"],
