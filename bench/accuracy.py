@@ -213,7 +213,8 @@ def markdown(r: dict) -> str:
         f = r["finetune"]
         by_type = ", ".join(f"{k} {100 * e:.0f} %" for k, e in f["table"].get("escape_by_type", {}).items())
         L += ["## Fine-tuning on pcb at 128 px (CPU)", "",
-              f"`{f['command']}` ({f['minutes']:.0f} min on this CPU, seed {r['seeds'][0]}); the last two backbone "
+              f"`{f['command']}` ({f['minutes']:.0f} min per seed on this CPU, seeds "
+              f"{f.get('seeds', r['seeds'][:1])}); the last two backbone "
               f"stages learn. Station decision: **{f['table'].get('parts')}**; station escape by defect type: "
               f"{by_type or '–'}.", "",
               "| method | escape | FRR (bound) | AUROC | type-F1 |", "|---|---|---|---|---|"]  # fmt: skip
@@ -400,13 +401,15 @@ def main() -> None:
         f = base.model_copy(deep=True)
         f.train.mode, f.model.input_size = "finetune", 128
         t = time.time()
-        fr = run(f, roots, None, args.seeds[0], products=["pcb"])
+        fruns = [run(f, roots, None, s, products=["pcb"]) for s in args.seeds]
+        result["raw_finetune"] = fruns
         result["finetune"] = {
             "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
             "--product pcb --mode finetune "
             "--input-size 128",
-            "minutes": (time.time() - t) / 60,
-            "table": summary([fr])["pcb"],
+            "minutes": (time.time() - t) / 60 / len(fruns),  # per seed
+            "seeds": args.seeds,
+            "table": summary(fruns)["pcb"],
         }
         save()
     if "peer" not in args.skip:

@@ -1,8 +1,8 @@
 """The OPC UA line adapter: the server runs in a process of its own, the handshake stays here.
 
 asyncua is pure Python; in the station's process every PLC or SCADA read took the GIL from the
-model (on the 2-core CPU a 2 ms polling cycle stretched the model's 88 ms per part to 131 ms).
-So the server process holds only the address space, and one pipe joins it to the station:
+model (on the 2-core CPU a PLC polling every 0.5 ms stretched the model's time per part to 181 ms,
+against 132 ms with the server in its own process; docs/service.md). So the server process holds only the address space, and one pipe joins it to the station:
 
 - station -> server: each handshake state with its recipe (manual and model version), the
   answers to calls, and ``stop``;
