@@ -2,7 +2,8 @@
 
 asyncua is pure Python; in the station's process every PLC or SCADA read took the GIL from the
 model (on the 2-core CPU a PLC polling every 0.5 ms stretched the model's time per part to 181 ms,
-against 132 ms with the server in its own process; docs/service.md). So the server process holds only the address space, and one pipe joins it to the station:
+against 132 ms with the server in its own process; docs/service.md). So the server process holds
+only the address space, and one pipe joins it to the station:
 
 - station -> server: each handshake state with its recipe (manual and model version), the
   answers to calls, and ``stop``;
@@ -227,7 +228,10 @@ class RemoteHandshake:
                 elif message[0] == "state":
                     self.state, self.recipes[message[1].product] = message[1], message[2]
                     for listener in self.listeners:
-                        listener(message[1])
+                        try:
+                            listener(message[1])
+                        except Exception:  # one bad update must not cut the server off from the station
+                            log.exception("could not show the station's state")
         except (EOFError, OSError):
             pass  # the station is gone
         finally:
