@@ -159,7 +159,7 @@ def markdown(r: dict) -> str:
         "type-F1 = macro-F1 of the named defect type on defect images.",
         "",
     ]
-    for section, table in (("shared data", r["main"]), ("demo (elpv-dataset solar cells)", r.get("demo", {}))):
+    for section, table in (("shared data", r.get("main", {})), ("demo (elpv-dataset solar cells)", r.get("demo", {}))):
         if not table:
             continue
         L += [f"## {section}", ""]
@@ -229,7 +229,7 @@ def markdown(r: dict) -> str:
               "| product | anomalib AUROC | ours (anomaly branch) | anomalib pixel AUROC | ours | anomalib images/s | "
               "ours (whole station) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for product, p in r["peer"].get("products", {}).items():
-            ours = r["main"].get(product, {}).get("anomaly", {})
+            ours = r.get("main", {}).get(product, {}).get("anomaly", {})
             L.append(
                 f"| {product} | {p.get('auroc', '–')} | {fmt(ours.get('auroc'))} | {p.get('pixel_auroc') or '–'} "
                 f"| {fmt(ours.get('pixel_auroc'))} | {p.get('images_per_s', '–')} | "
