@@ -6,9 +6,9 @@ both combined), each calibrated the same way on the calibration split: escape ra
 promised 1 % false-reject rate, measured FRR beside its target and its 95 % bound, image
 AUROC, pixel AUROC (magnetic-tile has masks), defect-type macro-F1, and images/s on this CPU.
 Then: the manual ablated (fused vs image-only), the anomaly view chosen on val among
-candidates (DINOv2 ViT-S/14 and EfficientNet-Lite0 at 448 px among them), fine-tuning on pcb
-at its native 128 px, and anomalib's PatchCore (bench/anomalib_peer.py, its own venv) on the
-same splits with the same pretrained weights.
+candidates (DINOv2 ViT-S/14 and EfficientNet-Lite0 at 448 px among them), fine-tuning
+(--finetune: pcb at its native 128 px by default), and anomalib's PatchCore
+(bench/anomalib_peer.py, its own venv) on the same splits with the same pretrained weights.
 
 Train teaches, val chooses (epoch, temperatures, views, deciding parts, scales), the
 calibration split sets the thresholds, test is only reported. Writes docs/RESULTS.md and
@@ -209,10 +209,9 @@ def markdown(r: dict) -> str:
             L += [f"- **{product}**: chose `{v['chosen']}`; {v['selected_on']}; test escape {v['test_escape']}, "
                   f"test AUROC {v['test_auroc']}"]  # fmt: skip
         L.append("")
-    if r.get("finetune"):
-        f = r["finetune"]
+    for product, f in finetuned(r).items():
         by_type = ", ".join(f"{k} {100 * e:.0f} %" for k, e in f["table"].get("escape_by_type", {}).items())
-        L += ["## Fine-tuning on pcb at 128 px (CPU)", "",
+        L += [f"## Fine-tuning on {product} at {f.get('input_size', 128)} px (CPU)", "",
               f"`{f['command']}` ({f['minutes']:.0f} min per seed on this CPU, seeds "
               f"{f.get('seeds', r['seeds'][:1])}); the last two backbone "
               f"stages learn. Station decision: **{f['table'].get('parts')}**; station escape by defect type: "
@@ -242,12 +241,20 @@ def markdown(r: dict) -> str:
     return "\n".join(L)
 
 
+def finetuned(r: dict) -> dict[str, dict]:
+    """Fine-tuning sections by product (results written before 2026-12-02 hold pcb's alone)."""
+    f = r.get("finetune") or {}
+    return {"pcb": f} if "table" in f else f
+
+
 def assessment(r: dict) -> list[str]:
     """Each target of the issue against the station's measured (mean) test number."""
     tables = {**r.get("main", {}), **r.get("demo", {})}
-    if r.get("finetune"):  # not the default settings: its own rows, named so
-        tables["pcb (fine-tuned at 128 px)"] = r["finetune"]["table"]
-    targets = [*TARGETS, *[("pcb (fine-tuned at 128 px)", k, g, h) for p, k, g, h in TARGETS if p == "pcb"]]
+    targets = list(TARGETS)
+    for product, f in finetuned(r).items():  # not the default settings: its own rows, named so
+        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px)"
+        tables[name] = f["table"]
+        targets += [(name, k, g, h) for p, k, g, h in TARGETS if p == product]
     L = ["## Against the targets", "", "| product | metric | target | measured | met |", "|---|---|---|---|---|"]
     for product, key, goal, how in targets:
         cell = tables.get(product, {}).get("station", {}).get(key)
@@ -289,6 +296,13 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
     return [*(p for p in product_folders(data) if p.name != "pcb"), folder]
 
 
+def product_size(text: str) -> tuple[str, int]:
+    product, _, size = text.rpartition(":")
+    if not product or not size.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX, e.g. pcb:128")
+    return product, int(size)
+
+
 def main() -> None:
     keep_freed_memory()  # as the inspector's commands do: the station's speed, not the allocator's
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,6 +327,14 @@ def main() -> None:
         type=Path,
         help="a checkout of tangsanli5201/DeepPCB: pcb's good parts then include defect-free windows of the "
         "tested boards (bench/pcb_tested_windows.py), as its template crops alone flatter every model",
+    )
+    ap.add_argument(
+        "--finetune",
+        nargs="+",
+        type=product_size,
+        default=[("pcb", 128)],
+        metavar="PRODUCT:PX",
+        help="products fine-tuned (last two backbone stages learn) and their classifier input side (default pcb:128)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
@@ -397,21 +419,23 @@ def main() -> None:
             }
             save()
     if "finetune" not in args.skip:
-        log("fine-tuning on pcb at 128 px")
-        f = base.model_copy(deep=True)
-        f.train.mode, f.model.input_size = "finetune", 128
-        t = time.time()
-        fruns = [run(f, roots, None, s, products=["pcb"]) for s in args.seeds]
-        result["raw_finetune"] = fruns
-        result["finetune"] = {
-            "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
-            "--product pcb --mode finetune "
-            "--input-size 128",
-            "minutes": (time.time() - t) / 60 / len(fruns),  # per seed
-            "seeds": args.seeds,
-            "table": summary(fruns)["pcb"],
-        }
-        save()
+        result["finetune"] = finetuned(result) if args.only else {}
+        for product, size in args.finetune:
+            log(f"fine-tuning on {product} at {size} px")
+            f = base.model_copy(deep=True)
+            f.train.mode, f.model.input_size = "finetune", size
+            t = time.time()
+            fruns = [run(f, roots, None, s, products=[product]) for s in args.seeds]
+            result[f"raw_finetune_{product}"] = fruns
+            result["finetune"][product] = {
+                "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
+                f"--product {product} --mode finetune --input-size {size}",
+                "input_size": size,
+                "minutes": (time.time() - t) / 60 / len(fruns),  # per seed
+                "seeds": args.seeds,
+                "table": summary(fruns)[product],
+            }
+            save()
     if "peer" not in args.skip:
         log("anomalib PatchCore in its own venv")
         peer = subprocess.run(

@@ -31,11 +31,19 @@ from inspector.images import DRAFT_SIZE, load_image
 from inspector.parts.anomaly import AnomalyPart, view_of
 from inspector.settings import AnomalySettings
 from inspector.text_bank import TextBank
-from models.anomaly import MemoryBanks, PatchExtractor, RegionTypeHead, create_patch_extractor, greedy_coreset
+from models.anomaly import (
+    MemoryBanks,
+    PatchExtractor,
+    RegionTypeHead,
+    create_patch_extractor,
+    greedy_coreset,
+    view_shape,
+)
 from models.card import AnomalySpec, AnomalyView
 from models.decision import auroc, low_frr_escape
 
 MAX_SIZE_RATIO = 16.0  # a good image this many times larger (or smaller) in area than the median is refused
+SAME_VIEW = 0.125  # candidate views whose input sides differ by at most this share are one candidate
 
 
 class FeatureMemo:
@@ -180,6 +188,26 @@ def parse_candidate(text: str, sizes: list[tuple[int, int]]) -> AnomalyView:
     if m := re.fullmatch(r"scale([\d.]+)(?:max(\d+))?", how):
         return AnomalyView(backbone=backbone, resize="scale", scale=float(m.group(1)), size=int(m.group(2) or 1024))
     raise DataError(f"anomaly view '{text}': use <extractor>@auto, @fit<px> or @scale<factor>[max<px>]")
+
+
+def distinct_views(views: list[AnomalyView], sizes: list[tuple[int, int]], product: str) -> list[AnomalyView]:
+    """The candidates less those that feed the same extractor nearly the same pixels as an earlier one
+    (each side within ``SAME_VIEW``, at the product's median image size): building a bank for such a
+    twin costs as much as the first and can only differ by chance on val."""
+    h, w = int(median(s[0] for s in sizes)), int(median(s[1] for s in sizes))
+    kept: list[tuple[AnomalyView, tuple[int, int]]] = []
+    for view in views:
+        shape = view_shape(h, w, view, 1)
+        twin = next((k for k, ks in kept if k.backbone == view.backbone and _close(ks, shape)), None)
+        if twin is None:
+            kept.append((view, shape))
+        else:
+            print(f"{product}: {view.label} left out, nearly the same input as {twin.label}")
+    return [v for v, _ in kept]
+
+
+def _close(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return all(abs(x - y) <= SAME_VIEW * max(x, y) for x, y in zip(a, b, strict=True))
 
 
 def auto_view(backbone: str, sizes: list[tuple[int, int]]) -> AnomalyView:
@@ -355,8 +383,8 @@ def fit_anomaly(
         val = [s for s in ds.split("val") if s.product == product]
         val_defect = np.array([s.is_defect for s in val])
         tried: list[_Tried] = []
-        for text in wanted:
-            view = parse_candidate(text, sizes)
+        views = distinct_views([parse_candidate(text, sizes) for text in wanted], sizes, product)
+        for view in views:
             if view.backbone not in extractors:
                 made = create_patch_extractor(view.backbone).to(device)
                 extractors[view.backbone] = made if memo is None else MemoExtractor(made, memo)
@@ -372,7 +400,7 @@ def fit_anomaly(
                 view=view, bank_patches=len(bank), bank_images=len(good), build_seconds=round(seconds, 1)
             )
             rank, note = (0.0, 0.0, 0.0), f"{view.label} (the only candidate)"
-            if len(wanted) > 1 and val_defect.any() and (~val_defect).any():
+            if len(views) > 1 and val_defect.any() and (~val_defect).any():
                 part = AnomalyPart({view.backbone: ext}, {view.backbone: one}, {product: view}, {}, None, device)
                 t = time.perf_counter()
                 scores = _score(part, product, val, max_pixels)

@@ -1,0 +1,26 @@
+"""Candidate anomaly views are parsed from the product's image sizes, and a candidate that feeds
+the extractor nearly the same pixels as an earlier one is not built twice."""
+
+from __future__ import annotations
+
+from inspector.anomaly_fit import distinct_views, parse_candidate
+
+
+def _views(texts: list[str], sizes: list[tuple[int, int]]):
+    return distinct_views([parse_candidate(t, sizes) for t in texts], sizes, "part")
+
+
+def test_a_near_twin_view_is_left_out_and_said(capsys):
+    cells = [(300, 300)] * 4  # the demo's solar cells: auto is a 288 px square, 320 px is 11 % more
+    kept = _views(["efficientnet_lite0@auto", "efficientnet_lite0@fit320"], cells)
+    assert [v.label for v in kept] == ["efficientnet_lite0@fit288"]
+    assert "efficientnet_lite0@fit320 left out" in capsys.readouterr().out
+
+
+def test_views_that_differ_or_use_another_extractor_are_all_kept():
+    bottles = [(448, 448)] * 4  # auto is 448 px: 320 px is another input
+    assert len(_views(["efficientnet_lite0@auto", "efficientnet_lite0@fit320"], bottles)) == 2
+    tiles = [(250, 600), (230, 620), (400, 300)]  # shapes vary: auto keeps them, fit320 squeezes
+    assert len(_views(["efficientnet_lite0@auto", "efficientnet_lite0@fit320"], tiles)) == 2
+    cells = [(300, 300)] * 4
+    assert len(_views(["efficientnet_lite0@fit288", "dinov2_vits14@fit288"], cells)) == 2
