@@ -211,9 +211,11 @@ def markdown(r: dict) -> str:
         L.append("")
     for product, f in finetuned(r).items():
         by_type = ", ".join(f"{k} {100 * e:.0f} %" for k, e in f["table"].get("escape_by_type", {}).items())
+        most = f", at most {f['epochs']} epochs" if "epochs" in f else ""
         L += [f"## Fine-tuning on {product} at {f.get('input_size', 128)} px (CPU)", "",
               f"`{f['command']}` ({f['minutes']:.0f} min per seed on this CPU, seeds "
-              f"{f.get('seeds', r['seeds'][:1])}); the last two backbone "
+              f"{f.get('seeds', r['seeds'][:1])}{most}); "
+              "the last two backbone "
               f"stages learn. Station decision: **{f['table'].get('parts')}**; station escape by defect type: "
               f"{by_type or '–'}.", "",
               "| method | escape | FRR (bound) | AUROC | type-F1 |", "|---|---|---|---|---|"]  # fmt: skip
@@ -258,13 +260,13 @@ def assessment(r: dict) -> list[str]:
     L = ["## Against the targets", "", "| product | metric | target | measured | met |", "|---|---|---|---|---|"]
     for product, key, goal, how in targets:
         cell = tables.get(product, {}).get("station", {}).get(key)
+        pct = key == "escape_rate"
+        bound = f"{'≤' if how == 'max' else '≥'} {fmt([goal, 0, 1], pct)}"
         if cell is None:
-            L.append(f"| {product} | {key} | {goal} | not measured | – |")
+            L.append(f"| {product} | {key} | {bound} | not measured | – |")
             continue
         ok = cell[0] <= goal if how == "max" else cell[0] >= goal
-        pct = key == "escape_rate"
-        L.append(f"| {product} | {key} | {'≤' if how == 'max' else '≥'} {fmt([goal, 0, 1], pct)} | "
-                 f"{fmt(cell, pct)} | {'yes' if ok else '**no**'} |")  # fmt: skip
+        L.append(f"| {product} | {key} | {bound} | {fmt(cell, pct)} | {'yes' if ok else '**no**'} |")
     for product, t in tables.items():
         m = t.get("station", {})
         if m.get("frr_bound"):
@@ -296,11 +298,12 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
     return [*(p for p in product_folders(data) if p.name != "pcb"), folder]
 
 
-def product_size(text: str) -> tuple[str, int]:
-    product, _, size = text.rpartition(":")
-    if not product or not size.isdigit():
-        raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX, e.g. pcb:128")
-    return product, int(size)
+def product_size(text: str) -> tuple[str, int, int | None]:
+    """'pcb:128' or 'magnetic-tile:320:12' (product, input side, epochs: None = the default)."""
+    product, size, *epochs = text.split(":")
+    if not product or not size.isdigit() or len(epochs) > 1 or not all(e.isdigit() for e in epochs):
+        raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX[:EPOCHS], e.g. pcb:128")
+    return product, int(size), int(epochs[0]) if epochs else None
 
 
 def main() -> None:
@@ -332,9 +335,10 @@ def main() -> None:
         "--finetune",
         nargs="+",
         type=product_size,
-        default=[("pcb", 128)],
-        metavar="PRODUCT:PX",
-        help="products fine-tuned (last two backbone stages learn) and their classifier input side (default pcb:128)",
+        default=[("pcb", 128, None)],
+        metavar="PRODUCT:PX[:EPOCHS]",
+        help="products fine-tuned (last two backbone stages learn), their classifier input side and epochs "
+        "(default pcb:128, 30 epochs)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
@@ -420,17 +424,19 @@ def main() -> None:
             save()
     if "finetune" not in args.skip:
         result["finetune"] = finetuned(result) if args.only else {}
-        for product, size in args.finetune:
+        for product, size, epochs in args.finetune:
             log(f"fine-tuning on {product} at {size} px")
             f = base.model_copy(deep=True)
             f.train.mode, f.model.input_size = "finetune", size
+            f.train.epochs = epochs or f.train.epochs
             t = time.time()
             fruns = [run(f, roots, None, s, products=[product]) for s in args.seeds]
             result[f"raw_finetune_{product}"] = fruns
             result["finetune"][product] = {
                 "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
-                f"--product {product} --mode finetune --input-size {size}",
+                f"--product {product} --mode finetune --input-size {size}" + (f" --epochs {epochs}" if epochs else ""),
                 "input_size": size,
+                "epochs": f.train.epochs,
                 "minutes": (time.time() - t) / 60 / len(fruns),  # per seed
                 "seeds": args.seeds,
                 "table": summary(fruns)[product],
