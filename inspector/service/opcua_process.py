@@ -146,7 +146,7 @@ class OpcUaProcess:
             return ("", "")
 
     def _on_state(self, state: HandshakeState) -> None:
-        self._outbox.put(("state", state, self._recipe(state)))  # never blocks the handshake
+        self._outbox.put(("state", state))  # never blocks the handshake: its recipe is read on sending
 
     def _send_loop(self) -> None:
         while True:
@@ -159,6 +159,8 @@ class OpcUaProcess:
                     return
                 if message[0] == "state" and i != last_state:
                     continue  # only the newest state matters
+                if message[0] == "state":  # read here, off the trigger path: the recipe as it is now
+                    message = ("state", message[1], self._recipe(message[1]))
                 try:
                     self._conn.send(message)
                 except (OSError, ValueError):  # the process is gone: its successor starts from the state
