@@ -383,7 +383,9 @@ def fit_anomaly(
         val = [s for s in ds.split("val") if s.product == product]
         val_defect = np.array([s.is_defect for s in val])
         tried: list[_Tried] = []
-        views = distinct_views([parse_candidate(text, sizes) for text in wanted], sizes, product)
+        candidates = [parse_candidate(text, sizes) for text in wanted]
+        views = distinct_views(candidates, sizes, product)
+        twins = ", ".join(v.label for v in candidates if v not in views)
         for view in views:
             if view.backbone not in extractors:
                 made = create_patch_extractor(view.backbone).to(device)
@@ -400,6 +402,8 @@ def fit_anomaly(
                 view=view, bank_patches=len(bank), bank_images=len(good), build_seconds=round(seconds, 1)
             )
             rank, note = (0.0, 0.0, 0.0), f"{view.label} (the only candidate)"
+            if twins:
+                note = f"{view.label} (the only candidate; {twins} left out: nearly the same input)"
             if len(views) > 1 and val_defect.any() and (~val_defect).any():
                 part = AnomalyPart({view.backbone: ext}, {view.backbone: one}, {product: view}, {}, None, device)
                 t = time.perf_counter()

@@ -4,6 +4,8 @@ the extractor nearly the same pixels as an earlier one is not built twice."""
 from __future__ import annotations
 
 from inspector.anomaly_fit import distinct_views, parse_candidate
+from inspector.settings import Settings
+from inspector.training import train_model
 
 
 def _views(texts: list[str], sizes: list[tuple[int, int]]):
@@ -24,3 +26,13 @@ def test_views_that_differ_or_use_another_extractor_are_all_kept():
     assert len(_views(["efficientnet_lite0@auto", "efficientnet_lite0@fit320"], tiles)) == 2
     cells = [(300, 300)] * 4
     assert len(_views(["efficientnet_lite0@fit288", "dinov2_vits14@fit288"], cells)) == 2
+
+
+def test_the_card_says_which_twin_was_left_out(synthetic_root, home):
+    s = Settings(home=home)
+    s.model.classifier = False  # the anomaly branch alone
+    s.anomaly.candidates = ["efficientnet_lite0@auto", "efficientnet_lite0@fit240"]  # 96 px parts: auto is 256
+    card = train_model(s, [synthetic_root], None, progress=False)
+    spec = card.products["washer"].anomaly
+    assert spec.view.label == "efficientnet_lite0@fit256"
+    assert "efficientnet_lite0@fit240 left out" in spec.selected_on
