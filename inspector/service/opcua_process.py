@@ -157,9 +157,10 @@ class OpcUaProcess:
             for i, message in enumerate(batch):
                 if message is None:
                     return
-                if message[0] == "state" and i != last_state:
-                    continue  # only the newest state matters
-                if message[0] == "state":  # read here, off the trigger path: the recipe as it is now
+                if message[0] == "state":
+                    if i != last_state:
+                        continue  # only the newest state matters
+                    # its recipe is read here, off the trigger path: the recipe as it is now
                     message = ("state", message[1], self._recipe(message[1]))
                 try:
                     self._conn.send(message)
