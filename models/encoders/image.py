@@ -30,6 +30,7 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.name, self.backbone, self.dim, self.input_size = name, backbone, dim, input_size
         self.mean, self.std, self.prefix_tokens = mean, std, prefix_tokens
+        self._frozen_norms: list[nn.Module] = []
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.backbone.forward_features(x)
@@ -42,14 +43,27 @@ class ImageEncoder(nn.Module):
     def freeze(self, trainable_stages: int = 0) -> None:
         """Freeze the backbone, leaving its last ``trainable_stages`` stages (and the final norm) trainable."""
         self.backbone.requires_grad_(False)
-        if trainable_stages <= 0:
-            return
-        stages = list(self.backbone.blocks)
-        for stage in stages[-trainable_stages:]:
-            stage.requires_grad_(True)
-        for tail in ("conv_head", "bn2", "norm"):  # the layers after the last stage
-            if hasattr(self.backbone, tail):
-                getattr(self.backbone, tail).requires_grad_(True)
+        if trainable_stages > 0:
+            stages = list(self.backbone.blocks)
+            for stage in stages[-trainable_stages:]:
+                stage.requires_grad_(True)
+            for tail in ("conv_head", "bn2", "norm"):  # the layers after the last stage
+                if hasattr(self.backbone, tail):
+                    getattr(self.backbone, tail).requires_grad_(True)
+        # a frozen stage's BatchNorm in train mode would normalise by each batch and overwrite
+        # its running statistics, so the "frozen" features would drift under the learning stages
+        self._frozen_norms = [
+            m
+            for m in self.backbone.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters())
+        ]
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        for norm in self._frozen_norms:
+            norm.eval()
+        return self
 
 
 IMAGE_ENCODERS: Registry[ImageEncoder] = Registry("image encoder")

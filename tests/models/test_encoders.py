@@ -56,3 +56,17 @@ def test_minilm_ranks_related_defect_text_first():
     assert v.shape == (3, 384)
     sim = v @ v.T
     assert sim[0, 1] > 0.5 > 0.2 > sim[0, 2]  # the reference numbers are 0.604 and 0.084
+
+
+def test_fine_tuning_leaves_the_frozen_stages_batchnorm_statistics_alone():
+    enc = create_image_encoder("efficientnet_lite0", pretrained=False)
+    enc.freeze(trainable_stages=2)
+    enc.train()
+    stages = list(enc.backbone.blocks)
+    frozen, learning = stages[0][0].bn1, stages[-1][0].bn1
+    before_frozen, before_learning = frozen.running_mean.clone(), learning.running_mean.clone()
+    enc(torch.rand(4, 3, 96, 96) * 4 - 2)  # a batch far from the statistics both norms hold
+    assert not frozen.training and torch.equal(frozen.running_mean, before_frozen)
+    assert learning.training and not torch.equal(learning.running_mean, before_learning)
+    enc.eval()
+    assert not learning.training
