@@ -40,7 +40,7 @@ from inspector.dataset import product_folders
 from inspector.demo import build_demo
 from inspector.engine import Engine
 from inspector.runtime import keep_freed_memory
-from inspector.settings import Settings
+from inspector.settings import Settings, TrainSettings
 from inspector.training import prepare, train_model
 
 # Issue #13's targets (test split, default settings, CPU): (product, metric, goal, "max" | "min").
@@ -338,7 +338,7 @@ def main() -> None:
         default=[("pcb", 128, None)],
         metavar="PRODUCT:PX[:EPOCHS]",
         help="products fine-tuned (last two backbone stages learn), their classifier input side and epochs "
-        "(default pcb:128, 30 epochs)",
+        f"(default pcb:128, {TrainSettings().epochs} epochs)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
