@@ -19,7 +19,7 @@ import numpy as np
 
 from inspector.dataset import IMAGE_SUFFIXES
 from inspector.errors import DataError
-from inspector.service.handshake import TIMEOUT
+from inspector.service.line_state import TIMEOUT
 
 
 @dataclass

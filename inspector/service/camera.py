@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 import cv2
 
 from inspector.errors import InspectorError
-from inspector.service.handshake import Handshake, TriggerRefused
+from inspector.service.handshake import Handshake
+from inspector.service.line_state import TriggerRefused
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, QueueFullError
 

@@ -22,19 +22,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from inspector.errors import UnknownProductError
-from inspector.service.line_state import (  # noqa: F401 (the codes, re-exported for callers)
+from inspector.service.line_state import (
     BUSY,
     ERROR,
     FAULT,
     NO_IMAGE,
     OVERLOADED,
     PASS,
-    STATES,
     STOPPED,
     TIMEOUT,
     UNKNOWN_PRODUCT,
     UNNAMED,
-    Counters,
     HandshakeState,
     LineResult,
     TriggerRefused,

@@ -15,7 +15,8 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from inspector.errors import UnknownProductError
 from inspector.service.fields import field_problem
-from inspector.service.handshake import NO_IMAGE, STOPPED, UNKNOWN_PRODUCT, Handshake, TriggerRefused
+from inspector.service.handshake import Handshake
+from inspector.service.line_state import NO_IMAGE, STOPPED, UNKNOWN_PRODUCT, TriggerRefused
 from inspector.service.spool import Job
 from inspector.service.worker import InspectionWorker, QueueFullError
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
-from inspector.service.handshake import HandshakeState, result_code
+from inspector.service.handshake import result_code
+from inspector.service.line_state import HandshakeState
 from inspector.service.spool import Job
 from inspector.service.worker import Outcome
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from inspector.service import handshake as hs
+from inspector.service import line_state as ls
 from inspector.service.app import asgi_app
 from inspector.store import Inspection
 from inspector.store.session import session_factory
@@ -48,9 +49,9 @@ def test_a_part_inside_its_window_gets_its_verdict_and_code(running):
     types = running.worker.engine.defect_types("washer")
     assert types == ["scratch", "spot"]
     assert r.result_code == (0 if r.verdict == "accept" else 1 + types.index(r.defect_type))
-    with pytest.raises(hs.TriggerRefused) as busy:  # the result not acknowledged yet
+    with pytest.raises(ls.TriggerRefused) as busy:  # the result not acknowledged yet
         h.trigger(png_bytes("ok"))
-    assert busy.value.code == hs.BUSY
+    assert busy.value.code == ls.BUSY
     h.acknowledge()
     assert h.snapshot().ready
     rows = stored(running)
@@ -71,16 +72,16 @@ def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored
     h.select_product("washer")
     h.start()
     results = [h.trigger(png_bytes("ok", seed=i), part_serial=f"SN-{i}", acknowledge=i < 2) for i in range(3)]
-    assert [(r.verdict, r.result_code, r.late) for r in results] == [("reject", hs.TIMEOUT, True)] * 3
+    assert [(r.verdict, r.result_code, r.late) for r in results] == [("reject", ls.TIMEOUT, True)] * 3
     assert all(r.latency_ms < 400 for r in results)  # answered at the window, not when the model finished
     state = h.snapshot()
-    assert state.state == "fault" and state.counters.timeouts == 3 and state.error_code == hs.FAULT
+    assert state.state == "fault" and state.counters.timeouts == 3 and state.error_code == ls.FAULT
     assert state.result_valid and state.result == results[2]  # the third part's reject still reaches the PLC
     assert state.system_state == "Error" and not state.ready
     h.acknowledge()
-    with pytest.raises(hs.TriggerRefused) as fault:
+    with pytest.raises(ls.TriggerRefused) as fault:
         h.trigger(png_bytes("ok"))
-    assert fault.value.code == hs.FAULT
+    assert fault.value.code == ls.FAULT
     wait_for(lambda: h.snapshot().counters.late_stored == 3)
     rows = stored(running)
     assert sorted(x.uuid for x in rows) == sorted(r.inspection_id for r in results)  # one row per part
@@ -91,16 +92,16 @@ def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored
 
 def test_unknown_product_and_stopped_station_are_refused_and_store_nothing(running):
     h = running.handshake
-    with pytest.raises(hs.TriggerRefused) as stopped:
+    with pytest.raises(ls.TriggerRefused) as stopped:
         h.trigger(png_bytes("ok"), product="washer")
-    assert stopped.value.code == hs.STOPPED
+    assert stopped.value.code == ls.STOPPED
     h.start()
-    with pytest.raises(hs.TriggerRefused) as unknown:
+    with pytest.raises(ls.TriggerRefused) as unknown:
         h.trigger(png_bytes("ok"), product="no-such-part")
-    assert unknown.value.code == hs.UNKNOWN_PRODUCT
-    with pytest.raises(hs.TriggerRefused) as no_image:
+    assert unknown.value.code == ls.UNKNOWN_PRODUCT
+    with pytest.raises(ls.TriggerRefused) as no_image:
         h.trigger(None, product="washer")
-    assert no_image.value.code == hs.NO_IMAGE
+    assert no_image.value.code == ls.NO_IMAGE
     assert h.snapshot().state == "ready" and stored(running) == []
 
 
@@ -110,9 +111,9 @@ def test_http_triggers_go_through_the_same_handshake(service):
         ok = client.post("/v1/trigger?product=washer&part_serial=H-1", content=png_bytes("spot"))
         assert ok.status_code == 200, ok.text
         body = ok.json()
-        assert body["part_serial"] == "H-1" and body["result_code"] in (0, 1, 2, hs.UNNAMED)
+        assert body["part_serial"] == "H-1" and body["result_code"] in (0, 1, 2, ls.UNNAMED)
         unknown = client.post("/v1/trigger?product=nope", content=png_bytes("spot"))
-        assert unknown.status_code == 404 and unknown.json()["code"] == hs.UNKNOWN_PRODUCT
+        assert unknown.status_code == 404 and unknown.json()["code"] == ls.UNKNOWN_PRODUCT
         assert client.get("/v1/health").status_code == 200  # and the station keeps serving
     assert service.handshake.snapshot().counters.results == 1
 
@@ -125,7 +126,7 @@ def test_an_overloaded_station_rejects_failsafe_and_still_stores_the_part(runnin
     h = running.handshake
     h.start()
     r = h.trigger(png_bytes("ok"), part_serial="OV-1", product="washer", acknowledge=True)
-    assert (r.verdict, r.result_code, r.late) == ("reject", hs.OVERLOADED, False)
+    assert (r.verdict, r.result_code, r.late) == ("reject", ls.OVERLOADED, False)
     rows = stored(running)
     assert [(x.uuid, x.verdict, x.part_serial) for x in rows] == [(r.inspection_id, "error", "OV-1")]
     assert "queue is full" in rows[0].error

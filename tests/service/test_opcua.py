@@ -18,7 +18,7 @@ import pytest
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import BadIdentityTokenRejected, BadUserAccessDenied
 
-from inspector.service import handshake as hs
+from inspector.service import line_state as ls
 from inspector.service.opcua import NAMESPACE
 from inspector.service.opcua_process import OpcUaProcess, from_settings
 from inspector.services import create_user
@@ -94,7 +94,7 @@ def test_a_plc_runs_the_handshake_and_reads_the_result(server, service):
             code = await (await node(c, *vs, "RecipeManagement")).call_method(
                 f"{await c.get_namespace_index(NAMESPACE)}:ActivateRecipe", "no-such-part"
             )
-            assert code == hs.UNKNOWN_PRODUCT
+            assert code == ls.UNKNOWN_PRODUCT
             code = await (await node(c, *vs, "RecipeManagement")).call_method(
                 f"{await c.get_namespace_index(NAMESPACE)}:ActivateRecipe", "washer"
             )
@@ -120,7 +120,7 @@ def test_a_plc_runs_the_handshake_and_reads_the_result(server, service):
             out = await (await node(c, *vs)).call_method(
                 f"{idx}:StartSingleJob", "SN-X", ua.Variant(png_bytes("ok"), ua.VariantType.ByteString)
             )
-            assert out[0] == hs.BUSY
+            assert out[0] == ls.BUSY
             await trigger.write_value(False)  # the PLC acknowledges
             await until(ready, True)
             assert await valid.read_value() is False
@@ -134,7 +134,7 @@ def test_a_plc_runs_the_handshake_and_reads_the_result(server, service):
     assert res["PartSerial"] == "SN-OPC-1" and res["Late"] is False and res["TriggerCount"] == 1
     assert res["Verdict"] in ("accept", "review", "reject")
     assert (res["ResultCode"] == 0) == (res["Verdict"] == "accept")
-    assert single[0] in (0, 1, 2, hs.UNNAMED) and single[1] in ("accept", "review", "reject")
+    assert single[0] in (0, 1, 2, ls.UNNAMED) and single[1] in ("accept", "review", "reject")
 
     from sqlalchemy import select
 
