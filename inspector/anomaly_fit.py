@@ -281,13 +281,30 @@ def patch_pools(
 
 
 def coreset_bank(
-    pools: list[torch.Tensor], cfg: AnomalySettings, start: torch.Tensor | None = None, n: int | None = None
+    pools: list[torch.Tensor],
+    cfg: AnomalySettings,
+    start: torch.Tensor | None = None,
+    n: int | None = None,
+    memo: FeatureMemo | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """-> (the bank [n, D], its rows' indices into the concatenated pools, in greedy order)."""
+    """-> (the bank [n, D], its rows' indices into the concatenated pools, in greedy order).
+
+    ``memo``: a selection already made on the very same patches is taken from it; the greedy is
+    deterministic, so the bank is the one it would build again (the demo's retraining rebuilds
+    the banks of products whose good images did not change, a minute of CPU each)."""
     x = torch.cat(pools)
     n = n or min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x))))
-    idx = greedy_coreset(x, n, start=start)
-    return x[idx].cpu(), idx
+    key = ("coreset", n, _digest(x), None if start is None else _digest(start)) if memo is not None else None
+    idx = memo.get(key) if memo is not None else None
+    if idx is None:
+        idx = greedy_coreset(x, n, start=start)
+        if memo is not None:
+            memo.put(key, idx.cpu())
+    return x[idx].cpu(), idx.to(x.device)
+
+
+def _digest(t: torch.Tensor) -> bytes:
+    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
 
 
 def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
@@ -304,7 +321,11 @@ def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
 
 
 def cross_fit(
-    pools: dict[Path, torch.Tensor], calibration: list[Sample], cfg: AnomalySettings, full: torch.Tensor
+    pools: dict[Path, torch.Tensor],
+    calibration: list[Sample],
+    cfg: AnomalySettings,
+    full: torch.Tensor,
+    memo: FeatureMemo | None = None,
 ) -> list[Fold]:
     """One bank per fold of the calibration parts, from every pooled image outside the fold.
 
@@ -326,7 +347,7 @@ def cross_fit(
             continue
         renumber = torch.cumsum(keep, 0) - 1  # row in the full pool -> row in the fold's pool
         start = renumber[full[keep[full]]]
-        bank, _ = coreset_bank([v for p, v in pools.items() if p not in held], cfg, start, len(full))
+        bank, _ = coreset_bank([v for p, v in pools.items() if p not in held], cfg, start, len(full), memo)
         out.append(Fold(held, frozenset(p for p in pools if p not in held), bank))
     return out
 
@@ -394,7 +415,7 @@ def fit_anomaly(
             kept_before = len(memo.keys()) if memo is not None else 0  # nothing is forgotten until all are tried
             start = time.perf_counter()
             pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress)
-            bank, rows = coreset_bank(list(pools.values()), cfg)
+            bank, rows = coreset_bank(list(pools.values()), cfg, memo=memo)
             seconds = time.perf_counter() - start
             one = MemoryBanks(ext.dim, device=device)
             one.add(product, bank)
@@ -424,7 +445,7 @@ def fit_anomaly(
         banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
         specs[product] = spec
         start = time.perf_counter()
-        folds[product] = cross_fit(pools, calibration, cfg, rows)
+        folds[product] = cross_fit(pools, calibration, cfg, rows, memo)
         if folds[product]:
             print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration parts, "
                   f"{time.perf_counter() - start:.0f} s")  # fmt: skip

@@ -180,6 +180,7 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
     if run["status"] == "finished":
         verdict = "promoted" if run["promoted"] else "kept as a candidate, the champion stays"
         print(f"  challenger #{run['challenger']} {verdict}: {run['reason']}")
+        print("  took " + ", ".join(f"{k} {v:.0f} s" for k, v in run["seconds"].items()))
     else:
         print(f"  retraining {run['status']}: {run['reason']}")
 

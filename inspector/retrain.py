@@ -26,6 +26,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -258,10 +259,13 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
         raise DataError("the champion's card names no training data: set retrain.data (INSPECTOR_RETRAIN__DATA)")
     run_dir = settings.home / "retrain" / f"run-{run_id}"
     shutil.rmtree(run_dir, ignore_errors=True)
+    clock = time.perf_counter()
     with sessions() as s:
         counts = write_run_dataset(s, ImageStore(settings.images_dir), roots, run_dir, settings.retrain.holdout)
+    seconds = {"dataset": time.perf_counter() - clock}
     out = settings.models_dir / f"challenger-{run_id}"
     card = train_model(_settings_like(settings, champ_engine.card), [run_dir], out, progress=False)
+    seconds["training"] = time.perf_counter() - clock - seconds["dataset"]
     chall_engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
     for engine in (champ_engine, chall_engine):
         reuse_patch_features(engine.parts.get("anomaly"))
@@ -273,6 +277,9 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
         name: {"golden": decision_outcomes(engine, golden), "recent": decision_outcomes(engine, recent)}
         for name, engine in (("champion", champ_engine), ("challenger", chall_engine))
     }
+    seconds["comparison"] = time.perf_counter() - clock - seconds["dataset"] - seconds["training"]
+    seconds = {k: round(v, 1) for k, v in seconds.items()}
+    log.info("retraining run %s: %s s", run_id, seconds)
     metrics = {name: {k: scores(v) for k, v in o.items()} for name, o in outcomes.items()}
     comparison = compare(outcomes["champion"], outcomes["challenger"])
     metrics["challenger"]["vs_champion"] = comparison
@@ -296,7 +303,7 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
             reason=reason,
         )
     return {"run": run_id, "status": "finished", "promoted": promote, "reason": reason, "challenger": mv.id,
-            "counts": counts, "metrics": metrics}  # fmt: skip
+            "counts": counts, "metrics": metrics, "seconds": seconds}  # fmt: skip
 
 
 def _source_is(sample: Sample, source: str) -> bool:

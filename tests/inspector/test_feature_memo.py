@@ -49,3 +49,39 @@ def test_training_extracts_each_image_once_per_view(synthetic_root, home, monkey
         training.train_model(s, [synthetic_root], None, progress=False)
     assert repeats == 0  # banks, val, calibration, type heads and test: once each
     assert len(seen) == len(set(seen))  # the second training extracted nothing it had seen
+
+
+def test_a_retraining_on_unchanged_good_images_reuses_the_coreset_and_builds_the_same_bank(monkeypatch):
+    from inspector import anomaly_fit
+    from inspector.settings import AnomalySettings
+
+    calls: list[int] = []
+    greedy = anomaly_fit.greedy_coreset
+    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    g = torch.Generator().manual_seed(0)
+    pools = [torch.randn(50, 8, generator=g) for _ in range(10)]
+    cfg, memo = AnomalySettings(bank_size=60), FeatureMemo()
+    bank, rows = anomaly_fit.coreset_bank(pools, cfg, memo=memo)
+    again, rows_again = anomaly_fit.coreset_bank([p.clone() for p in pools], cfg, memo=memo)
+    assert len(calls) == 1 and torch.equal(bank, again) and torch.equal(rows, rows_again)
+    anomaly_fit.coreset_bank([*pools, torch.randn(50, 8, generator=g)], cfg, memo=memo)  # one more good image
+    anomaly_fit.coreset_bank(pools, cfg, start=rows[:10], memo=memo)  # another start: another selection
+    assert len(calls) == 3
+
+
+def test_the_second_training_in_one_command_selects_no_coreset_again(synthetic_root, home, monkeypatch):
+    from inspector import anomaly_fit
+
+    calls: list[int] = []
+    greedy = anomaly_fit.greedy_coreset
+    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    s = Settings(home=home)
+    s.train.epochs, s.train.views = 3, 1
+    with remember_patch_features(s.anomaly.memo_mb):
+        card = training.train_model(s, [synthetic_root], None, progress=False)
+        first = len(calls)
+        s.anomaly.views = {p: info.anomaly.view.label for p, info in card.products.items() if info.anomaly}
+        again = training.train_model(s, [synthetic_root], None, progress=False)
+    assert first > 0 and len(calls) == first
+    for product, info in card.products.items():
+        assert again.products[product].decision.thresholds == info.decision.thresholds
