@@ -291,7 +291,7 @@ def coreset_bank(
 
     ``memo``: a selection already made on the very same patches is taken from it; the greedy is
     deterministic, so the bank is the one it would build again (the demo's retraining rebuilds
-    the banks of products whose good images did not change, a minute of CPU each)."""
+    the banks of products whose good images did not change; seconds on the demo's cells)."""
     x = torch.cat(pools)
     n = n or min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x))))
     key = ("coreset", n, _digest(x), None if start is None else _digest(start)) if memo is not None else None
