@@ -259,13 +259,13 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
         raise DataError("the champion's card names no training data: set retrain.data (INSPECTOR_RETRAIN__DATA)")
     run_dir = settings.home / "retrain" / f"run-{run_id}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    clock = time.perf_counter()
+    t0 = time.perf_counter()
     with sessions() as s:
         counts = write_run_dataset(s, ImageStore(settings.images_dir), roots, run_dir, settings.retrain.holdout)
-    seconds = {"dataset": time.perf_counter() - clock}
+    t1 = time.perf_counter()
     out = settings.models_dir / f"challenger-{run_id}"
     card = train_model(_settings_like(settings, champ_engine.card), [run_dir], out, progress=False)
-    seconds["training"] = time.perf_counter() - clock - seconds["dataset"]
+    t2 = time.perf_counter()
     chall_engine = Engine(out, settings.model.device, settings.max_image_pixels, settings.cache_dir)
     for engine in (champ_engine, chall_engine):
         reuse_patch_features(engine.parts.get("anomaly"))
@@ -277,8 +277,8 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
         name: {"golden": decision_outcomes(engine, golden), "recent": decision_outcomes(engine, recent)}
         for name, engine in (("champion", champ_engine), ("challenger", chall_engine))
     }
-    seconds["comparison"] = time.perf_counter() - clock - seconds["dataset"] - seconds["training"]
-    seconds = {k: round(v, 1) for k, v in seconds.items()}
+    t3 = time.perf_counter()
+    seconds = {"dataset": round(t1 - t0, 1), "training": round(t2 - t1, 1), "comparison": round(t3 - t2, 1)}
     log.info("retraining run %s: %s s", run_id, seconds)
     metrics = {name: {k: scores(v) for k, v in o.items()} for name, o in outcomes.items()}
     comparison = compare(outcomes["champion"], outcomes["challenger"])
