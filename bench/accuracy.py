@@ -452,6 +452,9 @@ def main() -> None:
                 str(args.data),
                 "--home",
                 str(args.home),
+                # the same pcb split as ours: with --deeppcb, its folder with the tested windows
+                "--folders",
+                *(str(r) for r in roots if r != args.data),
             ],
             capture_output=True,
             text=True,

@@ -12,6 +12,8 @@ timm's tf_efficientnet_lite0 carrying our EfficientNet-Lite0 weights from the Py
 (anomalib has no calibration split); scored: the test split. Prints one JSON line last.
 
     python bench/anomalib_peer.py --data ../shared/data
+    # pcb with the tested boards' defect-free windows as good parts (bench/pcb_tested_windows.py --build):
+    python bench/anomalib_peer.py --data ../shared/data --folders var/bench/pcb-tested/pcb
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def ensure_venv(home: Path) -> Path:
     return python
 
 
-def inside(data: Path, products: list[str], ratio: float) -> dict:
-    """Runs in the anomalib venv."""
+def inside(data: Path, products: list[str], ratio: float, folders: list[Path]) -> dict:
+    """Runs in the anomalib venv. ``folders``: product folders used instead of ``data``'s of the same name."""
     import csv
 
     import anomalib
@@ -73,8 +75,10 @@ def inside(data: Path, products: list[str], ratio: float) -> dict:
         return (x - 0.5) / 0.5  # the TF weights' normalisation
 
     out = {"version": anomalib.__version__, "products": {}}
+    folder_of = {p: data / p for p in products} | {f.name: f for f in folders}
     for product in products:
-        rows = list(csv.DictReader(open(data / product / "manifest.csv", encoding="utf-8")))
+        folder = folder_of[product]
+        rows = list(csv.DictReader(open(folder / "manifest.csv", encoding="utf-8")))
         train = [r for r in rows if r["split"] == "train" and r["label"] == "ok"]
         test = [r for r in rows if r["split"] == "test"]
         # by name, as anomalib builds its own timm features_only extractor (a module handed in would be
@@ -86,13 +90,13 @@ def inside(data: Path, products: list[str], ratio: float) -> dict:
         t = time.perf_counter()
         model.train()
         for i in range(0, len(train), 16):
-            model(torch.stack([image(data / product / r["image"]) for r in train[i : i + 16]]))
+            model(torch.stack([image(folder / r["image"]) for r in train[i : i + 16]]))
         model.subsample_embedding(sampling_ratio=ratio)
         fit_s = time.perf_counter() - t
         model.eval()
         scores, maps, infer_s = [], [], 0.0
         for i in range(0, len(test), 16):
-            x = torch.stack([image(data / product / r["image"]) for r in test[i : i + 16]])
+            x = torch.stack([image(folder / r["image"]) for r in test[i : i + 16]])
             t = time.perf_counter()
             with torch.no_grad():
                 res = model(x)
@@ -106,17 +110,18 @@ def inside(data: Path, products: list[str], ratio: float) -> dict:
             "fit_seconds": round(fit_s, 1),
             "bank_patches": int(model.memory_bank.shape[0]),
             "train_good": len(train),
+            "folder": str(folder),
         }
         if any(r["mask"] for r in test):
             px, truth = [], []
             for r, m in zip(test, maps, strict=True):
                 if r["label"] != "ok" and not r["mask"]:
                     continue
-                with Image.open(data / product / r["image"]) as im:
+                with Image.open(folder / r["image"]) as im:
                     w, h = max(1, im.width // 4), max(1, im.height // 4)
                 px.append(np.asarray(Image.fromarray(m.astype(np.float32)).resize((w, h), Image.BILINEAR)).ravel())
                 if r["mask"]:
-                    mk = Image.open(data / product / r["mask"]).convert("L").resize((w, h), Image.NEAREST)
+                    mk = Image.open(folder / r["mask"]).convert("L").resize((w, h), Image.NEAREST)
                     truth.append(np.asarray(mk).ravel() > 127)
                 else:
                     truth.append(np.zeros(w * h, bool))
@@ -140,14 +145,16 @@ def main() -> None:
     # anomalib's default is 0.1; its k-center greedy then runs for hours per product on a 2-core CPU
     # (glass-bottle: 7,000 of 21,000 selections in 40 min), so the CPU benchmark uses 0.01 and says so
     ap.add_argument("--ratio", type=float, default=0.01, help="coreset sampling ratio (anomalib's default: 0.1)")
+    ap.add_argument("--folders", type=Path, nargs="*", default=[],
+                    help="product folders used instead of --data's of the same name")  # fmt: skip
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside:
-        print(json.dumps(inside(args.data, args.products, args.ratio)))
+        print(json.dumps(inside(args.data, args.products, args.ratio, args.folders)))
         return
     python = ensure_venv(args.home)
     cmd = [str(python), __file__, "--inside", "--data", str(args.data), "--ratio", str(args.ratio)]
-    cmd += ["--products", *args.products]
+    cmd += ["--products", *args.products, "--folders", *map(str, args.folders)]
     # no progress bars: they would push each product's result line out of the error tail kept below
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
     sys.stderr.write(res.stderr[-4000:])
