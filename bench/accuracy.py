@@ -454,7 +454,7 @@ def main() -> None:
                 str(args.home),
                 # the same pcb split as ours: with --deeppcb, its folder with the tested windows
                 "--folders",
-                *(str(r) for r in roots if r != args.data),
+                *(str(r) for r in roots if r.resolve().parent != args.data.resolve() and r != args.data),
             ],
             capture_output=True,
             text=True,
