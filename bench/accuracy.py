@@ -60,7 +60,7 @@ TARGETS = [
 ]
 MAX_MS_PER_IMAGE = 150
 KEYS = ["escape_rate", "false_reject_rate", "frr_bound", "auroc", "pixel_auroc", "defect_type_macro_f1"]
-METHODS = ("classifier", "anomaly", "combined")
+METHODS = ("classifier", "anomaly", "segmentation", "combined")
 ROOT = Path(__file__).resolve().parents[1]
 
 

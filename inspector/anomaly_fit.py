@@ -35,6 +35,7 @@ from models.anomaly import (
     MemoryBanks,
     PatchExtractor,
     RegionTypeHead,
+    SegmentationHead,
     create_patch_extractor,
     greedy_coreset,
     view_shape,
@@ -141,10 +142,11 @@ class AnomalyBuild:
     specs: dict[str, AnomalySpec]  # product -> its bank as built
     heads: dict[str, RegionTypeHead] = field(default_factory=dict)
     folds: dict[str, list[Fold]] = field(default_factory=dict)  # product -> its cross-fit banks
+    seg_heads: dict[str, SegmentationHead] = field(default_factory=dict)  # product -> its segmentation head
 
     def part(self, text: TextBank | None, device: torch.device) -> AnomalyPart:
         views = {p: s.view for p, s in self.specs.items()}
-        return AnomalyPart(self.extractors, self.banks, views, self.heads, text, device)
+        return AnomalyPart(self.extractors, self.banks, views, self.heads, text, device, self.seg_heads)
 
     def fold_parts(
         self, product: str, text: TextBank | None, device: torch.device
@@ -158,7 +160,9 @@ class AnomalyBuild:
         for fold in self.folds.get(product, []):
             banks = MemoryBanks(self.extractors[view.backbone].dim, device=device)
             banks.add(product, fold.bank)
-            part = AnomalyPart(self.extractors, {view.backbone: banks}, {product: view}, self.heads, text, device)
+            # the segmentation head learnt on train parts only: the held-out parts are new to it too
+            seg = {product: self.seg_heads[product]} if product in self.seg_heads else {}
+            part = AnomalyPart(self.extractors, {view.backbone: banks}, {product: view}, self.heads, text, device, seg)
             out.append((fold.held, part))
         return out
 
@@ -169,6 +173,8 @@ class AnomalyBuild:
                 out[f"bank/{backbone}/{product}"] = banks.bank(product)
         for backbone, head in self.heads.items():
             out |= {f"head/{backbone}/{k}": v for k, v in head.state_dict().items()}
+        for product, seg in self.seg_heads.items():
+            out |= {f"seg/{product}/{k}": v for k, v in seg.state_dict().items()}
         return out
 
 

@@ -14,7 +14,7 @@ from inspector.parts.anomaly import AnomalyPart
 from inspector.parts.classifier import ClassifierPart
 from inspector.text_bank import TextBank
 from models import create_image_encoder, create_text_encoder
-from models.anomaly import MemoryBanks, RegionTypeHead, create_patch_extractor
+from models.anomaly import MemoryBanks, RegionTypeHead, SegmentationHead, create_patch_extractor
 from models.card import ModelCard
 from models.export import load_anomaly, load_classifier, read_card
 
@@ -112,4 +112,11 @@ def anomaly_part(
         head.load_state_dict(state, strict=True)
         heads[backbone] = head.to(device).eval()
     views = {pid: p.anomaly.view for pid, p in card.products.items() if p.anomaly is not None}
-    return AnomalyPart(extractors, banks, views, heads, text, device)
+    segs = {}
+    for pid, p in card.products.items():
+        if p.anomaly is not None and p.anomaly.segmentation is not None:
+            prefix = f"seg/{pid}/"
+            seg = SegmentationHead(extractors[p.anomaly.view.backbone].dim)
+            seg.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
+            segs[pid] = seg.to(device).eval()
+    return AnomalyPart(extractors, banks, views, heads, text, device, segs)

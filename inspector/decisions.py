@@ -22,7 +22,7 @@ from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_s
 # calibrated probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so.
 UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaranteed=False)
 # P(defect) piles up near 1, distances do not: probabilities are compared as logits
-TRANSFORM = {"classifier": "logit", "defect_head": "logit", "anomaly": "identity"}
+TRANSFORM = {"classifier": "logit", "defect_head": "logit", "anomaly": "identity", "segmentation": "identity"}
 NEEDS_MANUAL = {"classifier"}  # scores an image-only verdict cannot have
 
 
@@ -33,7 +33,7 @@ def fallback_decision() -> Decision:
 
 
 def candidates(available: list[str]) -> list[list[str]]:
-    """Score sets worth trying: every non-empty subset (there are at most three scores)."""
+    """Score sets worth trying: every non-empty subset (there are at most four scores)."""
     return [list(c) for r in range(1, len(available) + 1) for c in itertools.combinations(available, r)]
 
 
@@ -122,8 +122,13 @@ def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:
 
 
 def map_reference(calib: SplitOutputs | None, target_frr: float) -> float | None:
-    """The anomaly score good parts exceed at the target rate: heatmaps are drawn relative to it."""
-    if calib is None or "anomaly" not in calib.scores:
+    """The map value good parts exceed at the target rate: heatmaps are drawn relative to it.
+    The map is the segmentation head's P(defect) where the product has one (its score is the
+    map's strongest logit), else the bank's distances (its score is their maximum)."""
+    if calib is None:
         return None
-    good = calib.scores["anomaly"][~calib.is_defect]
-    return conformal_quantile(good, target_frr)[0] if len(good) else None
+    key = "segmentation" if "segmentation" in calib.scores else "anomaly"
+    if key not in calib.scores or not (~calib.is_defect).any():
+        return None
+    ref = conformal_quantile(calib.scores[key][~calib.is_defect], target_frr)[0]
+    return float(1 / (1 + np.exp(-ref))) if key == "segmentation" else ref

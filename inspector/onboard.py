@@ -110,7 +110,12 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     tensors = {}
     if (Path(base_dir) / ANOMALY).exists():
         tensors = load_file(Path(base_dir) / ANOMALY)
-    tensors = {k: v for k, v in tensors.items() if not k.endswith(f"/{product}") or not k.startswith("bank/")}
+    # the product's old bank and segmentation head go: its new card names neither
+    tensors = {
+        k: v
+        for k, v in tensors.items()
+        if not (k.startswith("bank/") and k.endswith(f"/{product}")) and not k.startswith(f"seg/{product}/")
+    }
     tensors |= {k: v for k, v in build.tensors().items() if k.startswith("bank/")}
     out = Path(out_dir) if out_dir else settings.models_dir / f"onboard-{product}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     _write(Path(base_dir), out, new.to_json(), tensors)

@@ -34,6 +34,7 @@ from inspector.outputs import SplitOutputs, collect, collect_cross_fit
 from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
+from inspector.segmentation_fit import fit_segmentation
 from inspector.settings import Settings, VerdictSettings
 from inspector.text_bank import TextBank
 from models import (
@@ -283,6 +284,8 @@ def product_report(
         methods["classifier"] = decision_metrics(out, fit(allowed=classifier))
     if "anomaly" in out.scores:
         methods["anomaly"] = decision_metrics(out, fit(parts=["anomaly"]))
+    if "segmentation" in out.scores:
+        methods["segmentation"] = decision_metrics(out, fit(parts=["segmentation"]))
         if classifier:
             methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)))
     m["methods"] = methods
@@ -325,6 +328,8 @@ def train_model(
             anomaly = fit_anomaly(
                 settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
             )
+            if anomaly is not None:  # before the type heads: they read the region it finds
+                fit_segmentation(anomaly, data, settings.anomaly, device, settings.max_image_pixels, t.seed, progress)
             if anomaly is not None and settings.anomaly.type_head:
                 fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
             if anomaly is not None:

@@ -58,8 +58,17 @@ class AnomalyView(_Strict):
         return f"{self.backbone}@{how}"
 
 
+class SegmentationSpec(_Strict):
+    """A product's segmentation head as trained (models/anomaly/segmentation.py)."""
+
+    masked: int  # masked train defect images it learnt from
+    good: int  # good train images it learnt from
+    steps: int
+    seconds: float = 0.0
+
+
 class AnomalySpec(_Strict):
-    """A product's memory bank as built."""
+    """A product's memory bank as built, and its segmentation head where it has masks."""
 
     view: AnomalyView
     bank_patches: int
@@ -69,6 +78,7 @@ class AnomalySpec(_Strict):
     # the anomaly score that good parts exceed at the target false-reject rate (calibration split):
     # maps are stored relative to it, so 1.0 on a heatmap means "this region alone would reject"
     map_reference: float | None = None
+    segmentation: SegmentationSpec | None = None  # with it, the stored map is the head's P(defect) per region
 
 
 class PartScale(_Strict):
@@ -88,7 +98,7 @@ class Decision(_Strict):
     anomaly). Thresholds are conformal quantiles of that score on calibration good parts.
     """
 
-    parts: dict[str, PartScale]  # score name ("classifier", "defect_head", "anomaly") -> its scale
+    parts: dict[str, PartScale]  # score name ("classifier", "defect_head", "anomaly", "segmentation") -> its scale
     thresholds: Thresholds
     typing: Literal["classifier", "anomaly"] = "classifier"  # which part names the defect type
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val

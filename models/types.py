@@ -61,7 +61,8 @@ class PartOutput:
         and "defect_head", its manual-free defect head; the anomaly part: "anomaly").
     class_probs: [C] probabilities over the product's classes, ``ok`` first.
     type_probs: [C - 1] probabilities over the product's defect types, given that it is defective.
-    anomaly_map: [h, w] per-region anomaly score on the part's grid, in the units of ``score``.
+    anomaly_map: [h, w] per-region evidence on the part's grid: the bank's distances, or, for a
+        product with a segmentation head, its P(defect) per region.
     pooled: [D] the image's pooled embedding (drift statistics).
     attention: [h, w] where a cross-attention classifier looked.
     """

@@ -1,6 +1,10 @@
 """The anomaly branch as an engine part: patch features of the product's image against that
 product's memory bank of good patches -> an anomaly map, the image's anomaly score (the map's
-maximum), and, with a trained type head, the defect type read from the anomalous region."""
+maximum), and, with a trained type head, the defect type read from the anomalous region.
+
+A product with a segmentation head (learnt from its defect masks) also gets a "segmentation"
+score (the head's strongest logit), and its map is the head's P(defect) per region: the head
+finds its defects where the bank's distances are noisy, so typing reads that region too."""
 
 from __future__ import annotations
 
@@ -11,7 +15,15 @@ import torch
 
 from inspector.manual import Manual
 from inspector.text_bank import TextBank
-from models.anomaly import MemoryBanks, PatchExtractor, RegionTypeHead, region_pool, view_shape
+from models.anomaly import (
+    MemoryBanks,
+    PatchExtractor,
+    RegionTypeHead,
+    SegmentationHead,
+    gaussian_blur,
+    region_pool,
+    view_shape,
+)
 from models.card import AnomalyView
 from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
@@ -33,11 +45,12 @@ class AnomalyPart:
         type_heads: dict[str, RegionTypeHead],
         text: TextBank | None,
         device: torch.device,
+        seg_heads: dict[str, SegmentationHead] | None = None,
     ) -> None:
         """Keyed by backbone: ``extractors``, ``banks`` (each holding its products' banks) and
-        ``type_heads``; ``views``: each product's input view."""
+        ``type_heads``; by product: ``views`` (each one's input view) and ``seg_heads``."""
         self.extractors, self.banks, self.views, self.type_heads = extractors, banks, views, type_heads
-        self.text, self.device = text, device
+        self.text, self.device, self.seg_heads = text, device, seg_heads or {}
 
     def knows(self, product: str) -> bool:
         return product in self.views
@@ -67,12 +80,23 @@ class AnomalyPart:
         outputs: list[PartOutput | None] = [None] * len(views)
         for idx, feats in self.features(views, backbone):
             amap = self.banks[backbone](feats, product)  # [b, h, w]
-            types = head.probs(feats, amap, text).cpu().numpy() if text is not None else None
-            amap_np = amap.float().cpu().numpy()
+            seg = self.segment(feats, product)
+            region = amap if seg is None else torch.sigmoid(seg)
+            types = head.probs(feats, region, text).cpu().numpy() if text is not None else None
+            amap_np, region_np = amap.float().cpu().numpy(), region.float().cpu().numpy()
             for k, i in enumerate(idx):
                 t = None if types is None else types[k]
-                outputs[i] = PartOutput({"anomaly": float(amap_np[k].max())}, type_probs=t, anomaly_map=amap_np[k])
+                scores = {"anomaly": float(amap_np[k].max())}
+                if seg is not None:
+                    scores["segmentation"] = float(seg[k].max())
+                outputs[i] = PartOutput(scores, type_probs=t, anomaly_map=region_np[k])
         return outputs  # type: ignore[return-value]
+
+    def segment(self, feats: torch.Tensor, product: str) -> torch.Tensor | None:
+        """[b, D, h, w] -> the segmentation head's logits [b, h, w], lightly blurred like the bank's
+        map (one noisy cell should not decide a part); None for a product without one."""
+        head = self.seg_heads.get(product)
+        return None if head is None else gaussian_blur(head(feats), 0.5)
 
     @torch.inference_mode()
     def region_features(self, views: list[torch.Tensor], product: str) -> torch.Tensor:
@@ -81,7 +105,9 @@ class AnomalyPart:
         sharpness = self.type_heads[backbone].sharpness if backbone in self.type_heads else 0.1
         out: list[torch.Tensor | None] = [None] * len(views)
         for idx, feats in self.features(views, backbone):
-            pooled = region_pool(feats, self.banks[backbone](feats, product), sharpness).cpu()
+            seg = self.segment(feats, product)
+            region = self.banks[backbone](feats, product) if seg is None else torch.sigmoid(seg)
+            pooled = region_pool(feats, region, sharpness).cpu()
             for k, i in enumerate(idx):
                 out[i] = pooled[k]
         return torch.stack(out)  # type: ignore[arg-type]

@@ -1,10 +1,12 @@
 """The anomaly branch: patch features of good parts in per-product memory banks (PatchCore),
-nearest-neighbour anomaly maps, and defect typing from the anomalous region."""
+nearest-neighbour anomaly maps, defect segmentation learnt from masks where a product has
+them, and defect typing from the anomalous region."""
 
 from models.anomaly.bank import MemoryBanks, gaussian_blur, nearest_distance
 from models.anomaly.coreset import greedy_coreset
 from models.anomaly.extractor import PATCH_EXTRACTORS, PatchExtractor, create_patch_extractor
 from models.anomaly.region_types import RegionTypeHead, region_pool
+from models.anomaly.segmentation import SegmentationHead, mask_to_grid, segmentation_loss
 from models.anomaly.views import view_shape
 
 __all__ = [
@@ -12,10 +14,13 @@ __all__ = [
     "MemoryBanks",
     "PatchExtractor",
     "RegionTypeHead",
+    "SegmentationHead",
     "create_patch_extractor",
     "gaussian_blur",
     "greedy_coreset",
+    "mask_to_grid",
     "nearest_distance",
     "region_pool",
+    "segmentation_loss",
     "view_shape",
 ]

@@ -1,0 +1,66 @@
+"""A product with defect masks learns to segment its defects: the stored map is the head's
+P(defect) per region and peaks on the defect, the score joins the decision's candidates, the
+head is saved with the model and learnt on train parts only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspector import training
+from inspector.dataset import CALIBRATION
+from inspector.engine import Engine
+from inspector.settings import Settings
+from tests.helpers.synthetic import make_image_and_mask, make_masked_product
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory, home):
+    folder = make_masked_product(tmp_path_factory.mktemp("masked"), "washer", per_class=30)
+    s = Settings(home=home)
+    s.train.epochs, s.train.views = 3, 1
+    s.anomaly.segmentation_min_masks, s.anomaly.segmentation_steps = 5, 150
+    seen: list[set] = []
+    real = training.fit_segmentation
+
+    def spy(build, ds, *args, **kwargs):
+        seen.append({x.path for x in ds.split(CALIBRATION)})
+        return real(build, ds, *args, **kwargs)
+
+    training.fit_segmentation = spy
+    try:
+        out = tmp_path_factory.mktemp("model")
+        card = training.train_model(s, [folder], out, progress=False)
+    finally:
+        training.fit_segmentation = real
+    return card, out, seen
+
+
+def test_the_head_segments_the_defects_and_is_saved_with_the_model(segmented):
+    card, out, _ = segmented
+    spec = card.products["washer"].anomaly
+    assert spec.segmentation is not None and spec.segmentation.masked == 2 * 18  # the train defects
+    assert 0 < spec.map_reference < 1  # the map is a probability; 1.0 on the heatmap rejects on its own
+    test = card.metrics["test"]["washer"]
+    assert "segmentation" in test["methods"]
+    assert test["pixel_auroc"] > 0.9
+
+    engine = Engine(out, "cpu")  # a checkpoint that holds the head
+    rng = np.random.default_rng(123)
+    image, mask = make_image_and_mask("scratch", rng)
+    good, _ = make_image_and_mask("ok", rng)
+    scratch, ok = engine.inspect_arrays("washer", [np.repeat(x[..., None], 3, 2) for x in (image, good)])
+    amap = scratch.anomaly_map
+    assert amap is not None and amap.max() > ok.anomaly_map.max()
+    y, x = np.unravel_index(np.argmax(amap), amap.shape)
+    sy, sx = mask.shape[0] / amap.shape[0], mask.shape[1] / amap.shape[1]
+    near = mask[max(0, int((y - 1) * sy)) : int((y + 2) * sy), max(0, int((x - 1) * sx)) : int((x + 2) * sx)]
+    assert near.any()  # the map's peak lies on the scratch
+
+
+def test_the_head_learns_from_train_parts_only(segmented):
+    """The calibration parts set the thresholds on its score: it must not have learnt them."""
+    card, _, seen = segmented
+    (calibration,) = seen
+    assert calibration  # good train parts were held out for calibration ...
+    assert card.products["washer"].anomaly.segmentation.good == 18 - len(calibration)  # ... and it saw the rest
