@@ -355,7 +355,9 @@ def train_model(
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
         # a classifier that saw none of the product's defects knows nothing to decide with
         learnt = any(x.product == m.product and x.is_defect for x in train_samples)
-        allowed = None if learnt else {"anomaly"}  # the defect head saw none of them either
+        allowed = {"classifier", "defect_head", "anomaly"} if learnt else {"anomaly"}  # its defect head neither
+        if settings.anomaly.segmentation_decides:
+            allowed.add("segmentation")
         decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed)
         image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed)
         spec = anomaly.specs.get(m.product) if anomaly else None

@@ -75,8 +75,8 @@ class AnomalySpec(_Strict):
     bank_images: int
     build_seconds: float = 0.0
     selected_on: str = ""  # why this view (val scores of the candidates)
-    # the anomaly score that good parts exceed at the target false-reject rate (calibration split):
-    # maps are stored relative to it, so 1.0 on a heatmap means "this region alone would reject"
+    # the map's value that good parts exceed at the target false-reject rate (calibration split):
+    # maps are stored relative to it, so 1.0 on a heatmap means "as strong as 1 % of good parts reach"
     map_reference: float | None = None
     segmentation: SegmentationSpec | None = None  # with it, the stored map is the head's P(defect) per region
 
