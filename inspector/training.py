@@ -286,8 +286,8 @@ def product_report(
         methods["anomaly"] = decision_metrics(out, fit(parts=["anomaly"]))
     if "segmentation" in out.scores:
         methods["segmentation"] = decision_metrics(out, fit(parts=["segmentation"]))
-        if classifier:
-            methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)))
+    if classifier and "anomaly" in out.scores:  # every score the product has, together
+        methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)))
     m["methods"] = methods
     px = pixel_auroc(out)
     if px is not None:

@@ -11,6 +11,7 @@ from inspector import training
 from inspector.dataset import CALIBRATION
 from inspector.engine import Engine
 from inspector.settings import Settings
+from models.card import load_card
 from tests.helpers.synthetic import make_image_and_mask, make_masked_product
 
 
@@ -65,3 +66,10 @@ def test_the_head_learns_from_train_parts_only(segmented):
     (calibration,) = seen
     assert calibration  # good train parts were held out for calibration ...
     assert card.products["washer"].anomaly.segmentation.good == 18 - len(calibration)  # ... and it saw the rest
+
+
+def test_a_product_without_masks_has_no_head_and_keeps_its_combined_row(trained_model):
+    card = load_card(trained_model / "card.json")
+    assert card.products["washer"].anomaly.segmentation is None
+    methods = card.metrics["test"]["washer"]["methods"]
+    assert "segmentation" not in methods and {"classifier", "anomaly", "combined"} <= set(methods)
