@@ -1,8 +1,9 @@
 """Overlay where the model saw a problem on the image (numpy and Pillow only).
 
-The anomaly map, when the inspection has one, is an 8-bit PNG in which 128 marks a region
-that on its own would reject the part: it is drawn transparent below half of that and fully
-red from that line up, so an operator sees the defect, not the texture. Older inspections
+The anomaly map, when the inspection has one, is an 8-bit PNG in which 128 marks a region as
+strong as good parts reach only at the promised false-reject rate (1 % by default): it is drawn
+transparent below half of that and fully red from that line up, so an operator sees the
+defect, not the texture. Older inspections
 (classifier only) show its attention grid instead, scaled to its own range.
 """
 

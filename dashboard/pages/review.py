@@ -40,7 +40,7 @@ with left:
     else:
         st.image(overlay(raw, item["attention"], anomaly_map=item["anomaly_map"]), width="stretch")
         if item["anomaly_map"]:
-            st.caption("red: where the part differs from good parts; full red = enough on its own to reject")
+            st.caption("red: where the part differs from good parts; full red: beyond good parts at the promised FRR")
 with right:
     st.markdown(
         f"### #{item['id']} · {item['verdict'].upper()} {item['defect_type'] or ''}\n"

@@ -28,5 +28,5 @@ class InspectionSignal(Base):
     height: Mapped[int]
     # where the classifier looked for its verdict: a square grid of patch weights, float16 (dashboard heatmap)
     attention: Mapped[bytes | None] = mapped_column(LargeBinary)
-    # the anomaly map as an 8-bit grayscale PNG; 128 = a region that on its own would reject the part
+    # the anomaly map as an 8-bit grayscale PNG; 128 = as strong as good parts reach at the target FRR
     anomaly_map: Mapped[bytes | None] = mapped_column(LargeBinary)
