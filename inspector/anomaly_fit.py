@@ -143,6 +143,8 @@ class AnomalyBuild:
     heads: dict[str, RegionTypeHead] = field(default_factory=dict)
     folds: dict[str, list[Fold]] = field(default_factory=dict)  # product -> its cross-fit banks
     seg_heads: dict[str, SegmentationHead] = field(default_factory=dict)  # product -> its segmentation head
+    # the segmentation head's training cells by image: refitting it per selection fold reads them again
+    seg_cells: dict[Path, tuple[torch.Tensor, torch.Tensor, bool]] = field(default_factory=dict)
 
     def part(self, text: TextBank | None, device: torch.device) -> AnomalyPart:
         views = {p: s.view for p, s in self.specs.items()}

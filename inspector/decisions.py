@@ -9,11 +9,12 @@ good parts that chose none of them.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 from sklearn.metrics import f1_score
 
-from inspector.outputs import SplitOutputs
+from inspector.outputs import SplitOutputs, concat
 from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
 from models.card import Decision, PartScale
 from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_scale, low_frr_escape
@@ -49,9 +50,11 @@ def fit_decision(
     warn_frr: float,
     parts: list[str] | None = None,
     allowed: set[str] | None = None,
+    train_defects: SplitOutputs | None = None,
 ) -> Decision:
     """The product's decision; ``parts`` fixes the deciding scores, else they are chosen on val
-    among the ``allowed`` ones (all by default). ``image_only``: without the manual's scores."""
+    among the ``allowed`` ones (all by default), with ``train_defects`` (scored out of fold,
+    inspector/selection.py) voting beside val's defects. ``image_only``: without the manual's scores."""
 
     def scores_of(o: SplitOutputs) -> dict[str, np.ndarray]:
         return {k: v for k, v in o.scores.items() if not (image_only and k in NEEDS_MANUAL)}
@@ -64,6 +67,10 @@ def fit_decision(
         return fallback_decision()
     val_good = val is not None and bool((~val.is_defect).any())
     val_both = val_good and bool(val.is_defect.any())
+    choose_on = (_with_defects(val, train_defects) if parts is None else val) if val_good else None
+    if choose_on is not val and choose_on is not None:  # the out-of-fold runs may lack a score
+        kept = [p for p in available if p in choose_on.scores]
+        choose_on, available = (choose_on, kept) if kept else (val, available)
     good: dict[str, np.ndarray] = {}
     if val_good:
         good = {p: s[~val.is_defect] for p, s in scores_of(val).items()}
@@ -73,16 +80,17 @@ def fit_decision(
         chosen, why = [p for p in parts if p in available], "fixed"
         if not chosen:
             return fallback_decision()
-    elif val_both:
+    elif choose_on is not None and choose_on.is_defect.any():
         ranked = []
+        on = "val" if choose_on is val else f"val + {len(train_defects.target)} out-of-fold train defects"  # type: ignore[union-attr]
         for c in candidates(available):
-            s = combine(scores_of(val), _scales(c, good))
-            esc, auc = low_frr_escape(s, val.is_defect, target_frr), auroc(s, val.is_defect)
-            at = escape_at_quantile(s, val.is_defect, target_frr)
-            text = f"{'+'.join(c)}: val escape {esc:.3f} (at {target_frr:.0%}: {at:.3f}), AUROC {auc:.3f}"
+            s = combine(scores_of(choose_on), _scales(c, good))
+            esc, auc = low_frr_escape(s, choose_on.is_defect, target_frr), auroc(s, choose_on.is_defect)
+            at = escape_at_quantile(s, choose_on.is_defect, target_frr)
+            text = f"{'+'.join(c)}: escape {esc:.3f} (at {target_frr:.0%}: {at:.3f}), AUROC {auc:.3f}"
             ranked.append(((round(esc, 9), -auc, len(c)), c, text))
         ranked.sort(key=lambda t: t[0])
-        chosen, why = ranked[0][1], "; ".join(t[2] for t in ranked)
+        chosen, why = ranked[0][1], f"on {on}: " + "; ".join(t[2] for t in ranked)
     else:  # nothing to choose on: the anomaly part holds without defect examples
         chosen = ["anomaly"] if "anomaly" in available else available[:1]
         why = "no val defects to choose on"
@@ -102,6 +110,17 @@ def fit_decision(
         platt=platt,
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why,
+    )
+
+
+def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs:
+    """Val, with ``extra``'s defects added, over the scores both have."""
+    if extra is None or not extra.is_defect.any():
+        return val
+    keys = set(val.scores) & set(extra.scores)
+    both = [val, extra.where(extra.is_defect)]
+    return concat(
+        [replace(o, scores={k: o.scores[k] for k in keys}, types={}, class_probs=None, maps=None) for o in both]
     )
 
 

@@ -45,17 +45,19 @@ def fit_segmentation(
         part = build.part(None, device)
         grids, skipped = [], []
         for s in tqdm(masked + good, desc=f"segmentation {product}", disable=not progress, leave=False):
-            try:
-                view = part.view(decode(s, max_pixels), product)
-                mask = _mask(s)
-            except (ImageError, OSError, SyntaxError) as exc:
-                skipped.append(f"{s.path.name} ({exc})")
-                continue
-            with torch.inference_mode():
-                (_, feats), *_ = part.features([view], spec.view.backbone)
-            f = feats[0].half().cpu()
-            cover = mask_to_grid(mask, tuple(f.shape[-2:])) if mask is not None else torch.zeros(f.shape[-2:])
-            grids.append((f, cover, s.is_defect))
+            if s.path not in build.seg_cells:
+                try:
+                    view = part.view(decode(s, max_pixels), product)
+                    mask = _mask(s)
+                except (ImageError, OSError, SyntaxError) as exc:
+                    skipped.append(f"{s.path.name} ({exc})")
+                    continue
+                with torch.inference_mode():
+                    (_, feats), *_ = part.features([view], spec.view.backbone)
+                f = feats[0].half().cpu()
+                cover = mask_to_grid(mask, tuple(f.shape[-2:])) if mask is not None else torch.zeros(f.shape[-2:])
+                build.seg_cells[s.path] = (f, cover, s.is_defect)
+            grids.append(build.seg_cells[s.path])
         if skipped:
             names = ", ".join(skipped[:5])
             print(f"{product}: segmentation skipped {len(skipped)} unreadable images or masks: {names}")

@@ -35,6 +35,7 @@ from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
 from inspector.segmentation_fit import fit_segmentation
+from inspector.selection import out_of_fold
 from inspector.settings import Settings, VerdictSettings
 from inspector.text_bank import TextBank
 from models import (
@@ -265,6 +266,11 @@ def train_classifier(
     return TrainedClassifier(classifier.eval(), encoder.eval(), spec, record, finetune)
 
 
+def _fit_fold(settings: Settings, prep: Prepared, keep: list[Sample]) -> Part:
+    c = train_classifier(settings, prep, keep, progress=False)
+    return ClassifierPart(c.model.to(prep.device), c.encoder, prep.text, prep.device)
+
+
 def _with_train(ds: Dataset, train_samples: list[Sample]) -> Dataset:
     """``ds`` with its train split replaced (the few-shot setting)."""
     return Dataset(ds.manuals, train_samples + [s for s in ds.samples if s.split != "train"], ds.bad)
@@ -350,6 +356,15 @@ def train_model(
                 else:
                     out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
                 outputs[split][m.product] = out if len(out.target) else None
+        fit_fold = None
+        if trained is not None:  # each fold's classifier trains as long as val let the full one
+            epochs = min(t.epochs, trained.record["best_epoch"] + 1)
+            fit_fold = partial(
+                _fit_fold, settings.model_copy(update={"train": t.model_copy(update={"epochs": epochs})}), prep
+            )
+        oof = out_of_fold(settings, ds, prep.manuals, train_samples, fit_fold, anomaly, prep.text, device, progress)
+        if anomaly is not None:
+            anomaly.seg_cells.clear()
     products_card, metrics = {}, {"val": {}, "test": {}}
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
@@ -358,8 +373,9 @@ def train_model(
         allowed = {"classifier", "defect_head", "anomaly"} if learnt else {"anomaly"}  # its defect head neither
         if settings.anomaly.segmentation_decides:
             allowed.add("segmentation")
-        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed)
-        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed)
+        extra = oof.get(m.product)
+        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed, train_defects=extra)
+        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed, train_defects=extra)
         spec = anomaly.specs.get(m.product) if anomaly else None
         if spec is not None:
             spec = spec.model_copy(update={"map_reference": map_reference(cal, v.target_frr)})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector import training
+from inspector import selection, training
 from inspector.dataset import CALIBRATION
 from inspector.engine import Engine
 from inspector.settings import Settings
@@ -23,29 +23,34 @@ def segmented(tmp_path_factory, home):
     s.train.epochs, s.train.views = 3, 1
     s.anomaly.segmentation_min_masks, s.anomaly.segmentation_steps = 5, 150
     seen: list[set] = []
+    folds: list[set] = []  # the train parts each out-of-fold head learnt from
     real = training.fit_segmentation
 
     def spy(build, ds, *args, **kwargs):
         seen.append({x.path for x in ds.split(CALIBRATION)})
         return real(build, ds, *args, **kwargs)
 
-    training.fit_segmentation = spy
+    def fold_spy(build, ds, *args, **kwargs):
+        folds.append({x.path for x in ds.split("train")})
+        return real(build, ds, *args, **kwargs)
+
+    training.fit_segmentation, selection.fit_segmentation = spy, fold_spy
     try:
         out = tmp_path_factory.mktemp("model")
         card = training.train_model(s, [folder], out, progress=False)
     finally:
-        training.fit_segmentation = real
-    return card, out, seen
+        training.fit_segmentation = selection.fit_segmentation = real
+    return card, out, seen, folds
 
 
 def test_the_head_segments_the_defects_and_is_saved_with_the_model(segmented):
-    card, out, _ = segmented
+    card, out, *_ = segmented
     spec = card.products["washer"].anomaly
     assert spec.segmentation is not None and spec.segmentation.masked == 2 * 18 - 1  # the train defects, less one
     assert 0 < spec.map_reference < 1  # the map is a probability; 1.0 on the heatmap rejects on its own
     test = card.metrics["test"]["washer"]
-    assert "segmentation" in test["methods"]  # measured beside the other parts ...
-    assert "segmentation" not in card.products["washer"].decision.parts  # ... but val may not choose it by default
+    assert "segmentation" in test["methods"]  # measured beside the other parts, and a candidate to decide
+    assert "segmentation" in card.products["washer"].decision.selected_on
     assert test["pixel_auroc"] > 0.9
 
     engine = Engine(out, "cpu")  # a checkpoint that holds the head
@@ -63,10 +68,20 @@ def test_the_head_segments_the_defects_and_is_saved_with_the_model(segmented):
 
 def test_the_head_learns_from_train_parts_only(segmented):
     """The calibration parts set the thresholds on its score: it must not have learnt them."""
-    card, _, seen = segmented
+    card, _, seen, folds = segmented
     (calibration,) = seen
     assert calibration  # good train parts were held out for calibration ...
     assert card.products["washer"].anomaly.segmentation.good == 18 - len(calibration)  # ... and it saw the rest
+
+
+def test_the_choice_reads_train_defects_scored_by_heads_that_never_saw_them(segmented):
+    card, _, _, folds = segmented
+    assert len(folds) == 3  # train.selection_folds: one head per fold
+    train_defects = {p for p in set.union(*folds) if "ok" not in p.parts}
+    for learnt in folds:  # each fold's head misses a third of the defects: those it scores
+        assert 0 < len(train_defects - learnt) < len(train_defects)
+    assert set.intersection(*folds) & train_defects == set()  # every defect is held out once
+    assert "out-of-fold train defects" in card.products["washer"].decision.selected_on
 
 
 def test_a_product_without_masks_has_no_head_and_keeps_its_combined_row(trained_model):
