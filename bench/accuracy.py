@@ -91,7 +91,8 @@ def summary(runs: list[dict]) -> dict:
             if sub:
                 table[method] = _agg(sub)
         table["image_only"] = _agg([r["image_only"] for r in rows])
-        table["parts"] = rows[0].get("parts")
+        chosen = [r.get("parts") for r in rows]  # each seed's model chose on its own
+        table["parts"] = chosen[0] if len(set(chosen)) == 1 else " / ".join(str(c) for c in chosen)
         by_type = [r.get("escape_by_type", {}) for r in rows]
         table["escape_by_type"] = {t: float(np.mean([b[t] for b in by_type if t in b])) for t in by_type[0]}
         table["typing"] = runs[0]["products"][product]["decision"]["typing"]
@@ -168,7 +169,8 @@ def markdown(r: dict) -> str:
             L += [
                 f"### {product}",
                 "",
-                f"Station decision: **{t['parts']}** (chosen on val), defect type from **{t['typing']}**; "
+                f"Station decision: **{t['parts']}** (chosen on val; per seed where they differ), "
+                f"defect type from **{t['typing']}**; "
                 f"{sp.get('ms_per_image', '–')} ms per image on this CPU ({sp.get('images_per_s', '–')} images/s). "
                 "Station escape by defect type: "
                 + (", ".join(f"{k} {100 * e:.0f} %" for k, e in t.get("escape_by_type", {}).items()) or "–")

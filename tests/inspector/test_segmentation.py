@@ -22,6 +22,7 @@ def segmented(tmp_path_factory, home):
     s = Settings(home=home)
     s.train.epochs, s.train.views = 3, 1
     s.anomaly.segmentation_min_masks, s.anomaly.segmentation_steps = 5, 150
+    s.anomaly.segmentation_decides, s.train.selection_folds = True, 3  # the choice on out-of-fold train defects
     seen: list[set] = []
     folds: list[set] = []  # the train parts each out-of-fold head learnt from
     real = training.fit_segmentation
@@ -49,7 +50,7 @@ def test_the_head_segments_the_defects_and_is_saved_with_the_model(segmented):
     assert spec.segmentation is not None and spec.segmentation.masked == 2 * 18 - 1  # the train defects, less one
     assert 0 < spec.map_reference < 1  # the map is a probability; 1.0 on the heatmap rejects on its own
     test = card.metrics["test"]["washer"]
-    assert "segmentation" in test["methods"]  # measured beside the other parts, and a candidate to decide
+    assert "segmentation" in test["methods"]  # measured beside the other parts, and (set so) a candidate to decide
     assert "segmentation" in card.products["washer"].decision.selected_on
     assert test["pixel_auroc"] > 0.9
 
@@ -68,7 +69,7 @@ def test_the_head_segments_the_defects_and_is_saved_with_the_model(segmented):
 
 def test_the_head_learns_from_train_parts_only(segmented):
     """The calibration parts set the thresholds on its score: it must not have learnt them."""
-    card, _, seen, folds = segmented
+    card, _, seen, _ = segmented
     (calibration,) = seen
     assert calibration  # good train parts were held out for calibration ...
     assert card.products["washer"].anomaly.segmentation.good == 18 - len(calibration)  # ... and it saw the rest
@@ -86,6 +87,8 @@ def test_the_choice_reads_train_defects_scored_by_heads_that_never_saw_them(segm
 
 def test_a_product_without_masks_has_no_head_and_keeps_its_combined_row(trained_model):
     card = load_card(trained_model / "card.json")
+    assert "segmentation" not in card.products["washer"].decision.selected_on  # by default it may not decide ...
+    assert "out-of-fold" not in card.products["washer"].decision.selected_on  # ... and val alone chooses
     assert card.products["washer"].anomaly.segmentation is None
     methods = card.metrics["test"]["washer"]["methods"]
     assert "segmentation" not in methods and {"classifier", "anomaly", "combined"} <= set(methods)
