@@ -55,6 +55,16 @@ def part_folds(samples: list[Sample], k: int, seed: int) -> dict[Path, int]:
     return fold_of
 
 
+def chooses_out_of_fold(settings: Settings) -> bool:
+    """Fine-tuning k more backbones costs hours on a CPU: that mode chooses on val alone."""
+    return settings.train.selection_folds >= 2 and settings.train.mode != "finetune"
+
+
+def refits_segmentation(settings: Settings) -> bool:
+    """Whether the segmentation head is refitted per fold (its training cells are worth keeping)."""
+    return chooses_out_of_fold(settings) and settings.anomaly.segmentation_decides
+
+
 def out_of_fold(
     settings: Settings,
     ds: Dataset,
@@ -68,10 +78,9 @@ def out_of_fold(
 ) -> dict[str, SplitOutputs]:
     """product -> its train defects, each scored by parts refitted without its fold; products
     without train defects are absent. Parts that learn nothing from defects (the bank) run as
-    they are; the segmentation head is refitted only where it may decide. Fine-tuning k more
-    backbones costs hours on a CPU: that mode chooses on val alone."""
+    they are; the segmentation head is refitted only where it may decide."""
     k = settings.train.selection_folds
-    if k < 2 or settings.train.mode == "finetune" or not any(s.is_defect for s in train):
+    if not chooses_out_of_fold(settings) or not any(s.is_defect for s in train):
         return {}
     fold_of = part_folds(train, k, settings.train.seed)
     rng = random.Random(settings.train.seed)
@@ -79,7 +88,7 @@ def out_of_fold(
     for product in sorted({s.product for s in train}):
         defects = [s.path for s in train if s.product == product and s.is_defect]
         scored |= set(rng.sample(defects, min(len(defects), MAX_SCORED)))
-    refit_seg = anomaly is not None and bool(anomaly.seg_heads) and settings.anomaly.segmentation_decides
+    refit_seg = anomaly is not None and bool(anomaly.seg_heads) and refits_segmentation(settings)
     runs: dict[str, list[SplitOutputs]] = defaultdict(list)
     for fold in range(k):
         keep = [s for s in train if fold_of[s.path] != fold]

@@ -35,7 +35,7 @@ from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
 from inspector.segmentation_fit import fit_segmentation
-from inspector.selection import out_of_fold
+from inspector.selection import out_of_fold, refits_segmentation
 from inspector.settings import Settings, VerdictSettings
 from inspector.text_bank import TextBank
 from models import (
@@ -336,6 +336,8 @@ def train_model(
             )
             if anomaly is not None:  # before the type heads: they read the region it finds
                 fit_segmentation(anomaly, data, settings.anomaly, device, settings.max_image_pixels, t.seed, progress)
+                if not refits_segmentation(settings):  # every train image's feature grid: free them now
+                    anomaly.seg_cells.clear()
             if anomaly is not None and settings.anomaly.type_head:
                 fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
             if anomaly is not None:
