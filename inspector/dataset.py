@@ -65,6 +65,10 @@ class Dataset:
     samples: list[Sample] = field(default_factory=list)
     bad: list[BadRow] = field(default_factory=list)
 
+    def with_train(self, train: list[Sample]) -> Dataset:
+        """The same dataset with its train split replaced (few-shot, a selection fold)."""
+        return Dataset(self.manuals, train + [s for s in self.samples if s.split != "train"], self.bad)
+
     def split(self, name: str) -> list[Sample]:
         return [s for s in self.samples if s.split == name]
 

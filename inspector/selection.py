@@ -28,6 +28,7 @@ from inspector.outputs import SplitOutputs, collect, concat
 from inspector.parts import Part
 from inspector.segmentation_fit import fit_segmentation
 from inspector.settings import Settings
+from inspector.text_bank import TextBank
 
 MAX_SCORED = 600  # train defects scored per product at most: a few hundred settle the choice
 FitClassifier = Callable[[list[Sample]], Part]  # train samples -> a classifier part learnt on them
@@ -72,7 +73,7 @@ def out_of_fold(
     train: list[Sample],
     fit_classifier: FitClassifier | None,
     anomaly: AnomalyBuild | None,
-    text,
+    text: TextBank,
     device: torch.device,
     progress: bool = False,
 ) -> dict[str, SplitOutputs]:
@@ -101,8 +102,7 @@ def out_of_fold(
         if anomaly is not None:
             build = replace(anomaly, seg_heads={}, specs=dict(anomaly.specs))
             if refit_seg:
-                data = Dataset(ds.manuals, keep + [s for s in ds.samples if s.split != "train"], ds.bad)
-                fit_segmentation(build, data, settings.anomaly, device, settings.max_image_pixels,
+                fit_segmentation(build, ds.with_train(keep), settings.anomaly, device, settings.max_image_pixels,
                                  settings.train.seed, progress=False)  # fmt: skip
             parts["anomaly"] = build.part(text, device)
         for m in manuals:

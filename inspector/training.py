@@ -271,11 +271,6 @@ def _fit_fold(settings: Settings, prep: Prepared, keep: list[Sample]) -> Part:
     return ClassifierPart(c.model.to(prep.device), c.encoder, prep.text, prep.device)
 
 
-def _with_train(ds: Dataset, train_samples: list[Sample]) -> Dataset:
-    """``ds`` with its train split replaced (the few-shot setting)."""
-    return Dataset(ds.manuals, train_samples + [s for s in ds.samples if s.split != "train"], ds.bad)
-
-
 def product_report(
     out: SplitOutputs, decision: Decision, image_only: Decision, val: SplitOutputs | None,
     calib: SplitOutputs | None, verdict: VerdictSettings,
@@ -330,7 +325,7 @@ def train_model(
     with remember_patch_features(settings.anomaly.memo_mb):
         anomaly = None
         if settings.anomaly.enabled:
-            data = _with_train(ds, train_samples)
+            data = ds.with_train(train_samples)
             anomaly = fit_anomaly(
                 settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
             )
