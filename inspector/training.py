@@ -279,7 +279,8 @@ def product_report(
     m = decision_metrics(out, decision)
     m["image_only"] = decision_metrics(out, image_only, image_only=True)
     methods = {}
-    fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr)
+    fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr,
+                  confidence=verdict.selection_confidence)  # fmt: skip
     classifier = {"classifier", "defect_head"} & set(out.scores)
     if classifier:  # the classifier alone: its better score, or both, as val chooses
         methods["classifier"] = decision_metrics(out, fit(allowed=classifier))
@@ -371,8 +372,9 @@ def train_model(
         if settings.anomaly.segmentation_decides:
             allowed.add("segmentation")
         extra = oof.get(m.product)
-        decision = fit_decision(val, cal, False, v.target_frr, v.warn_frr, allowed=allowed, train_defects=extra)
-        image_only = fit_decision(val, cal, True, v.target_frr, v.warn_frr, allowed=allowed, train_defects=extra)
+        choose = partial(fit_decision, val, cal, allowed=allowed, train_defects=extra, confidence=v.selection_confidence)
+        decision = choose(False, v.target_frr, v.warn_frr)
+        image_only = choose(True, v.target_frr, v.warn_frr)
         spec = anomaly.specs.get(m.product) if anomaly else None
         if spec is not None:
             spec = spec.model_copy(update={"map_reference": map_reference(cal, v.target_frr)})

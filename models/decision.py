@@ -102,3 +102,36 @@ def probability(score: np.ndarray | float, platt: tuple[float, float] | None, re
         a = 4.0 / max(reject - warn, 1e-3)  # 0.5 at reject, ~0.12 at warn
         b = -a * reject
     return expit(a * s + b)
+
+
+def win_rate(
+    challenger: np.ndarray,
+    incumbent: np.ndarray,
+    is_defect: np.ndarray,
+    groups: np.ndarray,
+    target_frr: float,
+    draws: int = 200,
+    seed: int = 0,
+) -> float:
+    """Share of bootstrap redraws of the physical parts in which ``challenger`` lets fewer
+    defects through than ``incumbent`` (``low_frr_escape``, the same parts scored both ways).
+
+    Parts, not images, are drawn, good and defective ones separately: a tile's lightings are
+    one piece of evidence, and val holds few tiles per defect type, so a gap that three images
+    of one tile open is not a finding.
+    """
+    _, part = np.unique(groups, return_inverse=True)
+    bad_part = np.zeros(part.max() + 1, dtype=bool)
+    np.logical_or.at(bad_part, part, is_defect)
+    members = [np.flatnonzero(part == g) for g in range(len(bad_part))]
+    strata = [np.flatnonzero(bad_part), np.flatnonzero(~bad_part)]
+    rng = np.random.default_rng(seed)
+    wins = 0
+    for _ in range(draws):
+        drawn = np.concatenate([rng.choice(s, len(s)) for s in strata if len(s)])
+        rows = np.concatenate([members[g] for g in drawn])
+        d = is_defect[rows]
+        if d.all() or not d.any():
+            continue
+        wins += low_frr_escape(challenger[rows], d, target_frr) < low_frr_escape(incumbent[rows], d, target_frr)
+    return wins / draws

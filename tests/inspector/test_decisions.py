@@ -1,9 +1,15 @@
 """Choosing a product's deciding parts on val: the criterion looks at the low false-reject
 range, not at the single good part that sets the 1 % quantile."""
 
-import numpy as np
+from pathlib import Path
 
-from models.decision import escape_at_quantile, low_frr_escape
+import numpy as np
+from scipy.stats import norm
+
+from inspector.dataset import Sample
+from inspector.decisions import fit_decision
+from inspector.outputs import SplitOutputs
+from models.decision import escape_at_quantile, low_frr_escape, win_rate
 
 
 def test_one_outlying_good_part_does_not_decide_the_choice():
@@ -21,3 +27,43 @@ def test_the_range_stays_at_low_false_reject_rates():
     is_defect = np.r_[np.zeros(100), np.ones(10)].astype(bool)
     score = np.r_[np.arange(100.0), np.full(10, 85.0)]  # caught only once 15 % of good parts are rejected
     assert low_frr_escape(score, is_defect, 0.01) == 1.0
+
+
+def _split(scores: dict[str, np.ndarray], n_good: int, parts: list[str]) -> SplitOutputs:
+    kinds = ["ok"] * n_good + ["crack"] * (len(parts) - n_good)
+    samples = [Sample(Path(f"/val/{i}.png"), "tile", k, "val", group=g) for i, (k, g) in enumerate(zip(kinds, parts))]
+    return SplitOutputs("tile", samples, np.array([k != "ok" for k in kinds], dtype=np.int64), scores)
+
+
+def test_a_smaller_set_must_beat_all_scores_beyond_chance():
+    n_good, n_def = 150, 60
+    good = norm.ppf((np.arange(n_good) + 0.5) / n_good)  # good parts, evenly spread
+    calib = _split({k: np.r_[good, good] for k in ("anomaly", "segmentation")}, 300, [f"c{i}" for i in range(300)])
+    # the second score is noise: it adds nothing on defects and lifts the good parts' tail, so the
+    # 20 defects near the bank's threshold escape more often with it
+    noise = np.random.default_rng(3).normal(0, 1, n_good + n_def)
+    scores = {"anomaly": np.r_[good, np.linspace(1.0, 4.0, 20), np.full(40, 6.0)], "segmentation": noise}
+    goods = [f"g{i}" for i in range(n_good)]
+
+    on_tiles = _split(scores, n_good, goods + [f"tile{i // 20}" for i in range(n_def)])  # 3 tiles, 20 lightings each
+    assert list(fit_decision(on_tiles, calib, False, 0.01, 0.05, confidence=0).parts) == ["anomaly"]  # val's best
+    kept = fit_decision(on_tiles, calib, False, 0.01, 0.05)
+    assert set(kept.parts) == {"anomaly", "segmentation"}  # one tile does not settle it: all the evidence decides
+    assert "all scores" in kept.selected_on
+
+    on_parts = _split(scores, n_good, goods + [f"d{i}" for i in range(n_def)])  # the same gap over 20 parts
+    dropped = fit_decision(on_parts, calib, False, 0.01, 0.05)
+    assert list(dropped.parts) == ["anomaly"] and "beats all scores" in dropped.selected_on
+
+
+def test_redraws_of_one_part_count_once():
+    rng = np.random.default_rng(2)
+    is_defect = np.r_[np.zeros(100), np.ones(30)].astype(bool)
+    a = np.r_[rng.normal(0, 1, 100), rng.normal(4, 1, 30)]
+    b = a.copy()
+    b[100:110] = 0.0  # b misses ten defects ...
+    own = np.array([f"p{i}" for i in range(130)])
+    assert win_rate(a, b, is_defect, own, 0.01) > 0.95  # ... of ten parts: a is better beyond chance
+    one = own.copy()
+    one[100:110] = "tile"  # ... of one tile seen ten times: a redraw without that tile often ties
+    assert win_rate(a, b, is_defect, one, 0.01) < 0.95

@@ -22,7 +22,7 @@ def segmented(tmp_path_factory, home):
     s = Settings(home=home)
     s.train.epochs, s.train.views = 3, 1
     s.anomaly.segmentation_min_masks, s.anomaly.segmentation_steps = 5, 150
-    s.anomaly.segmentation_decides, s.train.selection_folds = True, 2  # the choice on out-of-fold train defects
+    s.train.selection_folds = 2  # the choice on out-of-fold train defects
     seen: list[set] = []
     folds: list[set] = []  # the train parts each out-of-fold head learnt from
     real = training.fit_segmentation
@@ -87,8 +87,8 @@ def test_the_choice_reads_train_defects_scored_by_heads_that_never_saw_them(segm
 
 def test_a_product_without_masks_has_no_head_and_keeps_its_combined_row(trained_model):
     card = load_card(trained_model / "card.json")
-    assert "segmentation" not in card.products["washer"].decision.selected_on  # by default it may not decide ...
-    assert "out-of-fold" not in card.products["washer"].decision.selected_on  # ... and val alone chooses
+    assert "segmentation" not in card.products["washer"].decision.selected_on  # no head, no such score ...
+    assert "out-of-fold" not in card.products["washer"].decision.selected_on  # ... and by default val alone chooses
     assert card.products["washer"].anomaly.segmentation is None
     methods = card.metrics["test"]["washer"]["methods"]
     assert "segmentation" not in methods and {"classifier", "anomaly", "combined"} <= set(methods)

@@ -48,8 +48,9 @@ def test_many_out_of_fold_train_defects_outvote_a_few_val_defects():
     calib = _outputs({k: rng.normal(0, 1, 200) for k in good}, {k: np.zeros(0) for k in good})
     # the train defects, scored by parts that never learnt from them: the bank catches them, the head does not
     oof = _outputs({k: np.zeros(0) for k in good}, {"anomaly": rng.normal(6, 1, 120), "defect_head": np.zeros(120)})
-    on_val = fit_decision(val, calib, False, 0.01, 0.05)
-    both = fit_decision(val, calib, False, 0.01, 0.05, train_defects=oof)
+    # val's best set taken outright (confidence 0), so the train defects' vote is all that changes it
+    on_val = fit_decision(val, calib, False, 0.01, 0.05, confidence=0)
+    both = fit_decision(val, calib, False, 0.01, 0.05, train_defects=oof, confidence=0)
     assert list(on_val.parts) == ["defect_head"]
     assert "anomaly" in both.parts and "out-of-fold" in both.selected_on
     assert both.thresholds.n_good == 200  # the thresholds still come from the calibration parts alone
