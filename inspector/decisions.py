@@ -93,7 +93,8 @@ def fit_decision(
             text = f"{'+'.join(c)}: escape {esc:.3f} (at {target_frr:.0%}: {at:.3f}), AUROC {auc:.3f}"
             ranked.append(((round(esc, 9), -auc, len(c)), c, text))
         ranked.sort(key=lambda t: t[0])
-        chosen, verdict = _all_unless_beaten([c for _, c, _ in ranked], available, choose_on, good, target_frr, confidence)
+        order = [c for _, c, _ in ranked]
+        chosen, verdict = _all_unless_beaten(order, available, choose_on, good, target_frr, confidence)
         why = f"on {on}: {verdict}; " + "; ".join(t[2] for t in ranked)
     else:  # nothing to choose on: the anomaly part holds without defect examples
         chosen = ["anomaly"] if "anomaly" in available else available[:1]

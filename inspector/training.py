@@ -372,7 +372,9 @@ def train_model(
         if settings.anomaly.segmentation_decides:
             allowed.add("segmentation")
         extra = oof.get(m.product)
-        choose = partial(fit_decision, val, cal, allowed=allowed, train_defects=extra, confidence=v.selection_confidence)
+        choose = partial(
+            fit_decision, val, cal, allowed=allowed, train_defects=extra, confidence=v.selection_confidence
+        )
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)
         spec = anomaly.specs.get(m.product) if anomaly else None

@@ -31,7 +31,10 @@ def test_the_range_stays_at_low_false_reject_rates():
 
 def _split(scores: dict[str, np.ndarray], n_good: int, parts: list[str]) -> SplitOutputs:
     kinds = ["ok"] * n_good + ["crack"] * (len(parts) - n_good)
-    samples = [Sample(Path(f"/val/{i}.png"), "tile", k, "val", group=g) for i, (k, g) in enumerate(zip(kinds, parts))]
+    samples = [
+        Sample(Path(f"/val/{i}.png"), "tile", k, "val", group=g)
+        for i, (k, g) in enumerate(zip(kinds, parts, strict=True))
+    ]
     return SplitOutputs("tile", samples, np.array([k != "ok" for k in kinds], dtype=np.int64), scores)
 
 
