@@ -130,13 +130,16 @@ def _all_unless_beaten(
     groups = np.array([s.part for s in on.samples])
     scores = {k: v for k, v in on.scores.items() if k in every}
     incumbent = combine(scores, _scales(every, good))
+    closest = (0.0, ranked[0])
     for c in ranked:
         if c == every:
             break
         rate = win_rate(combine(scores, _scales(c, good)), incumbent, on.is_defect, groups, target_frr)
         if rate >= confidence:
             return c, f"{'+'.join(c)} beats all scores in {rate:.0%} of part redraws (needs {confidence:.0%})"
-    return every, f"all scores (no smaller set beats them in {confidence:.0%} of part redraws)"
+        closest = max(closest, (rate, c))
+    rate, c = closest
+    return every, f"all scores (closest: {'+'.join(c)} beats them in {rate:.0%} of redraws, needs {confidence:.0%})"
 
 
 def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs:

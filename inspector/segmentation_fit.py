@@ -1,8 +1,8 @@
 """Train a product's segmentation head on its train images' defect masks (models/anomaly/segmentation.py).
 
 Only the train split teaches it: the calibration parts stay unseen, so the thresholds on its
-score (and the map's reference) come from parts it never trained on. Whether the product's
-decision reads its score is val's choice, and only with ``anomaly.segmentation_decides``.
+score (and the map's reference) come from parts it never trained on. Its score decides beside
+the product's other scores (``anomaly.segmentation_decides``) unless val drops it beyond chance.
 """
 
 from __future__ import annotations
