@@ -228,16 +228,19 @@ def markdown(r: dict) -> str:
                          f"| {fmt(m.get('auroc'))} | {fmt(m.get('defect_type_macro_f1'))} |")  # fmt: skip
         L.append("")
     if r.get("peer"):
+        head = ["product", "anomalib coreset", "anomalib AUROC", "ours (anomaly branch)", "ours (station)",
+                "anomalib pixel AUROC", "ours", "anomalib images/s", "ours (whole station)"]  # fmt: skip
         L += ["## anomalib PatchCore on the same splits", "", r["peer"].get("note", ""), "",
-              "| product | anomalib AUROC | ours (anomaly branch) | anomalib pixel AUROC | ours | anomalib images/s | "
-              "ours (whole station) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
         for product, p in r["peer"].get("products", {}).items():
-            ours = r.get("main", {}).get(product, {}).get("anomaly", {})
-            L.append(
-                f"| {product} | {p.get('auroc', '–')} | {fmt(ours.get('auroc'))} | {p.get('pixel_auroc') or '–'} "
-                f"| {fmt(ours.get('pixel_auroc'))} | {p.get('images_per_s', '–')} | "
-                f"{r.get('speed', {}).get(product, {}).get('images_per_s', '–')} |"
-            )
+            main = r.get("main", {}).get(product, {})
+            ours, station = main.get("anomaly", {}), main.get("station", {})
+            ratio = f" (ratio {p['coreset_ratio']})" if "coreset_ratio" in p else ""
+            cells = [product, f"{p.get('bank_patches', '–')} patches{ratio}", p.get("auroc", "–"),
+                     fmt(ours.get("auroc")), fmt(station.get("auroc")), p.get("pixel_auroc") or "–",
+                     fmt(station.get("pixel_auroc")), p.get("images_per_s", "–"),
+                     r.get("speed", {}).get(product, {}).get("images_per_s", "–")]  # fmt: skip
+            L.append("| " + " | ".join(map(str, cells)) + " |")
         L.append("")
     L += assessment(r)
     if r.get("notes"):

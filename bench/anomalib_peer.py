@@ -109,6 +109,7 @@ def inside(data: Path, products: list[str], ratio: float, folders: list[Path]) -
             "images_per_s": round(len(test) / infer_s, 1),
             "fit_seconds": round(fit_s, 1),
             "bank_patches": int(model.memory_bank.shape[0]),
+            "coreset_ratio": ratio,
             "train_good": len(train),
             "folder": str(folder),
         }

@@ -146,11 +146,8 @@ def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs
     """Val, with ``extra``'s defects added, over the scores both have."""
     if extra is None or not extra.is_defect.any():
         return val
-    keys = set(val.scores) & set(extra.scores)
     both = [val, extra.where(extra.is_defect)]
-    return concat(
-        [replace(o, scores={k: o.scores[k] for k in keys}, types={}, class_probs=None, maps=None) for o in both]
-    )
+    return concat([replace(o, types={}, class_probs=None, maps=None) for o in both])
 
 
 def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:

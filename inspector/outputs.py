@@ -51,13 +51,18 @@ class SplitOutputs:
 
 
 def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
-    """One product's outputs from several runs over disjoint samples, in the given order."""
+    """One product's outputs from several runs over disjoint samples, in the given order, with the
+    scores and type probabilities every run has (a head may have been fitted in some runs only)."""
     first = outputs[0]
     return SplitOutputs(
         first.product,
         [s for o in outputs for s in o.samples],
         np.concatenate([o.target for o in outputs]),
-        {k: np.concatenate([o.scores[k] for o in outputs]) for k in first.scores},
+        {
+            k: np.concatenate([o.scores[k] for o in outputs])
+            for k in first.scores
+            if all(k in o.scores for o in outputs)
+        },
         {k: np.concatenate([o.types[k] for o in outputs]) for k in first.types if all(k in o.types for o in outputs)},
         None if first.class_probs is None else np.concatenate([o.class_probs for o in outputs]),  # type: ignore[misc]
         None if first.maps is None else [m for o in outputs for m in o.maps],  # type: ignore[union-attr]

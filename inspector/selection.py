@@ -113,10 +113,4 @@ def out_of_fold(
                     runs[m.product].append(out)
         if progress:
             print(f"selection fold {fold + 1}/{k}: {len(held)} train defects scored by parts fitted on {len(keep)}")
-    return {p: _pool(outs) for p, outs in runs.items()}
-
-
-def _pool(outs: list[SplitOutputs]) -> SplitOutputs:
-    """The folds' outputs as one, with the scores every fold has (a head may fit in one fold only)."""
-    common = set.intersection(*(set(o.scores) for o in outs))
-    return concat([replace(o, scores={k: v for k, v in o.scores.items() if k in common}) for o in outs])
+    return {p: concat(outs) for p, outs in runs.items()}

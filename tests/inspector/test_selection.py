@@ -9,7 +9,7 @@ import numpy as np
 
 from inspector.dataset import Sample
 from inspector.decisions import fit_decision
-from inspector.outputs import SplitOutputs
+from inspector.outputs import SplitOutputs, concat
 from inspector.selection import part_folds
 
 
@@ -56,3 +56,13 @@ def test_many_out_of_fold_train_defects_outvote_a_few_val_defects():
     assert both.thresholds.n_good == 200  # the thresholds still come from the calibration parts alone
     fixed = fit_decision(val, calib, False, 0.01, 0.05, parts=["defect_head"], train_defects=oof)
     assert list(fixed.parts) == ["defect_head"]
+
+
+def test_folds_pool_over_the_scores_every_fold_has():
+    """A fold too small for a segmentation head scores without one: the pooled evidence drops that score."""
+    with_head = _outputs(
+        {"anomaly": np.zeros(2), "segmentation": np.zeros(2)}, {"anomaly": np.ones(3), "segmentation": np.ones(3)}
+    )
+    without = _outputs({"anomaly": np.zeros(1)}, {"anomaly": np.ones(2)})
+    pooled = concat([with_head, without])
+    assert set(pooled.scores) == {"anomaly"} and len(pooled.scores["anomaly"]) == len(pooled.target) == 8
