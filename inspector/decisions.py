@@ -91,10 +91,10 @@ def fit_decision(
             esc, auc = low_frr_escape(s, choose_on.is_defect, target_frr), auroc(s, choose_on.is_defect)
             at = escape_at_quantile(s, choose_on.is_defect, target_frr)
             text = f"{'+'.join(c)}: escape {esc:.3f} (at {target_frr:.0%}: {at:.3f}), AUROC {auc:.3f}"
-            ranked.append(((round(esc, 9), -auc, len(c)), c, text))
+            ranked.append(((round(esc, 9), -auc, len(c)), c, text, s))
         ranked.sort(key=lambda t: t[0])
-        order = [c for _, c, _ in ranked]
-        chosen, verdict = _all_unless_beaten(order, available, choose_on, good, target_frr, confidence)
+        order = [(c, s) for _, c, _, s in ranked]
+        chosen, verdict = _all_unless_beaten(order, available, choose_on, target_frr, confidence)
         why = f"on {on}: {verdict}; " + "; ".join(t[2] for t in ranked)
     else:  # nothing to choose on: the anomaly part holds without defect examples
         chosen = ["anomaly"] if "anomaly" in available else available[:1]
@@ -119,22 +119,23 @@ def fit_decision(
 
 
 def _all_unless_beaten(
-    ranked: list[list[str]], every: list[str], on: SplitOutputs, good: dict[str, np.ndarray],
-    target_frr: float, confidence: float,
+    ranked: list[tuple[list[str], np.ndarray]], every: list[str], on: SplitOutputs, target_frr: float,
+    confidence: float,
 ) -> tuple[list[str], str]:  # fmt: skip
     """Every score decides (what a defect type no part was taught still trips) unless a smaller
     set beats it on val beyond chance: val holds a handful of physical parts per defect type, and
-    the best of fifteen sets on so few is mostly the luckiest (docs/RESULTS.md, magnetic-tile)."""
-    if confidence <= 0 or ranked[0] == every:
-        return ranked[0], f"{'+'.join(ranked[0])} best"
+    the best of fifteen sets on so few is mostly the luckiest (docs/RESULTS.md, magnetic-tile).
+    ``ranked``: (set, its combined score on ``on``), best first."""
+    best = ranked[0][0]
+    if confidence <= 0 or best == every:
+        return best, f"{'+'.join(best)} best"
     groups = np.array([s.part for s in on.samples])
-    scores = {k: v for k, v in on.scores.items() if k in every}
-    incumbent = combine(scores, _scales(every, good))
-    closest = (0.0, ranked[0])
-    for c in ranked:
+    incumbent = next(score for c, score in ranked if c == every)
+    closest = (0.0, best)
+    for c, score in ranked:
         if c == every:
             break
-        rate = win_rate(combine(scores, _scales(c, good)), incumbent, on.is_defect, groups, target_frr)
+        rate = win_rate(score, incumbent, on.is_defect, groups, target_frr)
         if rate >= confidence:
             return c, f"{'+'.join(c)} beats all scores in {rate:.0%} of part redraws (needs {confidence:.0%})"
         closest = max(closest, (rate, c))
