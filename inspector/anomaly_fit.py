@@ -185,16 +185,22 @@ def decode(sample: Sample, max_pixels: int) -> np.ndarray:
 
 
 def parse_candidate(text: str, sizes: list[tuple[int, int]]) -> AnomalyView:
-    """'efficientnet_lite0@auto' | '@fit448' | '@scale1.0' | '@scale0.5max800' -> a view."""
+    """'efficientnet_lite0@auto' | '@fit448' | '@scale1.0' | '@scale0.5max800', each optionally
+    with '+std' (grey levels standardised per image) -> a view."""
     backbone, _, how = text.partition("@")
-    how = how or "auto"
+    how, plus, extra = (how or "auto").partition("+")
+    if plus and extra != "std":
+        raise DataError(f"anomaly view '{text}': the only option after '+' is 'std'")
+    std = {"standardise": bool(plus)}
     if how == "auto":
-        return auto_view(backbone, sizes)
+        return auto_view(backbone, sizes).model_copy(update=std)
     if m := re.fullmatch(r"fit(\d+)", how):
-        return AnomalyView(backbone=backbone, resize="fit", size=int(m.group(1)))
+        return AnomalyView(backbone=backbone, resize="fit", size=int(m.group(1)), **std)
     if m := re.fullmatch(r"scale([\d.]+)(?:max(\d+))?", how):
-        return AnomalyView(backbone=backbone, resize="scale", scale=float(m.group(1)), size=int(m.group(2) or 1024))
-    raise DataError(f"anomaly view '{text}': use <extractor>@auto, @fit<px> or @scale<factor>[max<px>]")
+        return AnomalyView(
+            backbone=backbone, resize="scale", scale=float(m.group(1)), size=int(m.group(2) or 1024), **std
+        )
+    raise DataError(f"anomaly view '{text}': use <extractor>@auto|fit<px>|scale<factor>[max<px>], +std optional")
 
 
 def distinct_views(views: list[AnomalyView], sizes: list[tuple[int, int]], product: str) -> list[AnomalyView]:
@@ -205,12 +211,16 @@ def distinct_views(views: list[AnomalyView], sizes: list[tuple[int, int]], produ
     kept: list[tuple[AnomalyView, tuple[int, int]]] = []
     for view in views:
         shape = view_shape(h, w, view, 1)
-        twin = next((k for k, ks in kept if k.backbone == view.backbone and _close(ks, shape)), None)
+        twin = next((k for k, ks in kept if _same_input(k, view) and _close(ks, shape)), None)
         if twin is None:
             kept.append((view, shape))
         else:
             print(f"{product}: {view.label} left out, nearly the same input as {twin.label}")
     return [v for v, _ in kept]
+
+
+def _same_input(a: AnomalyView, b: AnomalyView) -> bool:
+    return a.backbone == b.backbone and a.standardise == b.standardise
 
 
 def _close(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -267,7 +277,7 @@ def features(
                 x = view_of(decode(s, max_pixels), view, extractor)
             except ImageError as exc:
                 raise DataError(f"{exc} (a good image of {s.product}: fix or remove it)") from None
-            for _, f in part.features([x], view.backbone):
+            for _, f in part.features([x], view):
                 yield s, f[0]
 
 

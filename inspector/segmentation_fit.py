@@ -53,7 +53,7 @@ def fit_segmentation(
                     skipped.append(f"{s.path.name} ({exc})")
                     continue
                 with torch.inference_mode():
-                    (_, feats), *_ = part.features([view], spec.view.backbone)
+                    (_, feats), *_ = part.features([view], spec.view)
                 f = feats[0].half().cpu()
                 cover = mask_to_grid(mask, tuple(f.shape[-2:])) if mask is not None else torch.zeros(f.shape[-2:])
                 build.seg_cells[s.path] = (f, cover, s.is_defect)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.calibration import Thresholds
 from models.types import FusionConfig
 
-CARD_FORMAT = 2
+CARD_FORMAT = 3  # 3: an anomaly view may standardise grey levels (older inspectors would ignore it)
 
 
 class CardError(ValueError):
@@ -45,17 +45,21 @@ class AnomalyView(_Strict):
     ``fit``: resized to a ``size`` x ``size`` square (parts photographed the same way every time).
     ``scale``: the aspect ratio kept, the pixels scaled by ``scale`` and the longest side held to
     ``size`` (parts whose crops vary in shape, e.g. magnetic tiles); never a silent squeeze.
+    ``standardise``: each image's grey levels brought to one mean and spread before the bank sees
+    them (parts whose brightness varies from part to part, e.g. magnetic tiles under several
+    lightings: the bank then spends its patches on texture, not on exposure).
     """
 
     backbone: str = "efficientnet_lite0"
     resize: Literal["fit", "scale"] = "fit"
     size: int = Field(448, ge=32, le=4096)
     scale: float = Field(1.0, gt=0, le=4)
+    standardise: bool = False
 
     @property
     def label(self) -> str:
         how = f"fit{self.size}" if self.resize == "fit" else f"scale{self.scale:g}max{self.size}"
-        return f"{self.backbone}@{how}"
+        return f"{self.backbone}@{how}" + ("+std" if self.standardise else "")
 
 
 class SegmentationSpec(_Strict):
@@ -179,7 +183,12 @@ def _upgrade_1(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-UPGRADES = {1: _upgrade_1}
+def _upgrade_2(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: nothing moved; its views are all raw, the default."""
+    return {**d, "format": 3}
+
+
+UPGRADES = {1: _upgrade_1, 2: _upgrade_2}
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

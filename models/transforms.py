@@ -23,6 +23,15 @@ def resize(image: np.ndarray, size: int | tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+def standardise(x: torch.Tensor, spread: float = 0.25, floor: float = 1 / 64) -> torch.Tensor:
+    """Float images [B, 3, h, w] in [0, 1] -> each one's grey levels moved to mean 0.5 and standard
+    deviation ``spread`` (not clipped: a dark pit keeps its full contrast). A flat image stays flat
+    instead of having its noise blown up (its deviation counts as at least ``floor``)."""
+    mean = x.mean((1, 2, 3), keepdim=True)
+    std = x.std((1, 2, 3), keepdim=True).clamp(min=floor)
+    return (x - mean) / std * spread + 0.5
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 -> float in [0, 1], same shape."""
     return x.float().div_(255)

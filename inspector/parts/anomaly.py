@@ -25,7 +25,7 @@ from models.anomaly import (
     view_shape,
 )
 from models.card import AnomalyView
-from models.transforms import normalize, resize, to_float
+from models.transforms import normalize, resize, standardise, to_float
 from models.types import PartOutput
 
 
@@ -59,26 +59,29 @@ class AnomalyPart:
         v = self.views[product]
         return view_of(image, v, self.extractors[v.backbone])
 
-    def features(self, views: list[torch.Tensor], backbone: str) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """(indices, patch features [b, D, h, w]) per group of same-shaped views: fitted views
-        go as one batch, scaled views of other shapes one by one."""
-        extractor = self.extractors[backbone]
+    def features(self, views: list[torch.Tensor], view: AnomalyView) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """(indices, patch features [b, D, h, w]) per group of same-shaped inputs made as ``view``
+        says: fitted views go as one batch, scaled views of other shapes one by one."""
+        extractor = self.extractors[view.backbone]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, v in enumerate(views):
             groups.setdefault(tuple(v.shape), []).append(i)
         for idx in groups.values():
             x = to_float(torch.stack([views[i] for i in idx]).to(self.device))
+            if view.standardise:
+                x = standardise(x)
             yield idx, extractor(normalize(x, extractor.mean, extractor.std))
 
     @torch.inference_mode()
     def run(self, views: list[torch.Tensor], product: str, manual: Manual | None) -> list[PartOutput]:
-        backbone = self.views[product].backbone
+        view = self.views[product]
+        backbone = view.backbone
         head = self.type_heads.get(backbone)
         text = None
         if head is not None and manual is not None and manual.defects and self.text is not None:
             text = self.text.embed(manual)[1:].to(self.device)  # [T, Dt]: the defect types, not ok
         outputs: list[PartOutput | None] = [None] * len(views)
-        for idx, feats in self.features(views, backbone):
+        for idx, feats in self.features(views, view):
             amap = self.banks[backbone](feats, product)  # [b, h, w]
             seg = self.segment(feats, product)
             region = amap if seg is None else torch.sigmoid(seg)
@@ -101,10 +104,11 @@ class AnomalyPart:
     @torch.inference_mode()
     def region_features(self, views: list[torch.Tensor], product: str) -> torch.Tensor:
         """[B, 2D] what the type head reads: the anomalous region's features and the global mean."""
-        backbone = self.views[product].backbone
+        view = self.views[product]
+        backbone = view.backbone
         sharpness = self.type_heads[backbone].sharpness if backbone in self.type_heads else 0.1
         out: list[torch.Tensor | None] = [None] * len(views)
-        for idx, feats in self.features(views, backbone):
+        for idx, feats in self.features(views, view):
             seg = self.segment(feats, product)
             region = self.banks[backbone](feats, product) if seg is None else torch.sigmoid(seg)
             pooled = region_pool(feats, region, sharpness).cpu()

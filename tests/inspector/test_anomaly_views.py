@@ -3,7 +3,10 @@ the extractor nearly the same pixels as an earlier one is not built twice."""
 
 from __future__ import annotations
 
+import pytest
+
 from inspector.anomaly_fit import distinct_views, parse_candidate
+from inspector.errors import DataError
 from inspector.settings import Settings
 from inspector.training import train_model
 
@@ -36,3 +39,13 @@ def test_the_card_says_which_twin_was_left_out(synthetic_root, home):
     spec = card.products["washer"].anomaly
     assert spec.view.label == "efficientnet_lite0@fit256"
     assert "efficientnet_lite0@fit240 left out" in spec.selected_on
+
+
+def test_a_standardised_view_is_its_own_candidate():
+    tiles = [(250, 600), (230, 620), (400, 300)]
+    raw, std = _views(["efficientnet_lite0@auto", "efficientnet_lite0@auto+std"], tiles)
+    assert std.standardise and not raw.standardise
+    assert std.label == raw.label + "+std" and std.size == raw.size
+    assert parse_candidate("efficientnet_lite0@fit320+std", tiles).label == "efficientnet_lite0@fit320+std"
+    with pytest.raises(DataError, match=r"only option after '\+' is 'std'"):
+        parse_candidate("efficientnet_lite0@auto+equalise", tiles)

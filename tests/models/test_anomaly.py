@@ -9,6 +9,7 @@ import torch
 
 from inspector.demo import elpv_root
 from inspector.images import load_image
+from inspector.parts.anomaly import AnomalyPart, view_of
 from models.anomaly import (
     MemoryBanks,
     create_patch_extractor,
@@ -18,7 +19,7 @@ from models.anomaly import (
     view_shape,
 )
 from models.card import AnomalyView
-from models.transforms import normalize, resize, to_float
+from models.transforms import normalize, resize, standardise, to_float
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +66,47 @@ def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells):
     for amap, (r, c) in zip(scratched, spots, strict=True):
         peak = divmod(int(amap.argmax()), amap.shape[1])  # (row, col) on the stride-8 grid
         assert abs(peak[0] * 8 + 4 - (r + 7)) <= 12 and abs(peak[1] * 8 + 4 - (c + 8)) <= 12
+
+
+def test_a_standardised_view_scores_another_exposure_of_a_good_part_as_good(cells):
+    """A bank of good cells under one exposure, asked about other good cells photographed darker
+    and flatter: standardised, each scores as it does under the bank's exposure, and a pasted
+    scratch still stands out."""
+    torch.manual_seed(0)
+    extractor = create_patch_extractor("efficientnet_lite0")
+    part = AnomalyPart({extractor.name: extractor}, {}, {}, {}, None, torch.device("cpu"))
+    train, test = cells[:16], cells[16:]
+    dim = [(im.astype(np.float32) * 0.55 + 25).astype(np.uint8) for im in test]
+    spots = [(40 + 7 * i, 30 + 6 * i) for i in range(len(test))]
+    marked = [scratch(im, r, c) for im, (r, c) in zip(dim, spots, strict=True)]
+
+    def scores(standardise: bool) -> dict[str, torch.Tensor]:
+        view = AnomalyView(resize="fit", size=128, standardise=standardise)
+
+        def feats(images):
+            with torch.inference_mode():
+                (_, f), *_ = part.features([view_of(im, view, extractor) for im in images], view)
+            return f
+
+        pool = feats(train).permute(0, 2, 3, 1).reshape(-1, extractor.dim)
+        banks = MemoryBanks(extractor.dim)
+        banks.add("cell", pool[greedy_coreset(pool, len(pool) // 4)])
+        return {k: banks(feats(v), "cell").flatten(1).max(1).values for k, v in
+                {"clean": test, "dim": dim, "marked": marked}.items()}  # fmt: skip
+
+    raw, std = scores(False), scores(True)
+    # standardised, a cell scores as it did under the bank's own exposure (up to uint8 rounding)
+    assert (std["dim"] - std["clean"]).abs().max() < 0.5 * (raw["dim"] - raw["clean"]).abs().max()
+    assert std["marked"].min() > std["dim"].max()  # and a scratch still stands out
+
+
+def test_standardise_removes_exposure_and_keeps_a_flat_image_flat(cells):
+    x = to_float(resize(cells[0], 64)).unsqueeze(0)
+    darker = x * 0.5 + 0.1
+    assert torch.allclose(standardise(x), standardise(darker), atol=1e-4)
+    assert abs(standardise(x).mean().item() - 0.5) < 1e-4 and abs(standardise(x).std().item() - 0.25) < 1e-3
+    flat = torch.full((1, 3, 8, 8), 0.3) + torch.randn(1, 3, 8, 8) * 1e-4
+    assert standardise(flat).sub(0.5).abs().max() < 0.01  # its noise is not blown up to full contrast
 
 
 def test_coreset_covers_every_cluster_that_random_sampling_would_miss():

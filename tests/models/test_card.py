@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from models.card import CARD_FORMAT, CardError, load_card
+from models.card import CARD_FORMAT, CardError, load_card, parse_card
 
 FORMAT_1 = {
     "format": 1,
@@ -50,6 +50,24 @@ def test_format_1_card_loads_as_a_classifier_only_model(tmp_path):
     washer = card.products["washer"]
     assert list(washer.decision.parts) == ["classifier"] and washer.decision.thresholds.reject == 0.6
     assert washer.image_only.thresholds.reject == 0.7 and washer.decision.parts["classifier"].spread == 1.0
+
+
+def test_format_2_card_loads_its_views_raw_and_an_older_reader_refuses_format_3(tmp_path):
+    two = load_card(_write(tmp_path, FORMAT_1)).model_dump()
+    view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
+    two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
+    card = parse_card(two)
+    assert card.format == 3 and card.products["washer"].anomaly.view.standardise is False
+    three = {**two, "format": 3}
+    three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
+    assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
+    with pytest.raises(CardError, match="card format 4 is newer"):
+        parse_card({**three, "format": 4})
+
+
+def _write(folder, data) -> object:
+    (folder / "card.json").write_text(json.dumps(data))
+    return folder / "card.json"
 
 
 @pytest.mark.parametrize(
