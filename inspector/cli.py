@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--anomaly",
         nargs="+",
         metavar="EXTRACTOR@VIEW",
-        help="anomaly-branch candidates, each product takes the best on val (default efficientnet_lite0@auto, "
-        "@fit320 and @auto+std); views: @auto, @fit448, @scale1.0, each with +std to standardise grey levels "
-        "per image; extractors: efficientnet_lite0, efficientnet_lite1, dinov2_vits14",
+        help="anomaly-branch candidates, each product takes the best on val (default efficientnet_lite0@auto "
+        "and @fit320); views: @auto, @fit448, @scale1.0, each with +std to standardise grey levels per image; "
+        "extractors: efficientnet_lite0, efficientnet_lite1, dinov2_vits14",
     )
     t.add_argument("--no-anomaly", action="store_true", help="no anomaly branch (classifier only)")
     t.add_argument("--no-classifier", action="store_true", help="no classifier (anomaly branch only)")

@@ -58,9 +58,10 @@ class AnomalySettings(BaseModel):
     enabled: bool = True
     # candidate inputs, "<patch extractor>@<view>": view "auto" (from the product's image sizes),
     # "fit448" (a 448 px square) or "scale1.0" (aspect kept, pixels x1.0, longest side at most 1024);
-    # "+std" after a view standardises each image's grey levels first (parts whose exposure varies);
+    # "+std" after a view standardises each image's grey levels first (opt-in: as a default candidate val
+    # never chose it on the shared data and chose it wrongly on solar-cell-poly, docs/RESULTS.md);
     # with several, each product takes the one with the lowest mean val escape over FRR 1-10 % (then AUROC, then cost)
-    candidates: list[str] = ["efficientnet_lite0@auto", "efficientnet_lite0@fit320", "efficientnet_lite0@auto+std"]
+    candidates: list[str] = ["efficientnet_lite0@auto", "efficientnet_lite0@fit320"]
     views: dict[
         str, str
     ] = {}  # per-product override of the candidates, e.g. {"magnetic-tile": "efficientnet_lite0@scale1.0"}
