@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.calibration import Thresholds
 from models.types import FusionConfig
 
-CARD_FORMAT = 3  # 3: an anomaly view may standardise grey levels (older inspectors would ignore it)
+CARD_FORMAT = 3  # 3: an anomaly view may standardise grey levels (an older inspector must refuse, not score raw)
 
 
 class CardError(ValueError):
@@ -46,8 +46,8 @@ class AnomalyView(_Strict):
     ``scale``: the aspect ratio kept, the pixels scaled by ``scale`` and the longest side held to
     ``size`` (parts whose crops vary in shape, e.g. magnetic tiles); never a silent squeeze.
     ``standardise``: each image's grey levels brought to one mean and spread before the bank sees
-    them (parts whose brightness varies from part to part, e.g. magnetic tiles under several
-    lightings: the bank then spends its patches on texture, not on exposure).
+    them, for parts whose exposure varies from part to part: the bank then stores texture, not
+    exposure (opt-in: on the shared data val never preferred it, docs/RESULTS.md).
     """
 
     backbone: str = "efficientnet_lite0"
