@@ -9,6 +9,7 @@ from PIL import Image
 
 from inspector.cli import main
 from inspector.dataset import load_dataset
+from models.card import CARD_FORMAT
 
 
 def inspect_washer(home, model, *args) -> int:
@@ -27,7 +28,7 @@ def test_train_beats_chance_by_a_wide_margin(trained_model):
     test = card["metrics"]["test"]["washer"]
     assert test["auroc"] > 0.9 and test["escape_rate"] < 0.3  # chance: 0.5 and 0.99
     assert test["defect_type_macro_f1"] > 0.8  # chance: 0.5
-    assert card["format"] == 2 and card["products"]["washer"]["classes"] == ["ok", "scratch", "spot"]
+    assert card["format"] == CARD_FORMAT and card["products"]["washer"]["classes"] == ["ok", "scratch", "spot"]
     classifier = card["classifier"]
     assert classifier["backbone"] == "efficientnet_lite0" and classifier["fusion"]["fusion"] == "cross_attention"
     assert card["anomaly_backbones"] == ["efficientnet_lite0"] and card["products"]["washer"]["anomaly"]["bank_patches"]

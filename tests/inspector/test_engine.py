@@ -5,6 +5,7 @@ from inspector.engine import Engine
 from inspector.errors import UnknownProductError
 from inspector.images import load_image
 from inspector.manual import parse_manual
+from models.card import CARD_FORMAT
 from tests.helpers.synthetic import MANUAL, make_image
 
 
@@ -105,7 +106,7 @@ def test_a_format_1_checkpoint_still_serves(trained_model, tmp_path):
                                 "image_only": fallback}},
     }))  # fmt: skip
     engine = Engine(old, "cpu")
-    assert list(engine.parts) == ["classifier"] and engine.card.format == 2
+    assert list(engine.parts) == ["classifier"] and engine.card.format == CARD_FORMAT
     spots = engine.inspect_arrays("washer", images("spot", 3))
     assert all(v.reject_threshold == 0.6 and v.anomaly_score is None for v in spots)
     assert sum(v.verdict == "reject" for v in spots) >= 2

@@ -57,7 +57,7 @@ def test_format_2_card_loads_its_views_raw_and_an_older_reader_refuses_format_3(
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == 3 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 3 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
