@@ -10,14 +10,17 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
-from models.calibration import frr_bound
+from models.calibration import frr_bound, frr_chance, good_shift_p
 from models.card import Decision
 from models.decision import combine
 from models.metrics import expected_calibration_error
 
 
-def decision_metrics(out: SplitOutputs, decision: Decision, image_only: bool = False) -> dict:
-    """How the station's decision does on ``out`` (the product's images of one split)."""
+def decision_metrics(
+    out: SplitOutputs, decision: Decision, image_only: bool = False, calib: SplitOutputs | None = None
+) -> dict:
+    """How the station's decision does on ``out`` (the product's images of one split); with the
+    ``calib`` split that set the thresholds, whether its good parts score like these."""
     scores = {k: v for k, v in out.scores.items() if not (image_only and k in NEEDS_MANUAL)}
     parts = {k: s for k, s in decision.parts.items() if k in scores}
     defect = out.is_defect
@@ -43,6 +46,11 @@ def decision_metrics(out: SplitOutputs, decision: Decision, image_only: bool = F
         m["target_frr"] = th.target_frr
         m["frr_bound"] = frr_bound(th.n_good, n_good, th.target_frr) if th.guaranteed else None
         m["guaranteed"] = th.guaranteed
+        if th.guaranteed:
+            rejected = int((score[~defect] > th.reject).sum())
+            m["frr_chance"] = frr_chance(th.n_good, n_good, th.target_frr, rejected)
+        if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
+            m["good_shift_p"] = good_shift_p(combine(calib.scores, parts)[~calib.is_defect], score[~defect])
     types = out.types.get(decision.typing)
     if types is not None and defect.any():
         truth, pred = out.target[defect] - 1, types[defect].argmax(1)

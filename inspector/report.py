@@ -75,13 +75,33 @@ def warnings(metrics: dict[str, dict]) -> list[str]:
         if frr is not None and bound is not None and frr > bound:
             out.append(
                 f"! {product}: {frr:.1%} of good parts were rejected, above what the {m['target_frr']:.0%} promise "
-                f"allows by chance ({bound:.1%}): the promise did not hold on these parts"
+                f"allows by chance ({bound:.1%}): the promise did not hold on these parts{_why(m)}"
             )
         elif frr is not None and m.get("guaranteed") is False:
             out.append(f"! {product}: too few good parts to calibrate on: no false-reject promise is made")
         if esc is not None and esc > 0.5:
             out.append(f"! {product}: {esc:.0%} of defects pass at the promised false-reject rate")
     return out
+
+
+def _why(m: dict) -> str:
+    """Bad luck or changed parts: how rare the count is, and whether the good parts as a whole
+    score above the calibration's."""
+    chance, shift = m.get("frr_chance"), m.get("good_shift_p")
+    words = []
+    if chance is not None:
+        words.append(f"chance gives this many or more {_odds(chance)}")
+    if shift is not None:
+        words.append(
+            f"the good parts as a whole score above the calibration's (p = {shift:.2g}): they changed"
+            if shift < 0.05
+            else f"the good parts as a whole score like the calibration's (p = {shift:.2g}): a few odd parts did it"
+        )
+    return f";\n  {'; '.join(words)}" if words else ""
+
+
+def _odds(p: float) -> str:
+    return "less than 1 time in 1000" if p < 0.001 else f"1 time in {max(1, round(1 / p))}"
 
 
 def verdict_line(name: str, v) -> str:

@@ -276,20 +276,20 @@ def product_report(
     calib: SplitOutputs | None, verdict: VerdictSettings,
 ) -> dict:  # fmt: skip
     """The product's metrics on one split: the station's decision, image-only, and each part alone."""
-    m = decision_metrics(out, decision)
-    m["image_only"] = decision_metrics(out, image_only, image_only=True)
+    m = decision_metrics(out, decision, calib=calib)
+    m["image_only"] = decision_metrics(out, image_only, image_only=True, calib=calib)
     methods = {}
     fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr,
                   confidence=verdict.selection_confidence)  # fmt: skip
     classifier = {"classifier", "defect_head"} & set(out.scores)
     if classifier:  # the classifier alone: its better score, or both, as val chooses
-        methods["classifier"] = decision_metrics(out, fit(allowed=classifier))
+        methods["classifier"] = decision_metrics(out, fit(allowed=classifier), calib=calib)
     if "anomaly" in out.scores:
-        methods["anomaly"] = decision_metrics(out, fit(parts=["anomaly"]))
+        methods["anomaly"] = decision_metrics(out, fit(parts=["anomaly"]), calib=calib)
     if "segmentation" in out.scores:
-        methods["segmentation"] = decision_metrics(out, fit(parts=["segmentation"]))
+        methods["segmentation"] = decision_metrics(out, fit(parts=["segmentation"]), calib=calib)
     if classifier and "anomaly" in out.scores:  # every score the product has, together
-        methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)))
+        methods["combined"] = decision_metrics(out, fit(parts=sorted(out.scores)), calib=calib)
     m["methods"] = methods
     px = pixel_auroc(out)
     if px is not None:

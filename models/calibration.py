@@ -102,3 +102,32 @@ def frr_bound(n_calibration: int, n_test: int, alpha: float, level: float = 0.95
     if k > n_calibration or n_test <= 0:
         return None
     return float(betabinom.ppf(level, n_test, n_calibration + 1 - k, k)) / n_test
+
+
+def frr_chance(n_calibration: int, n_test: int, alpha: float, rejected: int) -> float | None:
+    """How often chance alone rejects ``rejected`` or more of ``n_test`` new good parts under the
+    conformal threshold of ``n_calibration`` good scores (the Beta-Binomial of ``frr_bound``).
+
+    A measured FRR above the bound is a 1-in-20 event by construction; this says how rare the
+    count actually seen is, so a quality engineer can weigh it. None when no promise is made.
+    """
+    from scipy.stats import betabinom
+
+    k = math.ceil((n_calibration + 1) * (1 - alpha))
+    if k > n_calibration or n_test <= 0:
+        return None
+    return float(betabinom.sf(rejected - 1, n_test, n_calibration + 1 - k, k))
+
+
+def good_shift_p(calibration_good: np.ndarray, new_good: np.ndarray) -> float | None:
+    """One-sided p-value that new good parts score higher than the calibration's good parts
+    (Mann-Whitney U on the defect scores). Small: the parts changed, and the promise with them;
+    large while the FRR breaks its bound: a few odd parts broke it, not the bulk. None with
+    fewer than 5 parts on either side.
+    """
+    from scipy.stats import mannwhitneyu
+
+    a, b = np.asarray(new_good, np.float64), np.asarray(calibration_good, np.float64)
+    if len(a) < 5 or len(b) < 5:
+        return None
+    return float(mannwhitneyu(a, b, alternative="greater").pvalue)

@@ -2,7 +2,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile, fit_temperature
+from models.calibration import (
+    Thresholds,
+    calibrate_thresholds,
+    conformal_quantile,
+    fit_temperature,
+    frr_bound,
+    frr_chance,
+    good_shift_p,
+)
 from models.losses import masked_cross_entropy
 from models.metrics import expected_calibration_error
 
@@ -19,6 +27,34 @@ def test_conformal_threshold_holds_the_false_reject_target_on_fresh_good_parts()
     # marginal guarantee E[FRR] <= alpha; 3 standard errors of Monte Carlo slack
     assert np.mean(rates) <= 0.01 + 3 * np.std(rates) / np.sqrt(len(rates))
     assert np.mean(rates) > 0.008  # and not wastefully conservative
+
+
+def test_frr_chance_is_how_often_fresh_good_parts_reject_that_many():
+    # 200 calibration parts and 86 test parts, as the demo's mono cells: simulate the whole draw
+    rng = np.random.default_rng(1)
+    counts = []
+    for _ in range(4000):
+        t, _ = conformal_quantile(rng.normal(size=200), 0.01)
+        counts.append(int((rng.normal(size=86) > t).sum()))
+    counts = np.array(counts)
+    for r in (1, 3, 4, 6):
+        assert abs(frr_chance(200, 86, 0.01, r) - (counts >= r).mean()) < 0.015
+    assert frr_chance(200, 86, 0.01, 0) == 1.0
+    # past the 95 % bound the count is rare by construction
+    over = round(frr_bound(200, 86, 0.01) * 86) + 1
+    assert frr_chance(200, 86, 0.01, over) <= 0.05
+    assert frr_chance(20, 86, 0.01, 3) is None  # too few parts: no promise, no odds
+
+
+def test_good_shift_p_tells_changed_parts_from_a_few_odd_ones():
+    rng = np.random.default_rng(2)
+    calibration = rng.normal(size=200)
+    alike = rng.normal(size=86)
+    alike[:4] = 6.0  # four odd parts far out in the tail: rejected, but the bulk did not move
+    assert good_shift_p(calibration, alike) > 0.05
+    assert good_shift_p(calibration, rng.normal(0.5, 1, 86)) < 0.01  # the whole line drifted up
+    assert good_shift_p(calibration, rng.normal(-0.5, 1, 86)) > 0.5  # drifting down breaks no promise
+    assert good_shift_p(calibration, alike[:3]) is None
 
 
 def test_too_few_good_parts_is_flagged_not_hidden():

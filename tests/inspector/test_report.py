@@ -1,0 +1,49 @@
+"""The words printed where a product breaks its false-reject promise: bad luck or changed parts."""
+
+from pathlib import Path
+
+import numpy as np
+
+from inspector.dataset import Sample
+from inspector.evaluation import decision_metrics
+from inspector.outputs import SplitOutputs
+from inspector.report import warnings
+from models.calibration import Thresholds
+from models.card import Decision, PartScale
+
+
+def _split(good: np.ndarray, defect: np.ndarray, split: str) -> SplitOutputs:
+    kinds = ["ok"] * len(good) + ["crack"] * len(defect)
+    samples = [Sample(Path(f"/{split}/{i}.png"), "tile", k, split) for i, k in enumerate(kinds)]
+    target = np.array([k != "ok" for k in kinds], dtype=np.int64)
+    return SplitOutputs("tile", samples, target, {"anomaly": np.r_[good, defect]})
+
+
+def _decision(calib: SplitOutputs) -> Decision:
+    good = np.sort(calib.scores["anomaly"][~calib.is_defect])
+    th = Thresholds(warn=float(good[-10]), reject=float(good[-2]), target_frr=0.01, n_good=len(good), guaranteed=True)
+    return Decision(parts={"anomaly": PartScale()}, thresholds=th, calibrated_on="test")
+
+
+def test_a_broken_promise_says_whether_a_few_parts_or_the_line_changed():
+    rng = np.random.default_rng(0)
+    calib = _split(rng.normal(size=200), np.array([]), "calib")
+    decision = _decision(calib)
+    odd = rng.normal(size=86)
+    odd[:5] = 8.0  # five odd good parts, the rest like the calibration's
+    m = decision_metrics(_split(odd, np.full(20, 9.0), "test"), decision, calib=calib)
+    assert m["false_reject_rate"] > m["frr_bound"] and m["frr_chance"] < 0.05
+    (line,) = [w for w in warnings({"tile": m}) if "promise did not hold" in w]
+    assert "chance gives this many or more" in line and "a few odd parts did it" in line
+
+    shifted = decision_metrics(_split(rng.normal(1.5, 1, 86), np.full(20, 9.0), "test"), decision, calib=calib)
+    (line,) = [w for w in warnings({"tile": shifted}) if "promise did not hold" in w]
+    assert "less than 1 time in 1000" in line and "they changed" in line
+
+
+def test_a_kept_promise_says_nothing_and_no_calibration_means_no_shift_test():
+    rng = np.random.default_rng(1)
+    calib = _split(rng.normal(size=200), np.array([]), "calib")
+    m = decision_metrics(_split(rng.normal(size=86), np.full(20, 9.0), "test"), _decision(calib))
+    assert "good_shift_p" not in m and m["frr_chance"] > 0.05
+    assert not [w for w in warnings({"tile": m}) if "promise" in w]
