@@ -103,7 +103,7 @@ def summary(runs: list[dict]) -> dict:
 
 def _agg(rows: list[dict]) -> dict:
     out = {}
-    for k in [*KEYS, "target_frr", "n", "n_defect"]:
+    for k in [*KEYS, "escape_low", "escape_high", "defect_parts", "target_frr", "n", "n_defect"]:
         vals = [r[k] for r in rows if r.get(k) is not None]
         if vals:
             out[k] = [float(np.mean(vals)), float(np.std(vals)), len(vals)]
@@ -132,6 +132,15 @@ def speed(model: Path, data: list[Path], n: int = 64) -> dict:
     return out
 
 
+def interval(m: dict) -> str:
+    """The escape rate's 95 % interval over the defective parts the test split holds (mean of the
+    seeds' bounds), and how many parts that is."""
+    lo, hi, parts = m.get("escape_low"), m.get("escape_high"), m.get("defect_parts")
+    if not lo or not hi:
+        return ""
+    return f" [{100 * lo[0]:.0f}-{100 * hi[0]:.0f} %, {parts[0]:.0f} parts]" if parts else ""
+
+
 def fmt(cell, pct: bool = False) -> str:
     if not cell:
         return "–"
@@ -155,7 +164,10 @@ def markdown(r: dict) -> str:
         "One model is trained on all products of a data folder at once.",
         "",
         "Columns: **escape** = defects not rejected at the threshold calibrated for a "
-        f"{r['target_frr']:.0%} false-reject rate (the headline); **FRR** = good test parts rejected, measured, "
+        f"{r['target_frr']:.0%} false-reject rate (the headline), in brackets its 95 % interval when the test "
+        "split's defective physical parts are redrawn (a tile's lightings together; the threshold held) and how "
+        "many parts that is, which says how much a split with few parts can tell; **FRR** = good test parts "
+        "rejected, measured, "
         "with the 95 % bound the conformal promise allows on that many parts (a measured FRR above it means the "
         "promise broke); AUROC = defect score, good vs defective; pixel AUROC = anomaly map vs defect masks; "
         "type-F1 = macro-F1 of the named defect type on defect images.",
@@ -191,7 +203,7 @@ def markdown(r: dict) -> str:
                 name = {"station": "**station (selected)**", "image_only": "station without the manual"}.get(
                     method, method
                 )
-                L.append(f"| {name} | {fmt(m.get('escape_rate'), True)} | {frr} | {fmt(m.get('auroc'))} | "
+                L.append(f"| {name} | {fmt(m.get('escape_rate'), True)}{interval(m)} | {frr} | {fmt(m.get('auroc'))} | "
                          f"{fmt(m.get('pixel_auroc'))} | {fmt(m.get('defect_type_macro_f1'))} |")  # fmt: skip
             L.append("")
     if r.get("manual"):
@@ -272,7 +284,8 @@ def assessment(r: dict) -> list[str]:
             L.append(f"| {product} | {key} | {bound} | not measured | – |")
             continue
         ok = cell[0] <= goal if how == "max" else cell[0] >= goal
-        L.append(f"| {product} | {key} | {bound} | {fmt(cell, pct)} | {'yes' if ok else '**no**'} |")
+        spread = interval(tables[product]["station"]) if pct else ""
+        L.append(f"| {product} | {key} | {bound} | {fmt(cell, pct)}{spread} | {'yes' if ok else '**no**'} |")
     for product, t in tables.items():
         m = t.get("station", {})
         if m.get("frr_bound"):

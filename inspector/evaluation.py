@@ -13,7 +13,7 @@ from inspector.outputs import SplitOutputs
 from models.calibration import frr_bound, frr_chance, good_shift_p
 from models.card import Decision
 from models.decision import combine
-from models.metrics import expected_calibration_error
+from models.metrics import escape_interval, expected_calibration_error
 
 
 def decision_metrics(
@@ -35,6 +35,9 @@ def decision_metrics(
             m[f"{name}_auroc"] = float(roc_auc_score(defect, s))
     if defect.any():
         m["escape_rate"] = float((score[defect] <= th.reject).mean())  # defects not rejected
+        physical = np.array([s.part for s in out.samples])[defect]
+        m["escape_low"], m["escape_high"] = escape_interval(score[defect] <= th.reject, physical)
+        m["defect_parts"] = len(set(physical.tolist()))
         m["escape_to_accept_rate"] = float((score[defect] <= th.warn).mean())  # not even sent to review
         types = sorted({s.defect_type for s in out.samples if s.is_defect})
         kind = np.array([s.defect_type for s in out.samples])

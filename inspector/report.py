@@ -5,7 +5,8 @@ from __future__ import annotations
 
 LEGEND = (
     "escape = defects not rejected at the threshold that promises the target false-reject rate (lower is "
-    "better);\nFRR = good parts rejected, measured, beside its target and the most it may be by chance "
+    "better), [95 % interval over the defective parts the split holds];\nFRR = good parts rejected, measured, "
+    "beside its target and the most it may be by chance "
     "(95 % bound);\nAUROC = how well the defect score separates good from defective (1.0 = perfectly); "
     "type-F1 = macro-F1 of the named defect type on defects."
 )
@@ -24,6 +25,13 @@ def _frr(m: dict) -> str:
     bound = m.get("frr_bound")
     tail = f" (<={_fmt(bound, True)})" if bound is not None else " (no promise)"
     return f"{_fmt(frr, True)}/{_fmt(m['target_frr'], True)}{tail}"
+
+
+def _escape(m: dict) -> str:
+    esc, lo, hi = m.get("escape_rate"), m.get("escape_low"), m.get("escape_high")
+    if esc is None or lo is None or hi is None:
+        return _fmt(esc, True)
+    return f"{_fmt(esc, True)} [{100 * lo:.0f}-{100 * hi:.0f}%]"
 
 
 def _escape_auroc(m: dict | None) -> str:
@@ -45,7 +53,7 @@ def metrics_table(metrics: dict[str, dict], title: str = "", legend: bool = Fals
             product,
             f"{m['n'] - m.get('n_defect', 0)}/{m.get('n_defect', 0)}",
             m.get("parts", "-") or "-",
-            _fmt(m.get("escape_rate"), True),
+            _escape(m),
             _frr(m),
             _fmt(m.get("auroc")),
             _fmt(m.get("defect_type_macro_f1")),

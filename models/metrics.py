@@ -96,3 +96,25 @@ def paired_difference(
     boot = np.mean(recall_diffs, axis=0)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return diff, float(low), float(high)
+
+
+def escape_interval(
+    escaped: np.ndarray, parts: np.ndarray, level: float = 0.95, draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Bootstrap interval of the escape rate, drawing the defective physical parts, not images.
+
+    ``escaped`` [M]: each defect image passed; ``parts`` [M]: the part it shows. A tile's six
+    lightings are one piece of evidence, so a split with 2-3 tiles per defect type says much
+    less than its image count suggests: this interval says how much. The threshold is held
+    fixed (the calibration's), so it covers which defects the test split happened to hold.
+    """
+    escaped = np.asarray(escaped, np.float64)
+    if len(escaped) == 0:
+        return float("nan"), float("nan")
+    _, part = np.unique(np.asarray(parts), return_inverse=True)
+    images = np.bincount(part).astype(np.float64)
+    passed = np.bincount(part, weights=escaped)
+    drawn = np.random.default_rng(seed).integers(0, len(images), size=(draws, len(images)))
+    rates = passed[drawn].sum(1) / images[drawn].sum(1)
+    tail = (1 - level) / 2
+    return float(np.quantile(rates, tail)), float(np.quantile(rates, 1 - tail))

@@ -7,7 +7,7 @@ import numpy as np
 from inspector.dataset import Sample
 from inspector.evaluation import decision_metrics
 from inspector.outputs import SplitOutputs
-from inspector.report import warnings
+from inspector.report import metrics_table, warnings
 from models.calibration import Thresholds
 from models.card import Decision, PartScale
 
@@ -47,3 +47,14 @@ def test_a_kept_promise_says_nothing_and_no_calibration_means_no_shift_test():
     m = decision_metrics(_split(rng.normal(size=86), np.full(20, 9.0), "test"), _decision(calib))
     assert "good_shift_p" not in m and m["frr_chance"] > 0.05
     assert not [w for w in warnings({"tile": m}) if "promise" in w]
+
+
+def test_the_table_gives_the_escape_with_its_interval_over_parts():
+    rng = np.random.default_rng(2)
+    calib = _split(rng.normal(size=200), np.array([]), "calib")
+    test = _split(rng.normal(size=86), np.r_[np.zeros(10), np.full(10, 9.0)], "test")  # half the defects pass
+    m = decision_metrics(test, _decision(calib))
+    assert m["escape_rate"] == 0.5 and m["defect_parts"] == 20
+    assert m["escape_low"] < 0.5 < m["escape_high"]
+    row = next(line for line in metrics_table({"tile": m}).splitlines() if line.startswith("tile"))
+    assert f"50.0% [{100 * m['escape_low']:.0f}-{100 * m['escape_high']:.0f}%]" in row

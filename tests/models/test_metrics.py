@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.metrics import balanced_accuracy, paired_difference
+from models.metrics import balanced_accuracy, escape_interval, paired_difference
 
 
 def test_balanced_accuracy_weighs_both_classes():
@@ -22,3 +22,14 @@ def test_paired_interval_follows_the_discordant_parts():
     assert diff == pytest.approx(-0.2) and high < 0  # clearly worse
     same = paired_difference(truth, a, a.copy())
     assert same == (0.0, 0.0, 0.0)  # identical decisions: no uncertainty at all
+
+
+def test_the_escape_interval_counts_parts_not_images():
+    # 60 defect images that escape on 2 of 6 parts: as 60 separate parts the rate is well pinned,
+    # as six tiles photographed ten times each it could as well be 0 % or 70 %
+    escaped = np.r_[np.ones(20), np.zeros(40)].astype(bool)
+    lo_images, hi_images = escape_interval(escaped, np.arange(60))
+    lo_tiles, hi_tiles = escape_interval(escaped, np.repeat(np.arange(6), 10))
+    assert lo_images < 1 / 3 < hi_images and hi_images - lo_images < 0.3
+    assert lo_tiles <= 0.01 and hi_tiles >= 0.65
+    assert escape_interval(np.zeros(8, bool), np.arange(8)) == (0.0, 0.0)
