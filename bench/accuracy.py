@@ -333,8 +333,7 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
     import pcb_tested_windows as ptw
 
     folder = home / "pcb-tested" / "pcb"
-    folder.mkdir(parents=True, exist_ok=True)
-    ptw.build(ptw.windows(deeppcb, data / "pcb", folder), data / "pcb", folder)
+    ptw.build_once(deeppcb, data / "pcb", folder)
     return [*(p for p in product_folders(data) if p.name != "pcb"), folder]
 
 

@@ -52,8 +52,12 @@ def decision_metrics(
         if th.guaranteed:
             rejected = int((score[~defect] > th.reject).sum())
             m["frr_chance"] = frr_chance(th.n_good, n_good, th.target_frr, rejected)
+        good_parts = np.array([s.part for s in out.samples])[~defect]
+        m["good_parts"] = len(set(good_parts.tolist()))
         if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
-            m["good_shift_p"] = good_shift_p(combine(calib.scores, parts)[~calib.is_defect], score[~defect])
+            calib_parts = np.array([s.part for s in calib.samples])[~calib.is_defect]
+            calib_good = combine(calib.scores, parts)[~calib.is_defect]
+            m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, good_parts)
     types = out.types.get(decision.typing)
     if types is not None and defect.any():
         truth, pred = out.target[defect] - 1, types[defect].argmax(1)

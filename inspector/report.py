@@ -98,7 +98,11 @@ def _why(m: dict) -> str:
     chance, shift = m.get("frr_chance"), m.get("good_shift_p")
     words = []
     if chance is not None:
-        words.append(f"chance gives this many or more {_odds(chance)}")
+        together = m.get("good_parts", 0) < m["n"] - m.get("n_defect", 0)  # several images per part
+        words.append(
+            f"chance gives this many or more {_odds(chance)}"
+            + (" if every image were its own part (a part's images fail together, so more often)" if together else "")
+        )
     if shift is not None:
         words.append(
             f"the good parts as a whole score above the calibration's (p = {shift:.2g}): they changed"

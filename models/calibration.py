@@ -119,15 +119,30 @@ def frr_chance(n_calibration: int, n_test: int, alpha: float, rejected: int) -> 
     return float(betabinom.sf(rejected - 1, n_test, n_calibration + 1 - k, k))
 
 
-def good_shift_p(calibration_good: np.ndarray, new_good: np.ndarray) -> float | None:
+def good_shift_p(
+    calibration_good: np.ndarray,
+    new_good: np.ndarray,
+    calibration_parts: np.ndarray | None = None,
+    new_parts: np.ndarray | None = None,
+) -> float | None:
     """One-sided p-value that new good parts score higher than the calibration's good parts
     (Mann-Whitney U on the defect scores). Small: the parts changed, and the promise with them;
-    large while the FRR breaks its bound: a few odd parts broke it, not the bulk. None with
-    fewer than 5 parts on either side.
+    large while the FRR breaks its bound: a few odd parts broke it, not the bulk. With the
+    physical part of each image, each part counts once (its median score): six lightings of
+    one tile are one piece of evidence, and counting them six times makes any gap look sure.
+    None with fewer than 5 parts on either side.
     """
     from scipy.stats import mannwhitneyu
 
-    a, b = np.asarray(new_good, np.float64), np.asarray(calibration_good, np.float64)
+    a = _per_part(np.asarray(new_good, np.float64), new_parts)
+    b = _per_part(np.asarray(calibration_good, np.float64), calibration_parts)
     if len(a) < 5 or len(b) < 5:
         return None
     return float(mannwhitneyu(a, b, alternative="greater").pvalue)
+
+
+def _per_part(scores: np.ndarray, parts: np.ndarray | None) -> np.ndarray:
+    if parts is None:
+        return scores
+    _, part = np.unique(np.asarray(parts), return_inverse=True)
+    return np.array([np.median(scores[part == g]) for g in range(part.max() + 1)]) if len(part) else scores

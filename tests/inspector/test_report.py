@@ -12,9 +12,12 @@ from models.calibration import Thresholds
 from models.card import Decision, PartScale
 
 
-def _split(good: np.ndarray, defect: np.ndarray, split: str) -> SplitOutputs:
+def _split(good: np.ndarray, defect: np.ndarray, split: str, per_part: int = 1) -> SplitOutputs:
     kinds = ["ok"] * len(good) + ["crack"] * len(defect)
-    samples = [Sample(Path(f"/{split}/{i}.png"), "tile", k, split) for i, k in enumerate(kinds)]
+    samples = [
+        Sample(Path(f"/{split}/{i}.png"), "tile", k, split, group=f"{split}-{i // per_part}")
+        for i, k in enumerate(kinds)
+    ]
     target = np.array([k != "ok" for k in kinds], dtype=np.int64)
     return SplitOutputs("tile", samples, target, {"anomaly": np.r_[good, defect]})
 
@@ -58,3 +61,14 @@ def test_the_table_gives_the_escape_with_its_interval_over_parts():
     assert m["escape_low"] < 0.5 < m["escape_high"]
     row = next(line for line in metrics_table({"tile": m}).splitlines() if line.startswith("tile"))
     assert f"50.0% [{100 * m['escape_low']:.0f}-{100 * m['escape_high']:.0f}%]" in row
+
+
+def test_a_broken_promise_on_tiles_says_their_images_fail_together():
+    rng = np.random.default_rng(0)
+    calib = _split(rng.normal(size=204), np.array([]), "calib", per_part=6)
+    good = np.repeat(rng.normal(size=15), 6)
+    good[:12] = 8.0  # two tiles, all six lightings of each rejected
+    m = decision_metrics(_split(good, np.full(12, 9.0), "test", per_part=6), _decision(calib), calib=calib)
+    assert m["good_parts"] == 15 and m["defect_parts"] == 2
+    (line,) = [w for w in warnings({"tile": m}) if "promise did not hold" in w]
+    assert "if every image were its own part" in line and "a few odd parts did it" in line

@@ -57,6 +57,18 @@ def test_good_shift_p_tells_changed_parts_from_a_few_odd_ones():
     assert good_shift_p(calibration, alike[:3]) is None
 
 
+def test_good_shift_p_counts_a_tiles_lightings_once():
+    # 60 calibration tiles and 5 new ones, six and thirty images each, all from one population of
+    # tiles: the five happen to sit a little high, which their 150 images alone would call a shift
+    rng = np.random.default_rng(3)
+    calibration = np.repeat(rng.normal(size=60), 6) + rng.normal(0, 0.1, 360)
+    new = np.repeat([0.3, 0.5, 0.1, 0.8, -0.2], 30) + rng.normal(0, 0.1, 150)
+    tiles, new_tiles = np.repeat(np.arange(60), 6), np.repeat(np.arange(5), 30)
+    assert good_shift_p(calibration, new) < 0.001
+    assert good_shift_p(calibration, new, tiles, new_tiles) > 0.1
+    assert good_shift_p(calibration, new + 3, tiles, new_tiles) < 0.01  # a real shift still shows
+
+
 def test_too_few_good_parts_is_flagged_not_hidden():
     th = calibrate_thresholds(np.array([0.1, 0.2, 0.3]), target_frr=0.01)
     assert not th.guaranteed and th.reject == 0.3 and th.n_good == 3
