@@ -96,12 +96,8 @@ def frr_bound(n_calibration: int, n_test: int, alpha: float, level: float = 0.95
     this bound says the promise broke (or the parts changed), not bad luck. None when n is too
     small for any promise.
     """
-    from scipy.stats import betabinom
-
-    k = math.ceil((n_calibration + 1) * (1 - alpha))
-    if k > n_calibration or n_test <= 0:
-        return None
-    return float(betabinom.ppf(level, n_test, n_calibration + 1 - k, k)) / n_test
+    law = _rejects_law(n_calibration, n_test, alpha)
+    return None if law is None else float(law.ppf(level)) / n_test
 
 
 def frr_chance(n_calibration: int, n_test: int, alpha: float, rejected: int) -> float | None:
@@ -111,12 +107,18 @@ def frr_chance(n_calibration: int, n_test: int, alpha: float, rejected: int) -> 
     A measured FRR above the bound is a 1-in-20 event by construction; this says how rare the
     count actually seen is, so a quality engineer can weigh it. None when no promise is made.
     """
+    law = _rejects_law(n_calibration, n_test, alpha)
+    return None if law is None else float(law.sf(rejected - 1))
+
+
+def _rejects_law(n_calibration: int, n_test: int, alpha: float):
+    """The Beta-Binomial count of rejects among ``n_test`` new good parts; None without a promise."""
     from scipy.stats import betabinom
 
     k = math.ceil((n_calibration + 1) * (1 - alpha))
     if k > n_calibration or n_test <= 0:
         return None
-    return float(betabinom.sf(rejected - 1, n_test, n_calibration + 1 - k, k))
+    return betabinom(n_test, n_calibration + 1 - k, k)
 
 
 def good_shift_p(
