@@ -136,9 +136,9 @@ def interval(m: dict) -> str:
     """The escape rate's 95 % interval over the defective parts the test split holds (mean of the
     seeds' bounds), and how many parts that is."""
     lo, hi, parts = m.get("escape_low"), m.get("escape_high"), m.get("defect_parts")
-    if not lo or not hi:
+    if not (lo and hi and parts):  # runs from before the interval existed
         return ""
-    return f" [{100 * lo[0]:.0f}-{100 * hi[0]:.0f} %, {parts[0]:.0f} parts]" if parts else ""
+    return f" [{100 * lo[0]:.0f}-{100 * hi[0]:.0f} %, {parts[0]:.0f} parts]"
 
 
 def fmt(cell, pct: bool = False) -> str:
