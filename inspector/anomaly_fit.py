@@ -13,6 +13,7 @@ import hashlib
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from models.anomaly import (
     SegmentationHead,
     create_patch_extractor,
     greedy_coreset,
+    mirrors,
     view_shape,
 )
 from models.card import AnomalySpec, AnomalyView
@@ -474,9 +476,10 @@ def fit_anomaly(
 
 def fit_type_heads(
     build: AnomalyBuild, ds: Dataset, text: TextBank, device: torch.device, max_pixels: int, seed: int = 0,
-    progress: bool = True,
+    progress: bool = True, mirrors_below: int = 0,
 ) -> None:  # fmt: skip
-    """Train one region type head per patch extractor on the train defects of its products."""
+    """Train one region type head per patch extractor on the train defects of its products; the
+    images of a type with fewer than ``mirrors_below`` of them are learnt mirrored too."""
     part = build.part(text, device)
     by_backbone: dict[str, list[Sample]] = {}
     for s in ds.split("train"):
@@ -486,15 +489,18 @@ def fit_type_heads(
         products = sorted({s.product for s in samples})
         if all(len(ds.manuals[p].defects) < 2 for p in products):
             continue  # one defect type per product: nothing to tell apart
+        few = few_example_types(samples, mirrors_below)
         pooled, product_idx, target = [], [], []
         for s in tqdm(samples, desc=f"region features {backbone}", disable=not progress, leave=False):
             try:
                 image = decode(s, max_pixels)
             except ImageError:
                 continue  # a broken defect image only costs the head one example
-            pooled.append(part.region_features([part.view(image, s.product)], s.product)[0])
-            product_idx.append(products.index(s.product))
-            target.append(list(ds.manuals[s.product].defects).index(s.defect_type))
+            view = part.view(image, s.product)
+            views = [view, *mirrors(view)] if (s.product, s.defect_type) in few else [view]
+            pooled.extend(part.region_features(views, s.product))
+            product_idx.extend([products.index(s.product)] * len(views))
+            target.extend([list(ds.manuals[s.product].defects).index(s.defect_type)] * len(views))
         texts = [text.embed(ds.manuals[p])[1:] for p in products]  # [T_p, Dt] each, ok dropped
         width = max(len(t) for t in texts)
         bank = torch.zeros(len(products), width, texts[0].shape[1])
@@ -511,6 +517,12 @@ def fit_type_heads(
             seed,
         )
         build.heads[backbone] = head.to(device).eval()
+
+
+def few_example_types(samples: list[Sample], below: int) -> set[tuple[str, str]]:
+    """(product, defect type) pairs with fewer than ``below`` train images."""
+    counts = Counter((s.product, s.defect_type) for s in samples)
+    return {k for k, n in counts.items() if n < below}
 
 
 def train_type_head(

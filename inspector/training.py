@@ -335,7 +335,10 @@ def train_model(
                 if not refits_segmentation(settings):  # every train image's feature grid: free them now
                     anomaly.seg_cells.clear()
             if anomaly is not None and settings.anomaly.type_head:
-                fit_type_heads(anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress)
+                fit_type_heads(
+                    anomaly, data, prep.text, device, settings.max_image_pixels, t.seed, progress,
+                    settings.anomaly.type_head_mirrors_below,
+                )  # fmt: skip
             if anomaly is not None:
                 parts["anomaly"] = anomaly.part(prep.text, device)
         if not parts:

@@ -5,7 +5,7 @@ them, and defect typing from the anomalous region."""
 from models.anomaly.bank import MemoryBanks, gaussian_blur, nearest_distance
 from models.anomaly.coreset import greedy_coreset
 from models.anomaly.extractor import PATCH_EXTRACTORS, PatchExtractor, create_patch_extractor
-from models.anomaly.region_types import RegionTypeHead, region_pool
+from models.anomaly.region_types import RegionTypeHead, mirrors, region_pool
 from models.anomaly.segmentation import SegmentationHead, mask_to_grid, segmentation_loss
 from models.anomaly.views import view_shape
 
@@ -19,6 +19,7 @@ __all__ = [
     "gaussian_blur",
     "greedy_coreset",
     "mask_to_grid",
+    "mirrors",
     "nearest_distance",
     "region_pool",
     "segmentation_loss",

@@ -30,6 +30,14 @@ def region_pool(features: torch.Tensor, amap: torch.Tensor, sharpness: float = 0
     return torch.cat([region, f.mean(2)], dim=1)
 
 
+def mirrors(view: torch.Tensor) -> list[torch.Tensor]:
+    """[C, H, W] -> the view mirrored left-right, top-bottom and both (= turned 180 degrees).
+
+    Quarter turns are left out: they swap a non-square part's sides, and on magnetic-tile they
+    taught the head nothing that val could see."""
+    return [view.flip(-1), view.flip(-2), view.flip(-1).flip(-2)]
+
+
 class RegionTypeHead(nn.Module):
     """pooled region [B, 2D] x defect descriptions [T, Dt] -> logits [B, T] (cosine x learned scale)."""
 
