@@ -72,8 +72,9 @@ class AnomalySettings(BaseModel):
     calibration_folds: int = Field(5, ge=2)  # cross-fit banks: each scores the calibration parts it was built without
     type_head: bool = True  # name defects from the anomalous region (needs defect images in train)
     # a defect type with fewer train images than this also learns from each one mirrored left-right,
-    # top-bottom and both (a scratch mirrored is still a scratch): on magnetic-tile (17-82 per type)
-    # val type-F1 rose from 0.70 to 0.79-0.85, on pcb (350 per type) it did nothing but cost; 0 turns it off
+    # top-bottom and both (a scratch mirrored is still a scratch): on a magnetic-tile-only model (17-82 per
+    # type) val type-F1 rose from 0.70-0.76 to 0.79-0.85, in the full three-seed run test rose 0.49 -> 0.50,
+    # inside the seed spread; on pcb (350 per type) it did nothing but cost (docs/RESULTS.md); 0 turns it off
     type_head_mirrors_below: int = Field(100, ge=0)
     # a product with this many masked train defects also learns to segment them: the stored map is then
     # the head's P(defect) per region, and typing reads that region; 0 turns it off

@@ -1,6 +1,7 @@
 """The region type head learns a rare defect type from its images mirrored too: a scratch
 mirrored is still a scratch, and a type with a few dozen train images needs the examples
-(magnetic-tile's val type-F1 0.70 -> 0.79-0.85, docs/RESULTS.md)."""
+(magnetic-tile's val type-F1 0.70-0.76 -> 0.79-0.85 on a model of it alone; a small gain
+in the full run, docs/RESULTS.md)."""
 
 from __future__ import annotations
 
