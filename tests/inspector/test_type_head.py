@@ -23,7 +23,7 @@ def test_mirrors_flip_each_axis_and_both_and_keep_a_non_square_shape():
     assert {m.shape for m in (lr, tb, both)} == {view.shape}
 
 
-def test_only_the_rare_type_is_learnt_mirrored(tmp_path, home):
+def test_only_the_rare_type_is_learnt_mirrored(tmp_path, home, monkeypatch):
     folder = make_masked_product(tmp_path, "washer", per_class=20)  # 12 train images per type
     manifest = folder / "manifest.csv"
     rows = manifest.read_text().splitlines()
@@ -39,10 +39,7 @@ def test_only_the_rare_type_is_learnt_mirrored(tmp_path, home):
         seen.append(target)
         return real(pooled, product, target, *args, **kwargs)
 
-    anomaly_fit.train_type_head = spy
-    try:
-        card = training.train_model(s, [folder], tmp_path / "model", progress=False)
-    finally:
-        anomaly_fit.train_type_head = real
+    monkeypatch.setattr(anomaly_fit, "train_type_head", spy)
+    card = training.train_model(s, [folder], tmp_path / "model", progress=False)
     assert card.type_heads  # the head is saved as before
     assert sorted(Counter(seen[0].tolist()).values()) == [12, 6 * 4]  # spot as is, each scratch 4 ways
