@@ -52,12 +52,14 @@ def fit_decision(
     allowed: set[str] | None = None,
     train_defects: SplitOutputs | None = None,
     confidence: float = 0.95,
+    pooling: str = "auto",
 ) -> Decision:
     """The product's decision; ``parts`` fixes the deciding scores, else every ``allowed`` score
     decides (all by default) unless a smaller set lets fewer val defects through in at least
     ``confidence`` of the bootstrap redraws of val's physical parts (0: val's best set outright).
     ``train_defects`` (scored out of fold, inspector/selection.py) vote beside val's defects.
-    ``image_only``: without the manual's scores."""
+    ``pooling`` "auto": the deciding scores' largest, or their mean where that wins by the same
+    rule. ``image_only``: without the manual's scores."""
 
     def scores_of(o: SplitOutputs) -> dict[str, np.ndarray]:
         return {k: v for k, v in o.scores.items() if not (image_only and k in NEEDS_MANUAL)}
@@ -100,16 +102,19 @@ def fit_decision(
         chosen = ["anomaly"] if "anomaly" in available else available[:1]
         why = "no val defects to choose on"
     scales = _scales(chosen, good) if good else {p: PartScale() for p in chosen}
+    pool, pooled = _pooling(scales, choose_on, scores_of, target_frr, confidence, pooling)
+    why += pooled
     if calib is None or (~calib.is_defect).sum() == 0:
         probabilities = [p for p in chosen if p in ("classifier", "defect_head")] or [available[0]]
         chosen, scales = probabilities, {p: PartScale() for p in probabilities}
         return Decision(parts=scales, thresholds=UNCALIBRATED, calibrated_on="no good parts to calibrate on",
                         selected_on=why)  # fmt: skip
-    good_cal = combine(scores_of(calib), scales)[~calib.is_defect]
+    good_cal = combine(scores_of(calib), scales, pool)[~calib.is_defect]
     thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr)
-    platt = fit_platt(combine(scores_of(val), scales), val.is_defect) if val_both else None
+    platt = fit_platt(combine(scores_of(val), scales, pool), val.is_defect) if val_both else None
     return Decision(
         parts=scales,
+        pooling=pool,
         thresholds=thresholds,
         typing=choose_typing(val, chosen),
         platt=platt,
@@ -141,6 +146,35 @@ def _all_unless_beaten(
         closest = max(closest, (rate, c))
     rate, c = closest
     return every, f"all scores (closest: {'+'.join(c)} beats them in {rate:.0%} of redraws, needs {confidence:.0%})"
+
+
+def _pooling(
+    scales: dict[str, PartScale], on: SplitOutputs | None, scores_of, target_frr: float, confidence: float,
+    pooling: str,
+) -> tuple[str, str]:  # fmt: skip
+    """ "max" or "mean", and the words for ``selected_on``. The largest score is the default: any
+    one part fails a part on its own. The mean lets parts that each see a defect a little add
+    up (pcb: classifier and bank each half-sure of a thin spur) and averages their noise on good
+    parts, at the cost of a borderline defect only one part sees; so it must let fewer of ``on``'s
+    defects through than the largest in ``confidence`` of the part redraws, as a smaller set must."""
+    if len(scales) < 2:
+        return "max", ""
+    if pooling != "auto":
+        return pooling, f"; pooled by their {pooling} (fixed)"
+    if on is None or on.is_defect.all() or not on.is_defect.any():
+        return "max", ""
+    scores = scores_of(on)
+    mean, largest = combine(scores, scales, "mean"), combine(scores, scales, "max")
+    if confidence <= 0:  # val's best outright
+        better = low_frr_escape(mean, on.is_defect, target_frr) < low_frr_escape(largest, on.is_defect, target_frr)
+        return ("mean" if better else "max"), f"; pooled by their {'mean' if better else 'largest'} (val's best)"
+    groups = np.array([s.part for s in on.samples])
+    rate = win_rate(mean, largest, on.is_defect, groups, target_frr)
+    pool = "mean" if rate >= confidence else "max"
+    return pool, (
+        f"; pooled by their {'mean' if pool == 'mean' else 'largest'} (the mean lets fewer defects through "
+        f"in {rate:.0%} of part redraws, needs {confidence:.0%})"
+    )
 
 
 def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs:

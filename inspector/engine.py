@@ -201,7 +201,7 @@ class Engine:
             parts = {k: s for k, s in decision.parts.items() if k in raw}
         if not parts:
             raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
-        score = combine(raw, parts)
+        score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
         typer = outputs.get(decision.typing) or outputs.get("classifier") or []

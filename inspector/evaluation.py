@@ -24,10 +24,11 @@ def decision_metrics(
     scores = {k: v for k, v in out.scores.items() if not (image_only and k in NEEDS_MANUAL)}
     parts = {k: s for k, s in decision.parts.items() if k in scores}
     defect = out.is_defect
-    m: dict = {"n": len(out.target), "n_defect": int(defect.sum()), "parts": "+".join(parts)}
+    named = "+".join(parts) + (" (mean)" if decision.pooling == "mean" and len(parts) > 1 else "")
+    m: dict = {"n": len(out.target), "n_defect": int(defect.sum()), "parts": named}
     if not parts or not len(out.target):
         return m
-    score = combine(scores, parts)
+    score = combine(scores, parts, decision.pooling)
     th = decision.thresholds
     physical = np.array([s.part for s in out.samples])  # the part each image shows
     if defect.any() and (~defect).any():
@@ -55,7 +56,7 @@ def decision_metrics(
         m["good_parts"] = len(set(physical[~defect].tolist()))
         if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
             calib_parts = np.array([s.part for s in calib.samples])[~calib.is_defect]
-            calib_good = combine(calib.scores, parts)[~calib.is_defect]
+            calib_good = combine(calib.scores, parts, decision.pooling)[~calib.is_defect]
             m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, physical[~defect])
     types = out.types.get(decision.typing)
     if types is not None and defect.any():

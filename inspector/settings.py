@@ -50,6 +50,10 @@ class VerdictSettings(BaseModel):
     # bootstrap redraws of val's physical parts; 0 takes val's best set outright, which on
     # magnetic-tile's 2-3 val tiles per defect type changed with the seed (docs/RESULTS.md)
     selection_confidence: float = Field(0.95, ge=0, le=1)
+    # how the deciding scores become one: "max" lets any one fail a part; "mean" adds up scores that
+    # each see a defect a little; "auto" takes the mean only where it lets fewer val defects through
+    # in selection_confidence of the redraws (pcb's val: 98 %; docs/RESULTS.md)
+    pooling: Literal["auto", "max", "mean"] = "auto"
 
 
 class AnomalySettings(BaseModel):

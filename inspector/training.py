@@ -280,7 +280,7 @@ def product_report(
     m["image_only"] = decision_metrics(out, image_only, image_only=True, calib=calib)
     methods = {}
     fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr,
-                  confidence=verdict.selection_confidence)  # fmt: skip
+                  confidence=verdict.selection_confidence, pooling=verdict.pooling)  # fmt: skip
     classifier = {"classifier", "defect_head"} & set(out.scores)
     if classifier:  # the classifier alone: its better score, or both, as val chooses
         methods["classifier"] = decision_metrics(out, fit(allowed=classifier), calib=calib)
@@ -376,7 +376,13 @@ def train_model(
             allowed.add("segmentation")
         extra = oof.get(m.product)
         choose = partial(
-            fit_decision, val, cal, allowed=allowed, train_defects=extra, confidence=v.selection_confidence
+            fit_decision,
+            val,
+            cal,
+            allowed=allowed,
+            train_defects=extra,
+            confidence=v.selection_confidence,
+            pooling=v.pooling,
         )
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)

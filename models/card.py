@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.calibration import Thresholds
 from models.types import FusionConfig
 
-CARD_FORMAT = 3  # 3: an anomaly view may standardise grey levels (an older inspector must refuse, not score raw)
+# 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean
+# (an older inspector must refuse either, not score the old way)
+CARD_FORMAT = 4
 
 
 class CardError(ValueError):
@@ -99,11 +101,14 @@ class Decision(_Strict):
 
     The defect score is the largest scaled score of the deciding parts, so strong evidence from
     any one part fails the part (a defect type the classifier never saw still shows as an
-    anomaly). Thresholds are conformal quantiles of that score on calibration good parts.
+    anomaly), or their mean where val showed beyond chance that parts which each see a defect
+    a little fail it together more often. Thresholds are conformal quantiles of that score on
+    calibration good parts.
     """
 
     parts: dict[str, PartScale]  # score name ("classifier", "defect_head", "anomaly", "segmentation") -> its scale
     thresholds: Thresholds
+    pooling: Literal["max", "mean"] = "max"  # how the scaled scores of the parts become one
     typing: Literal["classifier", "anomaly"] = "classifier"  # which part names the defect type
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
@@ -188,7 +193,12 @@ def _upgrade_2(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 3}
 
 
-UPGRADES = {1: _upgrade_1, 2: _upgrade_2}
+def _upgrade_3(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 3 -> 4: nothing moved; its decisions take the largest score, the default."""
+    return {**d, "format": 4}
+
+
+UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3}
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

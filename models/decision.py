@@ -2,8 +2,9 @@
 
 Each part's raw score is put on a common scale fitted on good parts (centre = median, spread =
 the 95th percentile's distance from it), and the defect score is the largest scaled score of
-the deciding parts. The choice of deciding parts and the scales are made on the validation
-split; the verdict thresholds are then set once on a calibration split that chose nothing.
+the deciding parts, or their mean. The choice of deciding parts, their pooling and the scales are
+made on the validation split; the verdict thresholds are then set once on a calibration split
+that chose nothing.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ def scaled(score: np.ndarray | float, s: PartScale) -> np.ndarray:
     return (transform(score, s.transform) - s.center) / s.spread
 
 
-def combine(scores: Mapping[str, np.ndarray], parts: Mapping[str, PartScale]) -> np.ndarray:
-    """The defect score [M]: the largest scaled score of the deciding ``parts``."""
-    return np.max(np.stack([scaled(scores[name], s) for name, s in parts.items()]), axis=0)
+def combine(scores: Mapping[str, np.ndarray], parts: Mapping[str, PartScale], pooling: str = "max") -> np.ndarray:
+    """The defect score [M]: the largest scaled score of the deciding ``parts``, or their mean.
+
+    The largest lets any one part fail a part on its own; the mean lets parts that each see a
+    defect a little add up, and their noise on good parts average out.
+    """
+    stacked = np.stack([scaled(scores[name], s) for name, s in parts.items()])
+    return stacked.mean(axis=0) if pooling == "mean" else stacked.max(axis=0)
 
 
 def escape_at_quantile(score: np.ndarray, is_defect: np.ndarray, frr: float) -> float:

@@ -9,7 +9,8 @@ from scipy.stats import norm
 from inspector.dataset import Sample
 from inspector.decisions import fit_decision
 from inspector.outputs import SplitOutputs
-from models.decision import escape_at_quantile, low_frr_escape, win_rate
+from models.calibration import conformal_quantile
+from models.decision import combine, escape_at_quantile, low_frr_escape, win_rate
 
 
 def test_one_outlying_good_part_does_not_decide_the_choice():
@@ -70,3 +71,37 @@ def test_redraws_of_one_part_count_once():
     one = own.copy()
     one[100:110] = "tile"  # ... of one tile seen ten times: a redraw without that tile often ties
     assert win_rate(a, b, is_defect, one, 0.01) < 0.95
+
+
+def _two_scores(a: np.ndarray, b: np.ndarray, n_good: int) -> SplitOutputs:
+    return _split({"anomaly": a, "segmentation": b}, n_good, [f"p{i}" for i in range(len(a))])
+
+
+def _calib(n: int = 300) -> SplitOutputs:
+    rng = np.random.default_rng(7)
+    return _two_scores(rng.normal(0, 1, n), rng.normal(0, 1, n), n)
+
+
+def test_scores_that_each_see_a_defect_a_little_are_pooled_by_their_mean():
+    rng = np.random.default_rng(4)
+    n_good, n_def = 200, 100
+    # each score alone is half-sure of every defect, and their noise is independent
+    a = np.r_[rng.normal(0, 1, n_good), rng.normal(2.0, 1, n_def)]
+    b = np.r_[rng.normal(0, 1, n_good), rng.normal(2.0, 1, n_def)]
+    val, calib = _two_scores(a, b, n_good), _calib()
+    d = fit_decision(val, calib, False, 0.01, 0.05, parts=["anomaly", "segmentation"])
+    assert d.pooling == "mean" and "pooled by their mean" in d.selected_on
+    mean = combine(calib.scores, d.parts, "mean")  # the threshold is a quantile of the pooled score
+    assert d.thresholds.reject == conformal_quantile(mean, 0.01)[0]
+    pinned = fit_decision(val, calib, False, 0.01, 0.05, parts=["anomaly", "segmentation"], pooling="max")
+    assert pinned.pooling == "max"  # the setting pins it
+
+
+def test_a_defect_only_one_score_sees_keeps_the_largest():
+    rng = np.random.default_rng(5)
+    n_good, n_def = 200, 100
+    # half the defects trip only the bank (a type the classifier never saw), half only the classifier
+    a = np.r_[rng.normal(0, 1, n_good), rng.normal(6, 1, n_def // 2), rng.normal(0, 1, n_def // 2)]
+    b = np.r_[rng.normal(0, 1, n_good), rng.normal(0, 1, n_def // 2), rng.normal(6, 1, n_def // 2)]
+    d = fit_decision(_two_scores(a, b, n_good), _calib(), False, 0.01, 0.05, parts=["anomaly", "segmentation"])
+    assert d.pooling == "max" and "pooled by their largest" in d.selected_on

@@ -54,15 +54,22 @@ def test_format_1_card_loads_as_a_classifier_only_model(tmp_path):
 
 def test_format_2_card_loads_its_views_raw_and_an_older_reader_refuses_format_3(tmp_path):
     two = load_card(_write(tmp_path, FORMAT_1)).model_dump()
+    for product in two["products"].values():  # a format 2 card knew no pooling
+        del product["decision"]["pooling"], product["image_only"]["pooling"]
+    del two["fallback"]["pooling"]
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 3 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 4 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
-    with pytest.raises(CardError, match="card format 4 is newer"):
-        parse_card({**three, "format": 4})
+    assert parse_card(three).products["washer"].decision.pooling == "max"  # what format 3 always did
+    four = parse_card(three).model_dump()
+    four["products"]["washer"]["decision"]["pooling"] = "mean"
+    assert parse_card(four).products["washer"].decision.pooling == "mean"
+    with pytest.raises(CardError, match="card format 5 is newer"):
+        parse_card({**four, "format": 5})
 
 
 def _write(folder, data) -> object:
