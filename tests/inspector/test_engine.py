@@ -110,3 +110,24 @@ def test_a_format_1_checkpoint_still_serves(trained_model, tmp_path):
     spots = engine.inspect_arrays("washer", images("spot", 3))
     assert all(v.reject_threshold == 0.6 and v.anomaly_score is None for v in spots)
     assert sum(v.verdict == "reject" for v in spots) >= 2
+
+
+def test_a_decision_pooled_by_the_mean_scores_parts_by_their_mean(trained_model, tmp_path):
+    import json
+    import shutil
+
+    from models.card import PartScale
+    from models.decision import scaled
+
+    pooled = tmp_path / "pooled"
+    shutil.copytree(trained_model, pooled)
+    card = json.loads((pooled / "card.json").read_text())
+    scales = {"classifier": {"transform": "logit", "center": -1.0, "spread": 2.0}, "anomaly": {"spread": 3.0}}
+    card["products"]["washer"]["decision"] |= {"parts": scales, "pooling": "mean"}
+    (pooled / "card.json").write_text(json.dumps(card))
+    for v in Engine(pooled, "cpu").inspect_arrays("washer", images("spot", 2) + images("ok", 2)):
+        parts = [
+            scaled(v.classifier_score, PartScale(**scales["classifier"])),
+            scaled(v.anomaly_score, PartScale(spread=3.0)),
+        ]
+        assert v.defect_score == pytest.approx(float(np.mean(parts)), abs=1e-6)
