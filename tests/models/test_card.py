@@ -52,7 +52,7 @@ def test_format_1_card_loads_as_a_classifier_only_model(tmp_path):
     assert washer.image_only.thresholds.reject == 0.7 and washer.decision.parts["classifier"].spread == 1.0
 
 
-def test_format_2_card_loads_its_views_raw_and_an_older_reader_refuses_format_3(tmp_path):
+def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path):
     two = load_card(_write(tmp_path, FORMAT_1)).model_dump()
     for product in two["products"].values():  # a format 2 card knew no pooling
         del product["decision"]["pooling"], product["image_only"]["pooling"]
