@@ -201,6 +201,10 @@ class Engine:
             parts = {k: s for k, s in decision.parts.items() if k in raw}
         if not parts:
             raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
+        if missing := [k for k in decision.parts if k not in parts]:
+            # the threshold was set on every deciding score: without one, the largest can only miss
+            # defects and the mean moves either way, so the FRR promise no longer covers this verdict
+            flags = [*flags, f"uncalibrated: deciding score {'+'.join(missing)} missing, thresholds set with it"]
         score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)

@@ -131,3 +131,23 @@ def test_a_decision_pooled_by_the_mean_scores_parts_by_their_mean(trained_model,
             scaled(v.anomaly_score, PartScale(spread=3.0)),
         ]
         assert v.defect_score == pytest.approx(float(np.mean(parts)), abs=1e-6)
+
+
+def test_a_verdict_missing_one_of_its_deciding_scores_is_flagged_uncalibrated(trained_model, tmp_path):
+    """The threshold was set on every deciding score; one missing (here a segmentation head this
+    model has not got) must not pass silently as a calibrated verdict."""
+    import json
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(trained_model, partial)
+    card = json.loads((partial / "card.json").read_text())
+    decision = card["products"]["washer"]["decision"]
+    decision["parts"] |= {"segmentation": {"transform": "logit", "center": 0.0, "spread": 1.0}}
+    decision["pooling"] = "mean"
+    (partial / "card.json").write_text(json.dumps(card))
+    verdicts = Engine(partial, "cpu").inspect_arrays("washer", images("spot", 2) + images("ok", 2))
+    flagged = "uncalibrated: deciding score segmentation missing"
+    assert all(any(f.startswith(flagged) for f in v.flags) for v in verdicts)
+    complete = Engine(trained_model, "cpu").inspect_arrays("washer", images("ok", 1))[0]
+    assert not any(f.startswith("uncalibrated") for f in complete.flags)
