@@ -17,7 +17,16 @@ from sklearn.metrics import f1_score
 from inspector.outputs import SplitOutputs, concat
 from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
 from models.card import Decision, PartScale
-from models.decision import auroc, combine, escape_at_quantile, fit_platt, fit_scale, low_frr_escape, win_rate
+from models.decision import (
+    auroc,
+    combine,
+    escape_at_quantile,
+    fit_platt,
+    fit_scale,
+    low_frr_escape,
+    type_probs,
+    win_rate,
+)
 
 # Without good parts there is no false-reject rate to hold: reject on the classifier's
 # calibrated probability alone (P(defect) > 0.5), send 0.3-0.5 to review, and say so.
@@ -186,15 +195,18 @@ def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs
 
 
 def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:
-    """The part whose type probabilities name val defects best (macro-F1), anomaly on a tie."""
+    """The part whose type probabilities name val defects best (macro-F1), anomaly on a tie; or
+    "both" (the mean of the two parts' probabilities) where it names them better than either."""
     if val is None or not val.types:
         return "classifier"
     defect = val.is_defect
     best = ("anomaly" if "anomaly" in val.types else "classifier", -1.0)
-    for part, probs in val.types.items():
-        if not defect.any():
-            break
-        truth = val.target[defect] - 1
+    if not defect.any():
+        return best[0]
+    truth = val.target[defect] - 1
+    candidates = [*val.types, *(["both"] if {"classifier", "anomaly"} <= set(val.types) else [])]
+    for part in candidates:
+        probs = type_probs(part, val.types)
         f1 = f1_score(truth, probs[defect].argmax(1), average="macro", labels=sorted(set(truth)), zero_division=0)
         if f1 > best[1] + 1e-9 or (abs(f1 - best[1]) <= 1e-9 and part == "anomaly"):
             best = (part, f1)

@@ -23,7 +23,7 @@ from inspector.images import DRAFT_SIZE, load_image
 from inspector.manual import Manual, parse_manual
 from inspector.reference import load_reference
 from models.card import Decision, ModelCard
-from models.decision import combine, probability
+from models.decision import combine, probability, type_probs
 from models.drift import image_statistics
 from models.transforms import resize, to_float
 from models.types import PartOutput
@@ -208,12 +208,13 @@ class Engine:
         score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
-        typer = outputs.get(decision.typing) or outputs.get("classifier") or []
         classifier, anomaly = outputs.get("classifier"), outputs.get("anomaly")
         map_ref = self._map_reference(product)
         verdicts = []
         for i in range(n):
-            types = typer[i].type_probs if typer else None
+            said = {k: outs[i].type_probs for k, outs in outputs.items() if outs[i].type_probs is not None}
+            types = type_probs(decision.typing, said)
+            types = said.get("classifier") if types is None else types
             v = self._verdict(product, manual, float(score[i]), float(p_defect[i]), types, decision, flags)
             if classifier:  # the classifier's P(defect) this decision reads, else its class softmax's
                 named = [k for k in decision.parts if k in classifier[i].scores] or list(classifier[i].scores)

@@ -12,7 +12,7 @@ from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
 from models.calibration import frr_bound, frr_chance, good_shift_p
 from models.card import Decision
-from models.decision import combine
+from models.decision import combine, type_probs
 from models.metrics import escape_interval, expected_calibration_error
 
 
@@ -58,7 +58,7 @@ def decision_metrics(
             calib_parts = np.array([s.part for s in calib.samples])[~calib.is_defect]
             calib_good = combine(calib.scores, parts, decision.pooling)[~calib.is_defect]
             m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, physical[~defect])
-    types = out.types.get(decision.typing)
+    types = type_probs(decision.typing, out.types)
     if types is not None and defect.any():
         truth, pred = out.target[defect] - 1, types[defect].argmax(1)
         m["defect_type_macro_f1"] = float(

@@ -18,7 +18,7 @@ from models.types import FusionConfig
 
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean
 # (an older inspector must refuse either, not score the old way)
-CARD_FORMAT = 4
+CARD_FORMAT = 5
 
 
 class CardError(ValueError):
@@ -109,7 +109,8 @@ class Decision(_Strict):
     parts: dict[str, PartScale]  # score name ("classifier", "defect_head", "anomaly", "segmentation") -> its scale
     thresholds: Thresholds
     pooling: Literal["max", "mean"] = "max"  # how the scaled scores of the parts become one
-    typing: Literal["classifier", "anomaly"] = "classifier"  # which part names the defect type
+    # which part names the defect type; "both": the mean of the two parts' type probabilities
+    typing: Literal["classifier", "anomaly", "both"] = "classifier"
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
     selected_on: str = ""
@@ -198,7 +199,12 @@ def _upgrade_3(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 4}
 
 
-UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3}
+def _upgrade_4(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 4 -> 5: nothing moved; its defect types come from one part, as they always did."""
+    return {**d, "format": 5}
+
+
+UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4}
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

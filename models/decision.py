@@ -54,6 +54,19 @@ def combine(scores: Mapping[str, np.ndarray], parts: Mapping[str, PartScale], po
     return stacked.mean(axis=0) if pooling == "mean" else stacked.max(axis=0)
 
 
+def type_probs(typing: str, by_part: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """P(type | defective) [..., T] as a decision's ``typing`` reads it from its parts': one part's,
+    or for "both" the mean of the classifier's and the anomaly branch's, which err on different
+    defects (the classifier reads the whole image against the manual, the region head the
+    anomalous region). None when the part it names gave none."""
+    if typing != "both":
+        return by_part.get(typing)
+    have = [by_part[k] for k in ("classifier", "anomaly") if by_part.get(k) is not None]
+    if len(have) == 2 and have[0].shape != have[1].shape:  # not the same defect list: no mean to take
+        return have[1]
+    return np.mean(have, axis=0) if have else None
+
+
 def escape_at_quantile(score: np.ndarray, is_defect: np.ndarray, frr: float) -> float:
     """Share of defects at or below the (1 - frr) quantile of the good parts' scores: the
     selection criterion, on the same split (the honest number comes from calibration + test)."""

@@ -7,10 +7,10 @@ import numpy as np
 from scipy.stats import norm
 
 from inspector.dataset import Sample
-from inspector.decisions import fit_decision
+from inspector.decisions import choose_typing, fit_decision
 from inspector.outputs import SplitOutputs
 from models.calibration import conformal_quantile
-from models.decision import combine, escape_at_quantile, low_frr_escape, win_rate
+from models.decision import combine, escape_at_quantile, low_frr_escape, type_probs, win_rate
 
 
 def test_one_outlying_good_part_does_not_decide_the_choice():
@@ -105,3 +105,21 @@ def test_a_defect_only_one_score_sees_keeps_the_largest():
     b = np.r_[rng.normal(0, 1, n_good), rng.normal(0, 1, n_def // 2), rng.normal(6, 1, n_def // 2)]
     d = fit_decision(_two_scores(a, b, n_good), _calib(), False, 0.01, 0.05, parts=["anomaly", "segmentation"])
     assert d.pooling == "max" and "pooled by their largest" in d.selected_on
+
+
+def _typed(types: dict[str, np.ndarray], truth: np.ndarray) -> SplitOutputs:
+    samples = [Sample(Path(f"/val/{i}.png"), "tile", f"t{t}", "val") for i, t in enumerate(truth)]
+    return SplitOutputs("tile", samples, truth + 1, {}, types)
+
+
+def test_two_typers_that_err_on_different_defects_type_together():
+    """Each part is unsure (and wrong) where the other is sure: their mean names every defect."""
+    truth = np.repeat([0, 1, 2], 10)
+    sure, unsure = np.eye(3) * 0.8 + 0.1, np.array([0.3, 0.2, 0.5])  # unsure: leans to type 2
+    classifier = np.array([unsure if t == 0 else sure[t] for t in truth])
+    anomaly = np.array([unsure if t == 1 else sure[t] for t in truth])
+    val = _typed({"classifier": classifier, "anomaly": anomaly}, truth)
+    assert choose_typing(val, []) == "both"
+    assert (type_probs("both", val.types).argmax(1) == truth).all()
+    alone = _typed({"classifier": classifier, "anomaly": np.array([sure[t] for t in truth])}, truth)
+    assert choose_typing(alone, []) == "anomaly"  # the mean must beat the best part, not tie it

@@ -151,3 +151,18 @@ def test_a_verdict_missing_one_of_its_deciding_scores_is_flagged_uncalibrated(tr
     assert all(any(f.startswith(flagged) for f in v.flags) for v in verdicts)
     complete = Engine(trained_model, "cpu").inspect_arrays("washer", images("ok", 1))[0]
     assert not any(f.startswith("uncalibrated") for f in complete.flags)
+
+
+def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_model, tmp_path):
+    import json
+    import shutil
+
+    both = tmp_path / "both"
+    shutil.copytree(trained_model, both)
+    card = json.loads((both / "card.json").read_text())
+    card["products"]["washer"]["decision"]["typing"] = "both"
+    (both / "card.json").write_text(json.dumps(card))
+    spots = Engine(both, "cpu").inspect_arrays("washer", images("spot"))
+    named = [v for v in spots if v.defect_type is not None]
+    assert named and sum(v.defect_type == "spot" for v in named) >= len(named) // 2
+    assert all(abs(sum(v.class_scores.values()) - 1) < 1e-4 for v in spots)

@@ -60,16 +60,20 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 4 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 5 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
     assert parse_card(three).products["washer"].decision.pooling == "max"  # what format 3 always did
-    four = parse_card(three).model_dump()
+    four = {**parse_card(three).model_dump(), "format": 4}
     four["products"]["washer"]["decision"]["pooling"] = "mean"
     assert parse_card(four).products["washer"].decision.pooling == "mean"
-    with pytest.raises(CardError, match="card format 5 is newer"):
-        parse_card({**four, "format": 5})
+    assert parse_card(four).products["washer"].decision.typing == "classifier"  # one part typed, as always
+    five = parse_card(four).model_dump()
+    five["products"]["washer"]["decision"]["typing"] = "both"
+    assert parse_card(five).products["washer"].decision.typing == "both"
+    with pytest.raises(CardError, match="card format 6 is newer"):
+        parse_card({**five, "format": 6})
 
 
 def _write(folder, data) -> object:
