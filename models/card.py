@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from models.calibration import Thresholds
 from models.types import FusionConfig
 
-# 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean
-# (an older inspector must refuse either, not score the old way)
+# 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
+# 5: it may take the defect type from both parts (an older inspector must refuse each, not score the old way)
 CARD_FORMAT = 5
 
 

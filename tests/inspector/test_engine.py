@@ -157,12 +157,15 @@ def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_mod
     import json
     import shutil
 
-    both = tmp_path / "both"
-    shutil.copytree(trained_model, both)
-    card = json.loads((both / "card.json").read_text())
-    card["products"]["washer"]["decision"]["typing"] = "both"
-    (both / "card.json").write_text(json.dumps(card))
-    spots = Engine(both, "cpu").inspect_arrays("washer", images("spot"))
-    named = [v for v in spots if v.defect_type is not None]
-    assert named and sum(v.defect_type == "spot" for v in named) >= len(named) // 2
-    assert all(abs(sum(v.class_scores.values()) - 1) < 1e-4 for v in spots)
+    by = {}
+    for typing in ("classifier", "anomaly", "both"):
+        folder = tmp_path / typing
+        shutil.copytree(trained_model, folder)
+        card = json.loads((folder / "card.json").read_text())
+        card["products"]["washer"]["decision"]["typing"] = typing
+        (folder / "card.json").write_text(json.dumps(card))
+        by[typing] = Engine(folder, "cpu").inspect_arrays("washer", images("spot", 3))
+    for c, a, b in zip(by["classifier"], by["anomaly"], by["both"], strict=True):
+        assert c.class_scores != a.class_scores  # two parts that type differently, or the test tells nothing
+        for d in ("scratch", "spot"):  # P(defect) * P(type): the defect score does not depend on the typing
+            assert b.class_scores[d] == pytest.approx((c.class_scores[d] + a.class_scores[d]) / 2, abs=2e-6)
