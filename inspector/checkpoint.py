@@ -116,7 +116,8 @@ def anomaly_part(
     for pid, p in card.products.items():
         if p.anomaly is not None and p.anomaly.segmentation is not None:
             prefix = f"seg/{pid}/"
-            seg = SegmentationHead(extractors[p.anomaly.view.backbone].dim)
+            locates = p.anomaly.segmentation.taught_by == "masks"
+            seg = SegmentationHead(extractors[p.anomaly.view.backbone].dim, locates=locates)
             seg.load_state_dict({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
             segs[pid] = seg.to(device).eval()
     return AnomalyPart(extractors, banks, views, heads, text, device, segs)

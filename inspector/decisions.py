@@ -125,7 +125,7 @@ def fit_decision(
         parts=scales,
         pooling=pool,
         thresholds=thresholds,
-        typing=choose_typing(val, chosen),
+        typing=choose_typing(val),
         platt=platt,
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why,
@@ -194,7 +194,7 @@ def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs
     return concat([replace(o, types={}, class_probs=None, maps=None) for o in both])
 
 
-def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:
+def choose_typing(val: SplitOutputs | None) -> str:
     """The part whose type probabilities name val defects best (macro-F1), anomaly on a tie; or
     "both" (the mean of the two parts' probabilities) where it names them better than either."""
     if val is None or not val.types:
@@ -213,13 +213,13 @@ def choose_typing(val: SplitOutputs | None, chosen: list[str]) -> str:
     return best[0]
 
 
-def map_reference(calib: SplitOutputs | None, target_frr: float) -> float | None:
+def map_reference(calib: SplitOutputs | None, target_frr: float, from_segmentation: bool) -> float | None:
     """The map value good parts exceed at the target rate: heatmaps are drawn relative to it.
-    The map is the segmentation head's P(defect) where the product has one (its score is the
-    map's strongest logit), else the bank's distances (its score is their maximum)."""
+    The map is the segmentation head's P(defect) where masks taught it (its score is the map's
+    strongest logit), else the bank's distances (its score is their maximum)."""
     if calib is None:
         return None
-    key = "segmentation" if "segmentation" in calib.scores else "anomaly"
+    key = "segmentation" if from_segmentation else "anomaly"
     if key not in calib.scores or not (~calib.is_defect).any():
         return None
     ref = conformal_quantile(calib.scores[key][~calib.is_defect], target_frr)[0]

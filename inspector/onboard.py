@@ -80,7 +80,7 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     # the region type head (or else the classifier) names defects from the new manual's words, zero-shot
     typing = "anomaly" if spec.view.backbone in part.type_heads else "classifier"
     decision = decision.model_copy(update={"typing": typing, "selected_on": "onboarded: the anomaly part alone"})
-    spec = spec.model_copy(update={"map_reference": map_reference(calib, v.target_frr)})
+    spec = spec.model_copy(update={"map_reference": map_reference(calib, v.target_frr, spec.map_from_segmentation)})
     card = base.card
     products = {**card.products}
     products[product] = ProductCard(

@@ -84,6 +84,10 @@ class AnomalySettings(BaseModel):
     # the head's P(defect) per region, and typing reads that region; 0 turns it off
     segmentation_min_masks: int = Field(10, ge=0)
     segmentation_steps: int = Field(600, ge=1)
+    # a product without masks but with this many defect train images (and good ones) gets the same
+    # head taught by image labels: it scores the part, the map stays the bank's; 0 turns it off
+    label_head_min_defects: int = Field(100, ge=0)
+    label_head_steps: int = Field(200, ge=1)
     # its score is evidence like the others: it decides beside them unless val drops it beyond
     # chance (verdict.selection_confidence). When val's best set was taken outright it chose the head
     # and the test escape rose from 46 to 63 % (docs/RESULTS.md); with train.selection_folds the

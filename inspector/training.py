@@ -388,7 +388,8 @@ def train_model(
         image_only = choose(True, v.target_frr, v.warn_frr)
         spec = anomaly.specs.get(m.product) if anomaly else None
         if spec is not None:
-            spec = spec.model_copy(update={"map_reference": map_reference(cal, v.target_frr)})
+            ref = map_reference(cal, v.target_frr, spec.map_from_segmentation)
+            spec = spec.model_copy(update={"map_reference": ref})
         products_card[m.product] = ProductCard(
             name=m.name,
             classes=m.classes,

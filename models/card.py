@@ -18,7 +18,7 @@ from models.types import FusionConfig
 
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
 # 5: it may take the defect type from both parts (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 5
+CARD_FORMAT = 6
 
 
 class CardError(ValueError):
@@ -67,10 +67,12 @@ class AnomalyView(_Strict):
 class SegmentationSpec(_Strict):
     """A product's segmentation head as trained (models/anomaly/segmentation.py)."""
 
-    masked: int  # masked train defect images it learnt from
+    masked: int  # defect train images it learnt from (their masks, or their labels only)
     good: int  # good train images it learnt from
     steps: int
     seconds: float = 0.0
+    # "labels": taught without masks, it scores the part but says not where (the map stays the bank's)
+    taught_by: Literal["masks", "labels"] = "masks"
 
 
 class AnomalySpec(_Strict):
@@ -84,7 +86,12 @@ class AnomalySpec(_Strict):
     # the map's value that good parts exceed at the target false-reject rate (calibration split):
     # maps are stored relative to it, so 1.0 on a heatmap means "as strong as 1 % of good parts reach"
     map_reference: float | None = None
-    segmentation: SegmentationSpec | None = None  # with it, the stored map is the head's P(defect) per region
+    segmentation: SegmentationSpec | None = None  # taught by masks, the stored map is its P(defect) per region
+
+    @property
+    def map_from_segmentation(self) -> bool:
+        """Whether the stored map is the segmentation head's (it learnt where defects are) or the bank's."""
+        return self.segmentation is not None and self.segmentation.taught_by == "masks"
 
 
 class PartScale(_Strict):
@@ -204,7 +211,12 @@ def _upgrade_4(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 5}
 
 
-UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4}
+def _upgrade_5(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 5 -> 6: nothing moved; its segmentation heads were all taught by masks."""
+    return {**d, "format": 6}
+
+
+UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5}
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

@@ -2,9 +2,11 @@
 product's memory bank of good patches -> an anomaly map, the image's anomaly score (the map's
 maximum), and, with a trained type head, the defect type read from the anomalous region.
 
-A product with a segmentation head (learnt from its defect masks) also gets a "segmentation"
-score (the head's strongest logit), and its map is the head's P(defect) per region: the head
-finds its defects where the bank's distances are noisy, so typing reads that region too."""
+A product with a segmentation head also gets a "segmentation" score. Taught by defect masks,
+the score is the head's strongest logit and the map is its P(defect) per region: the head
+finds its defects where the bank's distances are noisy, so typing reads that region too.
+Taught by image labels only, the score is the soft maximum it learnt with, and the map and
+the typing region stay the bank's: it never learnt where a defect is."""
 
 from __future__ import annotations
 
@@ -84,14 +86,15 @@ class AnomalyPart:
         for idx, feats in self.features(views, view):
             amap = self.banks[backbone](feats, product)  # [b, h, w]
             seg = self.segment(feats, product)
-            region = amap if seg is None else torch.sigmoid(seg)
+            region = torch.sigmoid(seg) if seg is not None and self.seg_heads[product].locates else amap
+            seg_score = None if seg is None else self.seg_heads[product].image_score(seg).cpu().numpy()
             types = head.probs(feats, region, text).cpu().numpy() if text is not None else None
             amap_np, region_np = amap.float().cpu().numpy(), region.float().cpu().numpy()
             for k, i in enumerate(idx):
                 t = None if types is None else types[k]
                 scores = {"anomaly": float(amap_np[k].max())}
-                if seg is not None:
-                    scores["segmentation"] = float(seg[k].max())
+                if seg_score is not None:
+                    scores["segmentation"] = float(seg_score[k])
                 outputs[i] = PartOutput(scores, type_probs=t, anomaly_map=region_np[k])
         return outputs  # type: ignore[return-value]
 
@@ -110,7 +113,8 @@ class AnomalyPart:
         out: list[torch.Tensor | None] = [None] * len(views)
         for idx, feats in self.features(views, view):
             seg = self.segment(feats, product)
-            region = self.banks[backbone](feats, product) if seg is None else torch.sigmoid(seg)
+            locates = seg is not None and self.seg_heads[product].locates
+            region = torch.sigmoid(seg) if locates else self.banks[backbone](feats, product)
             pooled = region_pool(feats, region, sharpness).cpu()
             for k, i in enumerate(idx):
                 out[i] = pooled[k]

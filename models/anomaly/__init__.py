@@ -1,12 +1,12 @@
 """The anomaly branch: patch features of good parts in per-product memory banks (PatchCore),
 nearest-neighbour anomaly maps, defect segmentation learnt from masks where a product has
-them, and defect typing from the anomalous region."""
+them (a defect score from image labels where it has none), and defect typing from the anomalous region."""
 
 from models.anomaly.bank import MemoryBanks, gaussian_blur, nearest_distance
 from models.anomaly.coreset import greedy_coreset
 from models.anomaly.extractor import PATCH_EXTRACTORS, PatchExtractor, create_patch_extractor
 from models.anomaly.region_types import RegionTypeHead, mirrors, region_pool
-from models.anomaly.segmentation import SegmentationHead, mask_to_grid, segmentation_loss
+from models.anomaly.segmentation import SegmentationHead, label_loss, mask_to_grid, segmentation_loss
 from models.anomaly.views import view_shape
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "create_patch_extractor",
     "gaussian_blur",
     "greedy_coreset",
+    "label_loss",
     "mask_to_grid",
     "mirrors",
     "nearest_distance",

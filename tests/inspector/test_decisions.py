@@ -119,7 +119,7 @@ def test_two_typers_that_err_on_different_defects_type_together():
     classifier = np.array([unsure if t == 0 else sure[t] for t in truth])
     anomaly = np.array([unsure if t == 1 else sure[t] for t in truth])
     val = _typed({"classifier": classifier, "anomaly": anomaly}, truth)
-    assert choose_typing(val, []) == "both"
+    assert choose_typing(val) == "both"
     assert (type_probs("both", val.types).argmax(1) == truth).all()
     alone = _typed({"classifier": classifier, "anomaly": np.array([sure[t] for t in truth])}, truth)
-    assert choose_typing(alone, []) == "anomaly"  # the mean must beat the best part, not tie it
+    assert choose_typing(alone) == "anomaly"  # the mean must beat the best part, not tie it

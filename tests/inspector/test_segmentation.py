@@ -1,6 +1,7 @@
 """A product with defect masks learns to segment its defects: the stored map is the head's
 P(defect) per region and peaks on the defect, the score joins the decision's candidates, the
-head is saved with the model and learnt on train parts only."""
+head is saved with the model and learnt on train parts only. A product without masks but with
+enough defect images gets the head taught by their labels: it scores, the map stays the bank's."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from inspector.dataset import CALIBRATION
 from inspector.engine import Engine
 from inspector.settings import Settings
 from models.card import load_card
-from tests.helpers.synthetic import make_image_and_mask, make_masked_product
+from tests.helpers.synthetic import make_image_and_mask, make_masked_product, make_product
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +86,35 @@ def test_the_choice_reads_train_defects_scored_by_heads_that_never_saw_them(segm
     assert "out-of-fold train defects" in card.products["washer"].decision.selected_on
 
 
-def test_a_product_without_masks_has_no_head_and_keeps_its_combined_row(trained_model):
+def test_a_product_without_masks_or_enough_defects_has_no_head_and_keeps_its_combined_row(trained_model):
     card = load_card(trained_model / "card.json")
     assert "segmentation" not in card.products["washer"].decision.selected_on  # no head, no such score ...
     assert "out-of-fold" not in card.products["washer"].decision.selected_on  # ... and by default val alone chooses
     assert card.products["washer"].anomaly.segmentation is None
     methods = card.metrics["test"]["washer"]["methods"]
     assert "segmentation" not in methods and {"classifier", "anomaly", "combined"} <= set(methods)
+
+
+def test_a_product_without_masks_learns_a_defect_score_from_its_labels(tmp_path, home):
+    folder = make_product(tmp_path / "data", "washer", per_class=30)  # no masks, no manifest
+    s = Settings(home=home)
+    s.train.epochs, s.train.views = 2, 1
+    s.anomaly.label_head_min_defects, s.anomaly.label_head_steps = 10, 80
+    out = tmp_path / "model"
+    card = training.train_model(s, [folder], out, progress=False)
+    spec = card.products["washer"].anomaly
+    assert spec.segmentation is not None and spec.segmentation.taught_by == "labels"
+    assert not spec.map_from_segmentation
+    test = card.metrics["test"]["washer"]
+    assert test["methods"]["segmentation"]["auroc"] > 0.9  # a scratch or a spot scores above a clean washer
+    assert "segmentation" in card.products["washer"].decision.selected_on
+    assert load_card(out / "card.json").products["washer"].anomaly.segmentation.taught_by == "labels"
+
+    engine = Engine(out, "cpu")
+    rng = np.random.default_rng(7)
+    images = [np.repeat(make_image_and_mask(kind, rng)[0][..., None], 3, 2) for kind in ("scratch", "ok")]
+    with_head = engine.inspect_arrays("washer", images)
+    assert engine.parts["anomaly"].seg_heads.pop("washer").locates is False
+    without = engine.inspect_arrays("washer", images)
+    for a, b in zip(with_head, without, strict=True):  # it never learnt where: the map is the bank's
+        np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, rtol=1e-6)

@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 5 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 6 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -72,8 +72,15 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     five = parse_card(four).model_dump()
     five["products"]["washer"]["decision"]["typing"] = "both"
     assert parse_card(five).products["washer"].decision.typing == "both"
-    with pytest.raises(CardError, match="card format 6 is newer"):
-        parse_card({**five, "format": 6})
+    five |= {"format": 5}
+    five["products"]["washer"]["anomaly"]["segmentation"] = {"masked": 30, "good": 40, "steps": 600}
+    seg = parse_card(five).products["washer"].anomaly
+    assert seg.segmentation.taught_by == "masks" and seg.map_from_segmentation  # format 5 heads all had masks
+    six = parse_card(five).model_dump()
+    six["products"]["washer"]["anomaly"]["segmentation"]["taught_by"] = "labels"
+    assert not parse_card(six).products["washer"].anomaly.map_from_segmentation
+    with pytest.raises(CardError, match="card format 7 is newer"):
+        parse_card({**six, "format": 7})
 
 
 def _write(folder, data) -> object:
