@@ -17,7 +17,8 @@ from models.calibration import Thresholds
 from models.types import FusionConfig
 
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
-# 5: it may take the defect type from both parts (an older inspector must refuse each, not score the old way)
+# 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
+# (an older inspector must refuse each, not score the old way)
 CARD_FORMAT = 6
 
 
