@@ -62,13 +62,16 @@ def fit_decision(
     train_defects: SplitOutputs | None = None,
     confidence: float = 0.95,
     pooling: str = "auto",
+    probation: frozenset[str] = frozenset(),
 ) -> Decision:
     """The product's decision; ``parts`` fixes the deciding scores, else every ``allowed`` score
     decides (all by default) unless a smaller set lets fewer val defects through in at least
     ``confidence`` of the bootstrap redraws of val's physical parts (0: val's best set outright).
     ``train_defects`` (scored out of fold, inspector/selection.py) vote beside val's defects.
     ``pooling`` "auto": the deciding scores' largest, or their mean where that wins by the same
-    rule. ``image_only``: without the manual's scores."""
+    rule. ``image_only``: without the manual's scores. ``probation``: scores that are not part of
+    "every score" and decide only inside a set that beats it by the same rule (a head taught by
+    labels alone: it knows the train defects' look, not where a new kind of defect would be)."""
 
     def scores_of(o: SplitOutputs) -> dict[str, np.ndarray]:
         return {k: v for k, v in o.scores.items() if not (image_only and k in NEEDS_MANUAL)}
@@ -105,7 +108,10 @@ def fit_decision(
             ranked.append(((round(esc, 9), -auc, len(c)), c, text, s))
         ranked.sort(key=lambda t: t[0])
         order = [(c, s) for _, c, _, s in ranked]
-        chosen, verdict = _all_unless_beaten(order, available, choose_on, target_frr, confidence)
+        every = [p for p in available if p not in probation] or available
+        chosen, verdict = _all_unless_beaten(order, every, choose_on, target_frr, confidence)
+        if on_trial := sorted(probation & set(available) - set(chosen)):
+            verdict += f" ({'+'.join(on_trial)} on probation, left out)"
         why = f"on {on}: {verdict}; " + "; ".join(t[2] for t in ranked)
     else:  # nothing to choose on: the anomaly part holds without defect examples
         chosen = ["anomaly"] if "anomaly" in available else available[:1]

@@ -45,7 +45,8 @@ def fit_segmentation(
         if cfg.segmentation_min_masks and len(masked) >= cfg.segmentation_min_masks:
             locates, need, steps = True, cfg.segmentation_min_masks, cfg.segmentation_steps
         elif cfg.label_head_min_defects and len(defects) >= cfg.label_head_min_defects:
-            locates, need, steps = False, cfg.label_head_min_defects, cfg.label_head_steps
+            # the setting counts the product's defect images; it learns from at most MAX_LABELLED
+            locates, need, steps = False, min(cfg.label_head_min_defects, MAX_LABELLED), cfg.label_head_steps
             masked = random.Random(seed).sample(defects, min(len(defects), MAX_LABELLED))
         else:
             continue

@@ -375,6 +375,9 @@ def train_model(
         if settings.anomaly.segmentation_decides:
             allowed.add("segmentation")
         extra = oof.get(m.product)
+        spec = anomaly.specs.get(m.product) if anomaly else None
+        seg = spec.segmentation if spec else None
+        taught_by_labels = seg is not None and seg.taught_by == "labels"
         choose = partial(
             fit_decision,
             val,
@@ -383,10 +386,10 @@ def train_model(
             train_defects=extra,
             confidence=v.selection_confidence,
             pooling=v.pooling,
+            probation=frozenset({"segmentation"} if taught_by_labels else ()),
         )
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)
-        spec = anomaly.specs.get(m.product) if anomaly else None
         if spec is not None:
             ref = map_reference(cal, v.target_frr, spec.map_from_segmentation)
             spec = spec.model_copy(update={"map_reference": ref})

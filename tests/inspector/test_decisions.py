@@ -60,6 +60,26 @@ def test_a_smaller_set_must_beat_all_scores_beyond_chance():
     assert list(dropped.parts) == ["anomaly"] and "beats all scores" in dropped.selected_on
 
 
+def test_a_score_on_probation_decides_only_where_it_beats_the_others_beyond_chance():
+    n_good, n_def = 150, 60
+    good = norm.ppf((np.arange(n_good) + 0.5) / n_good)
+    calib = _split({k: np.r_[good, good] for k in ("anomaly", "segmentation")}, 300, [f"c{i}" for i in range(300)])
+    goods = [f"g{i}" for i in range(n_good)]
+    bank = np.r_[good, np.linspace(1.0, 4.0, 20), np.full(40, 6.0)]
+    noise = np.random.default_rng(3).normal(0, 1, n_good + n_def)
+    tiles = goods + [f"tile{i // 20}" for i in range(n_def)]
+    on_tiles = _split({"anomaly": bank, "segmentation": noise}, n_good, tiles)
+    # the same split that keeps every score when all are trusted (the test above) leaves the noise out
+    assert set(fit_decision(on_tiles, calib, False, 0.01, 0.05).parts) == {"anomaly", "segmentation"}
+    left_out = fit_decision(on_tiles, calib, False, 0.01, 0.05, probation=frozenset({"segmentation"}))
+    assert list(left_out.parts) == ["anomaly"] and "segmentation on probation, left out" in left_out.selected_on
+    # a head that catches the defects the bank lets through, on 20 parts, earns its place
+    head = np.r_[good, np.full(20, 6.0), np.linspace(-1.0, 1.0, 40)]
+    on_parts = _split({"anomaly": bank, "segmentation": head}, n_good, goods + [f"d{i}" for i in range(n_def)])
+    earned = fit_decision(on_parts, calib, False, 0.01, 0.05, probation=frozenset({"segmentation"}))
+    assert "segmentation" in earned.parts and "beats all scores" in earned.selected_on
+
+
 def test_redraws_of_one_part_count_once():
     rng = np.random.default_rng(2)
     is_defect = np.r_[np.zeros(100), np.ones(30)].astype(bool)

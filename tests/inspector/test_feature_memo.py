@@ -29,7 +29,11 @@ def test_kept_features_are_exactly_the_fresh_ones_and_the_memo_is_bounded():
     assert memo.bytes == 2 * one and memo.misses == 3 + 1 and memo.hits == 2  # the third never fit
 
 
-def test_training_extracts_each_image_once_per_view(synthetic_root, home, monkeypatch):
+def test_a_second_training_in_one_command_extracts_nothing_and_selects_no_coreset_again(
+    synthetic_root, home, monkeypatch
+):
+    from inspector import anomaly_fit
+
     seen: list[tuple] = []
     forward = PatchExtractor.forward
 
@@ -37,18 +41,24 @@ def test_training_extracts_each_image_once_per_view(synthetic_root, home, monkey
         seen.extend((tuple(v.shape), hashlib.blake2b(v.numpy().tobytes()).digest()) for v in x)
         return forward(self, x)
 
+    calls: list[int] = []
+    greedy = anomaly_fit.greedy_coreset
     monkeypatch.setattr(PatchExtractor, "forward", counting)
+    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
     s = Settings(home=home)
     s.train.epochs, s.train.views = 3, 1
     with remember_patch_features(s.anomaly.memo_mb) as memo:
         card = training.train_model(s, [synthetic_root], None, progress=False)
         assert memo is not None and memo.hits > 0
-        repeats = len(seen) - len(set(seen))
+        repeats, first = len(seen) - len(set(seen)), len(calls)
         # a retraining in the same command (the demo's): the champion's view, as retraining keeps it
         s.anomaly.views = {p: info.anomaly.view.label for p, info in card.products.items() if info.anomaly}
-        training.train_model(s, [synthetic_root], None, progress=False)
+        again = training.train_model(s, [synthetic_root], None, progress=False)
     assert repeats == 0  # banks, val, calibration, type heads and test: once each
     assert len(seen) == len(set(seen))  # the second training extracted nothing it had seen
+    assert first > 0 and len(calls) == first  # ... and selected no coreset again
+    for product, info in card.products.items():
+        assert again.products[product].decision.thresholds == info.decision.thresholds
 
 
 def test_a_retraining_on_unchanged_good_images_reuses_the_coreset_and_builds_the_same_bank(monkeypatch):
@@ -67,21 +77,3 @@ def test_a_retraining_on_unchanged_good_images_reuses_the_coreset_and_builds_the
     anomaly_fit.coreset_bank([*pools, torch.randn(50, 8, generator=g)], cfg, memo=memo)  # one more good image
     anomaly_fit.coreset_bank(pools, cfg, start=rows[:10], memo=memo)  # another start: another selection
     assert len(calls) == 3
-
-
-def test_the_second_training_in_one_command_selects_no_coreset_again(synthetic_root, home, monkeypatch):
-    from inspector import anomaly_fit
-
-    calls: list[int] = []
-    greedy = anomaly_fit.greedy_coreset
-    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
-    s = Settings(home=home)
-    s.train.epochs, s.train.views = 3, 1
-    with remember_patch_features(s.anomaly.memo_mb):
-        card = training.train_model(s, [synthetic_root], None, progress=False)
-        first = len(calls)
-        s.anomaly.views = {p: info.anomaly.view.label for p, info in card.products.items() if info.anomaly}
-        again = training.train_model(s, [synthetic_root], None, progress=False)
-    assert first > 0 and len(calls) == first
-    for product, info in card.products.items():
-        assert again.products[product].decision.thresholds == info.decision.thresholds
