@@ -92,10 +92,10 @@ class AnomalySettings(BaseModel):
     # pay for the minutes it costs (docs/RESULTS.md). 0 turns it off
     label_head_min_defects: int = Field(1000, ge=0)
     label_head_steps: int = Field(200, ge=1)
-    # its score is evidence like the others: it decides beside them unless val drops it beyond
-    # chance (verdict.selection_confidence). When val's best set was taken outright it chose the head
-    # and the test escape rose from 46 to 63 % (docs/RESULTS.md); with train.selection_folds the
-    # head is refitted per fold and the choice reads the train defects too
+    # a head taught by masks: its score is evidence like the others, it decides beside them unless
+    # val drops it beyond chance (verdict.selection_confidence). When val's best set was taken
+    # outright it chose the head and the test escape rose from 46 to 63 % (docs/RESULTS.md); with
+    # train.selection_folds the head is refitted per fold and the choice reads the train defects too
     segmentation_decides: bool = True
     # patch features kept in memory while one command trains (and, in the demo, retrains) on the same
     # images, so each image is extracted once per view; past it they are recomputed (0: keep none)

@@ -86,7 +86,7 @@ def test_the_choice_reads_train_defects_scored_by_heads_that_never_saw_them(segm
     assert "out-of-fold train defects" in card.products["washer"].decision.selected_on
 
 
-def test_a_product_without_masks_has_no_head_by_default_and_keeps_its_combined_row(trained_model):
+def test_a_product_without_masks_or_enough_defects_has_no_head_and_keeps_its_combined_row(trained_model):
     card = load_card(trained_model / "card.json")
     assert "segmentation" not in card.products["washer"].decision.selected_on  # no head, no such score ...
     assert "out-of-fold" not in card.products["washer"].decision.selected_on  # ... and by default val alone chooses
