@@ -40,14 +40,14 @@ def fit_segmentation(
     doubtful = ds.doubtful_good()
     for product, spec in build.specs.items():
         train = [s for s in ds.split("train") if s.product == product]
-        masked = [s for s in train if s.is_defect and s.mask is not None]
+        teaching = [s for s in train if s.is_defect and s.mask is not None]  # the defect images it learns from
         defects = [s for s in train if s.is_defect]
-        if cfg.segmentation_min_masks and len(masked) >= cfg.segmentation_min_masks:
+        if cfg.segmentation_min_masks and len(teaching) >= cfg.segmentation_min_masks:
             locates, need, steps = True, cfg.segmentation_min_masks, cfg.segmentation_steps
         elif cfg.label_head_min_defects and len(defects) >= cfg.label_head_min_defects:
             # the setting counts the product's defect images; it learns from at most MAX_LABELLED
             locates, need, steps = False, min(cfg.label_head_min_defects, MAX_LABELLED), cfg.label_head_steps
-            masked = random.Random(seed).sample(defects, min(len(defects), MAX_LABELLED))
+            teaching = random.Random(seed).sample(defects, min(len(defects), MAX_LABELLED))
         else:
             continue
         good = [s for s in train if not s.is_defect and s.path not in doubtful]
@@ -56,7 +56,7 @@ def fit_segmentation(
         part = build.part(None, device)
         grids, skipped = [], []
         desc = f"{'segmentation' if locates else 'label head'} {product}"
-        for s in tqdm(masked + good, desc=desc, disable=not progress, leave=False):
+        for s in tqdm(teaching + good, desc=desc, disable=not progress, leave=False):
             if s.path not in build.seg_cells:
                 try:
                     view = part.view(decode(s, max_pixels), product)
@@ -154,6 +154,7 @@ def train_label_head(grids: list[tuple[torch.Tensor, torch.Tensor, bool]], dim: 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     head = SegmentationHead(dim, locates=False)
+    # a sample bounds the memory; it is mostly defect grids, whose cells are mostly good surface
     stacked = torch.cat([f.float().flatten(1) for f, _, _ in grids[:MAX_GOOD]], 1)  # [D, cells]
     head.mean.copy_(stacked.mean(1).view(1, -1, 1, 1))
     head.std.copy_(stacked.std(1).view(1, -1, 1, 1) + 1e-6)
