@@ -96,20 +96,27 @@ def windows(deeppcb: Path, shared: Path, dest: Path) -> list[dict]:
     return rows
 
 
+def board(source: str) -> str:
+    """The DeepPCB pair a crop was cut from: its tested and template image show one board."""
+    return source.split(" window")[0].removeprefix("DeepPCB/").replace("_temp.jpg", "").replace("_test.jpg", "")
+
+
 def build(rows: list[dict], shared: Path, dest: Path) -> None:
     """A pcb product folder: every shared row (absolute image paths) plus the tested windows as ok.
-    No groups: a group is one physical part, and a defect-free window of a board with defects
-    elsewhere is a good part, not a doubtful one (a pair's crops share a split anyway)."""
+    Every crop names its board as its origin, so calibration and the bank's folds take whole
+    boards (a window whose template crop taught the bank is not a new board). No groups: a group is
+    one physical part, and a defect-free window of a board with defects elsewhere is a good
+    part, not a doubtful one."""
     shutil.copyfile(shared / "manual.md", dest / "manual.md")
-    fields = ["image", "product", "label", "defect_type", "split", "mask", "source"]
+    fields = ["image", "product", "label", "defect_type", "split", "mask", "source", "origin"]
     with open(shared / "manifest.csv", newline="") as f, open(dest / "manifest.csv", "w", newline="") as g:
         out = csv.DictWriter(g, fieldnames=fields)
         out.writeheader()
         for r in csv.DictReader(f):
-            out.writerow({**r, "image": str((shared / r["image"]).resolve())})
+            out.writerow({**r, "image": str((shared / r["image"]).resolve()), "origin": board(r["source"])})
         for r in rows:
-            out.writerow({"image": r["image"], "product": "pcb", "label": "ok", "defect_type": "ok",
-                          "split": r["split"], "mask": "", "source": r["source"]})  # fmt: skip
+            ok = {"product": "pcb", "label": "ok", "defect_type": "ok", "mask": "", "origin": board(r["source"])}
+            out.writerow({**ok, "image": r["image"], "split": r["split"], "source": r["source"]})
 
 
 def build_once(deeppcb: Path, shared: Path, dest: Path) -> None:

@@ -327,11 +327,11 @@ def _digest(t: torch.Tensor) -> bytes:
 
 
 def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
-    """``samples`` dealt into at most ``k`` folds, whole groups (physical parts) at a time, by a
-    stable hash so that reruns agree."""
+    """``samples`` dealt into at most ``k`` folds, whole units (physical parts, crops of one
+    origin image) at a time, by a stable hash so that reruns agree."""
     groups: dict[str, list[Sample]] = {}
     for s in samples:
-        groups.setdefault(s.part, []).append(s)
+        groups.setdefault(s.unit, []).append(s)
     order = sorted(groups, key=lambda g: hashlib.sha1(f"fold|{g}".encode()).hexdigest())
     folds: list[list[Sample]] = [[] for _ in range(min(k, len(order)))]
     for i, g in enumerate(order):

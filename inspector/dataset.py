@@ -9,7 +9,9 @@ Images of one physical part (several lightings or views) share a group: a ``grou
 the manifest, or ``groups.csv`` / ``tile_groups.csv`` (image,group) beside it. A group is
 never split between the classifier's training and the calibration set, nor between the
 cross-fit folds of the memory bank, so calibration sees parts the scoring model has not seen
-(different frames of the same part would make good parts look too good).
+(different frames of the same part would make good parts look too good). Crops cut from one
+larger image (a board, a web of steel) name it in an ``origin`` column: they keep their own
+labels, but move between training and calibration together, for the same reason.
 
 A root may be one product folder or a folder of product folders. Rows that cannot be used
 (missing file, defect type the manual does not describe) are reported with file and reason.
@@ -40,6 +42,7 @@ class Sample:
     mask: Path | None = None
     source: str = ""  # the manifest's source column: where the image came from
     group: str = ""  # the physical part the image shows ("" = the image is its own part)
+    origin: str = ""  # the larger image the image was cut from ("" = none): its crops share pixels
 
     @property
     def is_defect(self) -> bool:
@@ -48,6 +51,15 @@ class Sample:
     @property
     def part(self) -> str:
         return self.group or self.path.name
+
+    @property
+    def unit(self) -> str:
+        """What stays whole between what a model learns from and what calibrates it: the image a
+        crop was cut from, else the physical part. Crops of one board share its pixels and its
+        look, so a calibration crop whose neighbours taught the bank can score lower than a new
+        board's would, and the threshold then promises more than it keeps (pcb). Unlike a group,
+        an origin shares no label: a defect-free crop of a board with a defect elsewhere is good."""
+        return f"origin:{self.origin}" if self.origin else self.part
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,10 @@ class Dataset:
         the single largest score) but at most half of the product's good train parts, and at
         least ``share`` of them. A product without defect images in train has no classifier to
         hold parts out of, so all its good parts calibrate: the memory bank cross-fits them (each
-        is scored by a bank built without it). Whole groups move, chosen by a stable hash, so
-        reruns agree.
+        is scored by a bank built without it). Whole units move (a physical part, or every good
+        crop of one origin image), chosen by a stable hash, so reruns agree. An origin's defect
+        crops stay in train: a classifier taught that they are defects scores their good
+        neighbours higher if anything, which makes the threshold stricter, not looser.
         """
         moved: dict[str, int] = {}
         doubtful = self.doubtful_good()
@@ -103,7 +117,7 @@ class Dataset:
             want = max(math.ceil(share * len(good)), min(math.ceil(2 / alpha), len(good) // 2))
             groups: dict[str, list[Sample]] = {}
             for s in good:
-                groups.setdefault(s.part, []).append(s)
+                groups.setdefault(s.unit, []).append(s)
             order = sorted(groups, key=lambda g: hashlib.sha1(f"calib|{product}|{g}".encode()).hexdigest())
             chosen: set[Path] = set()
             for g in order:
@@ -180,7 +194,8 @@ def _manifest_product(folder: Path, manual: Manual) -> Dataset:
             else:
                 mask = folder / row["mask"] if row.get("mask") else None
                 group = row.get("group") or groups.get(row["image"], "")
-                ds.samples.append(Sample(path, manual.product, defect, split, mask, row.get("source") or "", group))
+                source, origin = row.get("source") or "", (row.get("origin") or "").strip()
+                ds.samples.append(Sample(path, manual.product, defect, split, mask, source, group, origin))
     return ds
 
 

@@ -30,7 +30,8 @@ def decision_metrics(
         return m
     score = combine(scores, parts, decision.pooling)
     th = decision.thresholds
-    physical = np.array([s.part for s in out.samples])  # the part each image shows
+    # redraws take whole units: crops of one board err together, so they count as one draw
+    physical = np.array([s.unit for s in out.samples])
     if defect.any() and (~defect).any():
         m["auroc"] = float(roc_auc_score(defect, score))
         for name, s in scores.items():
@@ -55,7 +56,7 @@ def decision_metrics(
             m["frr_chance"] = frr_chance(th.n_good, n_good, th.target_frr, rejected)
         m["good_parts"] = len(set(physical[~defect].tolist()))
         if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
-            calib_parts = np.array([s.part for s in calib.samples])[~calib.is_defect]
+            calib_parts = np.array([s.unit for s in calib.samples])[~calib.is_defect]
             calib_good = combine(calib.scores, parts, decision.pooling)[~calib.is_defect]
             m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, physical[~defect])
     types = type_probs(decision.typing, out.types)

@@ -93,6 +93,33 @@ def test_groups_stay_on_one_side_of_the_calibration_split(tmp_path):
     assert {"train", CALIBRATION} == set().union(*sides.values())
 
 
+def test_crops_of_one_board_stay_on_one_side_of_the_calibration_split_and_its_folds(tmp_path):
+    """pcb's case: a good crop must calibrate as a new board would, so no other crop of its board
+    may teach the classifier or its fold's bank. Each crop keeps its own label."""
+    from inspector.anomaly_fit import deal_folds
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path, "washer", per_class=40)
+    lines = ["image,product,label,defect_type,split,mask,source,origin"]
+    for i, path in enumerate(sorted((folder / "images").glob("*/*.png"))):
+        defect = path.parent.name
+        label = "ok" if defect == "ok" else "defect"
+        lines.append(f"images/{defect}/{path.name},washer,{label},{defect},train,,,board{i % 10}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(folder)
+    assert not ds.doubtful_good()  # a board with a defect elsewhere still has good crops
+    ds.hold_out_calibration(0.01)
+    sides: dict[str, set] = {}
+    for x in ds.samples:
+        if not x.is_defect:
+            sides.setdefault(x.origin, set()).add(x.split)
+    assert all(len(v) == 1 for v in sides.values())  # every board's good crops on one side
+    assert {"train", CALIBRATION} == set().union(*sides.values())
+    folds = deal_folds(ds.split(CALIBRATION), 3)
+    assert len(folds) > 1
+    assert all(len({x.origin for x in f} & {x.origin for x in g}) == 0 for f in folds for g in folds if f is not g)
+
+
 def test_good_frames_of_a_part_shown_defective_elsewhere_calibrate_nothing(tmp_path):
     """A tile labelled ok under one lighting and blowhole under another is not a good part."""
     from tests.helpers.synthetic import make_product
