@@ -88,7 +88,8 @@ class AnomalySettings(BaseModel):
     # head taught by image labels: it scores the part, the map stays the bank's, and its score decides
     # only where val shows it beats the other scores beyond chance (on probation: it never learnt a
     # defect type the train split lacks). On pcb's honest split (2,100 defect images) val chose it: 12.7 /
-    # 36.4 / 10.0 % escape over three seeds against 19.8 / 29.1 / 17.8 % without it, no clear gain;
+    # 36.4 / 10.0 % escape over three seeds against 19.8 / 29.1 / 17.8 % without it, no clear gain
+    # (21.6 / 8.7 / 25.3 % with whole boards calibrating, always beside other scores);
     # on the demo's solar cells (a few hundred) it did not pay for the minutes it costs (docs/RESULTS.md).
     # 0 turns it off
     label_head_min_defects: int = Field(1000, ge=0)
