@@ -31,15 +31,15 @@ def decision_metrics(
     score = combine(scores, parts, decision.pooling)
     th = decision.thresholds
     # redraws take whole units: crops of one board err together, so they count as one draw
-    physical = np.array([s.unit for s in out.samples])
+    units = np.array([s.unit for s in out.samples])
     if defect.any() and (~defect).any():
         m["auroc"] = float(roc_auc_score(defect, score))
         for name, s in scores.items():
             m[f"{name}_auroc"] = float(roc_auc_score(defect, s))
     if defect.any():
         m["escape_rate"] = float((score[defect] <= th.reject).mean())  # defects not rejected
-        m["escape_low"], m["escape_high"] = escape_interval(score[defect] <= th.reject, physical[defect])
-        m["defect_parts"] = len(set(physical[defect].tolist()))
+        m["escape_low"], m["escape_high"] = escape_interval(score[defect] <= th.reject, units[defect])
+        m["defect_parts"] = len(set(units[defect].tolist()))
         m["escape_to_accept_rate"] = float((score[defect] <= th.warn).mean())  # not even sent to review
         types = sorted({s.defect_type for s in out.samples if s.is_defect})
         kind = np.array([s.defect_type for s in out.samples])
@@ -54,11 +54,11 @@ def decision_metrics(
         if th.guaranteed:
             rejected = int((score[~defect] > th.reject).sum())
             m["frr_chance"] = frr_chance(th.n_good, n_good, th.target_frr, rejected)
-        m["good_parts"] = len(set(physical[~defect].tolist()))
+        m["good_parts"] = len(set(units[~defect].tolist()))
         if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
             calib_parts = np.array([s.unit for s in calib.samples])[~calib.is_defect]
             calib_good = combine(calib.scores, parts, decision.pooling)[~calib.is_defect]
-            m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, physical[~defect])
+            m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, units[~defect])
     types = type_probs(decision.typing, out.types)
     if types is not None and defect.any():
         truth, pred = out.target[defect] - 1, types[defect].argmax(1)

@@ -94,8 +94,8 @@ def test_groups_stay_on_one_side_of_the_calibration_split(tmp_path):
 
 
 def test_crops_of_one_board_stay_on_one_side_of_the_calibration_split_and_its_folds(tmp_path):
-    """pcb's case: a good crop must calibrate as a new board would, so no other crop of its board
-    may teach the classifier or its fold's bank. Each crop keeps its own label."""
+    """pcb's case: a good crop must calibrate as a new board would, so no other good crop of its
+    board may teach the classifier or its fold's bank. Each crop keeps its own label."""
     from inspector.anomaly_fit import deal_folds
     from tests.helpers.synthetic import make_product
 
