@@ -66,7 +66,8 @@ def fit_decision(
 ) -> Decision:
     """The product's decision; ``parts`` fixes the deciding scores, else every ``allowed`` score
     decides (all by default) unless a smaller set lets fewer val defects through in at least
-    ``confidence`` of the bootstrap redraws of val's physical parts (0: val's best set outright).
+    ``confidence`` of the bootstrap redraws of val's units (physical parts, or the boards crops
+    were cut from; 0: val's best set outright).
     ``train_defects`` (scored out of fold, inspector/selection.py) vote beside val's defects.
     ``pooling`` "auto": the deciding scores' largest, or their mean where that wins by the same
     rule. ``image_only``: without the manual's scores. ``probation``: scores that are not part of
@@ -145,11 +146,12 @@ def _all_unless_beaten(
     """Every score decides (what a defect type no part was taught still trips) unless a smaller
     set beats it on val beyond chance: val holds a handful of physical parts per defect type, and
     the best of fifteen sets on so few is mostly the luckiest (docs/RESULTS.md, magnetic-tile).
+    Redraws take whole units (``Sample.unit``): crops of one board are one piece of evidence.
     ``ranked``: (set, its combined score on ``on``), best first."""
     best = ranked[0][0]
     if confidence <= 0 or best == every:
         return best, f"{'+'.join(best)} best"
-    groups = np.array([s.part for s in on.samples])
+    groups = np.array([s.unit for s in on.samples])
     incumbent = next(score for c, score in ranked if c == every)
     closest = (0.0, best)
     for c, score in ranked:
@@ -183,7 +185,7 @@ def _pooling(
     if confidence <= 0:  # val's best outright
         better = low_frr_escape(mean, on.is_defect, target_frr) < low_frr_escape(largest, on.is_defect, target_frr)
         return ("mean" if better else "max"), f"; pooled by their {'mean' if better else 'largest'} (val's best)"
-    groups = np.array([s.part for s in on.samples])
+    groups = np.array([s.unit for s in on.samples])
     rate = win_rate(mean, largest, on.is_defect, groups, target_frr)
     pool = "mean" if rate >= confidence else "max"
     return pool, (

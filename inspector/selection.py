@@ -35,11 +35,13 @@ FitClassifier = Callable[[list[Sample]], Part]  # train samples -> a classifier 
 
 
 def part_folds(samples: list[Sample], k: int, seed: int) -> dict[Path, int]:
-    """Each image's fold: whole physical parts dealt out per product and defect type in turn,
-    so every fold holds every type a product has (a part's type is its commonest one)."""
+    """Each image's fold: whole units (``Sample.unit``: a physical part, or every crop of one
+    board) dealt out per product and defect type in turn, so every fold holds every type a
+    product has (a unit's type is its commonest one). A held-out crop whose board neighbours
+    taught the refitted parts would score as if seen before."""
     groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for s in samples:
-        groups[(s.product, s.part)].append(s)
+        groups[(s.product, s.unit)].append(s)
     by_type: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for key, members in groups.items():
         kind = Counter(s.defect_type for s in members if s.is_defect).most_common(1)

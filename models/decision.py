@@ -132,7 +132,7 @@ def win_rate(
     draws: int = 200,
     seed: int = 0,
 ) -> float:
-    """Share of bootstrap redraws of the physical parts in which ``challenger`` lets fewer
+    """Share of bootstrap redraws of ``groups`` (physical parts, boards) in which ``challenger`` lets fewer
     defects through than ``incumbent`` (``low_frr_escape``, the same parts scored both ways).
 
     Parts, not images, are drawn, good and defective ones separately: a tile's lightings are

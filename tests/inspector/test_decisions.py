@@ -30,10 +30,11 @@ def test_the_range_stays_at_low_false_reject_rates():
     assert low_frr_escape(score, is_defect, 0.01) == 1.0
 
 
-def _split(scores: dict[str, np.ndarray], n_good: int, parts: list[str]) -> SplitOutputs:
+def _split(scores: dict[str, np.ndarray], n_good: int, parts: list[str], origins: bool = False) -> SplitOutputs:
+    """``parts``: each image's physical part, or with ``origins`` the board it was cut from."""
     kinds = ["ok"] * n_good + ["crack"] * (len(parts) - n_good)
     samples = [
-        Sample(Path(f"/val/{i}.png"), "tile", k, "val", group=g)
+        Sample(Path(f"/val/{i}.png"), "tile", k, "val", **{"origin" if origins else "group": g})
         for i, (k, g) in enumerate(zip(kinds, parts, strict=True))
     ]
     return SplitOutputs("tile", samples, np.array([k != "ok" for k in kinds], dtype=np.int64), scores)
@@ -54,6 +55,9 @@ def test_a_smaller_set_must_beat_all_scores_beyond_chance():
     kept = fit_decision(on_tiles, calib, False, 0.01, 0.05)
     assert set(kept.parts) == {"anomaly", "segmentation"}  # one tile does not settle it: all the evidence decides
     assert "all scores" in kept.selected_on
+
+    on_boards = _split(scores, n_good, goods + [f"board{i // 20}" for i in range(n_def)], origins=True)
+    assert set(fit_decision(on_boards, calib, False, 0.01, 0.05).parts) == {"anomaly", "segmentation"}  # 3 boards
 
     on_parts = _split(scores, n_good, goods + [f"d{i}" for i in range(n_def)])  # the same gap over 20 parts
     dropped = fit_decision(on_parts, calib, False, 0.01, 0.05)

@@ -33,6 +33,20 @@ def test_folds_keep_each_physical_part_whole_and_hold_every_type():
     assert part_folds(samples, 3, seed=0) == fold_of  # a retrain with the same seed cuts the same folds
 
 
+def test_folds_keep_every_crop_of_a_board_together():
+    """pcb: a held-out defect crop whose good neighbours on its board taught the refitted parts
+    would score as if seen before; the board moves whole, each crop keeping its own label."""
+    samples = [
+        Sample(Path(f"/parts/b{b}_{i}.png"), "pcb", ("short", "spur", "ok")[(b + i) % 3], "train", origin=f"board{b}")
+        for b in range(9)
+        for i in range(4)
+    ]
+    fold_of = part_folds(samples, 3, seed=0)
+    for b in range(9):
+        assert len({fold_of[s.path] for s in samples if s.origin == f"board{b}"}) == 1
+    assert set(fold_of.values()) == {0, 1, 2}
+
+
 def _outputs(good: dict[str, np.ndarray], defect: dict[str, np.ndarray]) -> SplitOutputs:
     n_good, n_def = len(next(iter(good.values()))), len(next(iter(defect.values())))
     samples = [_sample(f"x{i}", "ok") for i in range(n_good + n_def)]
