@@ -34,6 +34,17 @@ from tests.helpers.synthetic import make_image
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
 
+def _lean(settings: Settings) -> Settings:
+    """What this test is about is promotion; a product-sized bank (6,000 patches out of 60,000),
+    a second view to choose among, augmented copies and a region typing head would triple its
+    minutes and decide nothing here (their own tests cover them)."""
+    settings.train.views = 1
+    settings.anomaly.candidates = ["efficientnet_lite0@fit128"]  # the parts are 96 px
+    settings.anomaly.bank_size, settings.anomaly.pool_size = 1000, 10_000
+    settings.anomaly.type_head = False
+    return settings
+
+
 @pytest.fixture(scope="module")
 def line_model(tmp_path_factory, home):
     """A champion trained on 100 generated parts per class: a golden set (test split) of ~45
@@ -43,17 +54,16 @@ def line_model(tmp_path_factory, home):
 
     root = tmp_path_factory.mktemp("line-data")
     make_product(root, "washer", per_class=100, seed=5)
-    settings = Settings(home=home)
+    settings = _lean(Settings(home=home))
     settings.model.device = "cpu"
     settings.train.epochs = 25
-    settings.train.views = 1
     out = tmp_path_factory.mktemp("line-model") / "washer"
     train_model(settings, [root], out, progress=False)
     return out
 
 
 def _station(tmp_path, trained_model):
-    settings = Settings(home=tmp_path)
+    settings = _lean(Settings(home=tmp_path))
     settings.train.epochs = 20
     settings.model.device = "cpu"
     # One wrong good part of ~15 in the golden set moves its score by ~0.03: allow two
