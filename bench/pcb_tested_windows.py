@@ -45,9 +45,10 @@ def pairs_by_split(shared: Path) -> dict[str, str]:
 
 
 def boxes(deeppcb: Path, tested: str) -> list[list[int]]:
+    """The tested image's annotated boxes, each [x1, y1, x2, y2, type] (DeepPCB's type number)."""
     p = Path(tested)
     ann = deeppcb / p.parent.parent / (p.parent.name + "_not") / p.name.replace("_test.jpg", ".txt")
-    return [list(map(int, line.replace(",", " ").split()[:4])) for line in ann.read_text().splitlines() if line.strip()]
+    return [list(map(int, line.replace(",", " ").split()[:5])) for line in ann.read_text().splitlines() if line.strip()]
 
 
 def overlaps(box: list[int], x: int, y: int) -> bool:

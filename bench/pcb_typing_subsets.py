@@ -22,6 +22,8 @@ import json
 import re
 from pathlib import Path
 
+from pcb_tested_windows import boxes
+
 TYPES = {1: "open", 2: "short", 3: "mousebite", 4: "spur", 5: "copper", 6: "pin_hole"}
 SIZE, INSIDE = 128, 0.5  # crop side; share of another box inside the crop that makes it visible
 
@@ -29,11 +31,8 @@ SIZE, INSIDE = 128, 0.5  # crop side; share of another box inside the crop that 
 def other_types(row: dict, deeppcb: Path) -> set[str]:
     """Defect types other than the label's whose box lies at least ``INSIDE`` within the crop."""
     k, x, y = map(int, re.search(r"box(\d+)_x(\d+)_y(\d+)", row["image"]).groups())
-    tested = deeppcb / row["source"]
-    notes = tested.parent.parent / f"{tested.parent.name}_not" / tested.name.replace("_test.jpg", ".txt")
     found = set()
-    for i, line in enumerate(ln for ln in notes.read_text().splitlines() if ln.strip()):
-        x1, y1, x2, y2, t = map(int, line.replace(",", " ").split())
+    for i, (x1, y1, x2, y2, t) in enumerate(boxes(deeppcb, row["source"])):
         ix = max(0, min(x2, x + SIZE) - max(x1, x))
         iy = max(0, min(y2, y + SIZE) - max(y1, y))
         if i != k and ix * iy >= INSIDE * (x2 - x1) * (y2 - y1) and TYPES[t] != row["defect_type"]:
