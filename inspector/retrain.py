@@ -204,6 +204,7 @@ def _settings_like(settings: Settings, card: ModelCard) -> Settings:
         s.model.fusion = card.classifier.fusion.fusion
         s.model.hidden_dim = card.classifier.fusion.hidden_dim
         s.train.mode = card.classifier.mode
+        s.train.trainable_stages = card.classifier.trainable_stages
     s.anomaly.enabled = bool(card.anomaly_backbones)
     s.anomaly.views = {p: info.anomaly.view.label for p, info in card.products.items() if info.anomaly}
     return s
