@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--trainable-stages", type=int, help="finetune mode: backbone stages that learn (default 2)")
     t.add_argument(
+        "--finetune-views",
+        type=int,
+        help="finetune mode: the frozen stages' output cached for this many views per train image, so each "
+        "step runs the learning stages only (default 2); 0 decodes and augments every image every epoch",
+    )
+    t.add_argument(
         "--input-size",
         type=int,
         help="classifier input side in px (default: the backbone's, 224); e.g. 128 for "
@@ -328,6 +334,7 @@ def _apply(s: Settings, args: argparse.Namespace) -> Settings:
         "text_source": ("model", "text_source"),
         "mode": ("train", "mode"),
         "trainable_stages": ("train", "trainable_stages"),
+        "finetune_views": ("train", "finetune_views"),
         "input_size": ("model", "input_size"),
         "anomaly": ("anomaly", "candidates"),
         "bank_size": ("anomaly", "bank_size"),

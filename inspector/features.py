@@ -23,7 +23,7 @@ from models.transforms import augment, normalize, resize, to_float
 
 @dataclass
 class Features:
-    tokens: torch.Tensor  # [M, N, D] float16
+    tokens: torch.Tensor  # [M, N, D] float16; with prefix_stages, the maps [M, C, h, w]
     pooled: torch.Tensor  # [M, D] float16
     kept: list[int]  # indices into the samples that decoded
 
@@ -39,11 +39,16 @@ def view_tensor(path: Path, encoder: ImageEncoder, view: int, max_pixels: int) -
 
 
 class FeatureCache:
-    def __init__(self, encoder: ImageEncoder, cache_dir: Path | None, device: torch.device, max_pixels: int) -> None:
-        """``cache_dir=None`` keeps nothing on disk (a fine-tuned encoder's features are its own)."""
+    def __init__(
+        self, encoder: ImageEncoder, cache_dir: Path | None, device: torch.device, max_pixels: int,
+        prefix_stages: int = 0,
+    ) -> None:  # fmt: skip
+        """``cache_dir=None`` keeps nothing on disk (a fine-tuned encoder's features are its own).
+        ``prefix_stages`` > 0 keeps the map entering the encoder's last stages instead of its
+        outputs: those stages learn, the ones before stay as pretrained, so their map can be cached."""
         self.encoder = encoder.to(device).eval()
         self.dir = Path(cache_dir) / "features" / encoder.name if cache_dir else None
-        self.device, self.max_pixels = device, max_pixels
+        self.device, self.max_pixels, self.prefix_stages = device, max_pixels, prefix_stages
 
     def _key(self, path: Path, view: int) -> Path | None:
         if self.dir is None:
@@ -51,6 +56,8 @@ class FeatureCache:
         st = path.stat()
         # "u8": features of the uint8 resize; caches of the earlier float resize are not reused
         raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{view}|{self.encoder.input_size}|u8"
+        if self.prefix_stages:
+            raw += f"|prefix{self.prefix_stages}"
         key = hashlib.sha1(raw.encode()).hexdigest()
         return self.dir / key[:2] / f"{key}.pt"
 
@@ -84,7 +91,11 @@ class FeatureCache:
                 if good:
                     batch = torch.stack([x for _, x in good]).to(self.device)
                     with torch.inference_mode():
-                        tokens, pooled = self.encoder(batch)
+                        if self.prefix_stages:
+                            tokens = self.encoder.forward_prefix(batch, self.prefix_stages)
+                            pooled = tokens.new_zeros(len(tokens), 0)
+                        else:
+                            tokens, pooled = self.encoder(batch)
                     for (i, _), t, p in zip(good, tokens.half().cpu(), pooled.half().cpu(), strict=True):
                         f = self._key(samples[i].path, view)
                         if f is not None:

@@ -28,6 +28,9 @@ class ModelSettings(BaseModel):
 class TrainSettings(BaseModel):
     mode: Literal["frozen", "finetune"] = "frozen"
     trainable_stages: int = Field(2, ge=0)  # finetune mode: last N backbone stages learn
+    # finetune mode: the frozen stages' output cached for N views per train image (1 clean +
+    # augmented), so each step runs the learning stages only; 0 decodes and augments every image anew
+    finetune_views: int = Field(2, ge=0)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)

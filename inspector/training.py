@@ -72,6 +72,19 @@ class FeatureSet(TorchDataset):
         }
 
 
+class PrefixSet(FeatureSet):
+    """Cached maps of the encoder's frozen stages: fine-tuning trains its last stages on them."""
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        v = self.views[random.randrange(len(self.views))]
+        return {
+            "prefix": v.tokens[i],
+            "product": self.product[i],
+            "target": self.target[i],
+            "is_defect": self.target[i] != 0,
+        }
+
+
 class ImageSet(TorchDataset):
     """Decoded images for end-to-end fine-tuning (augmented when ``train``)."""
 
@@ -122,10 +135,25 @@ class Prepared:
         fs, kept = self._memo[key]
         return FeatureSet(fs.views, fs.product, fs.target), kept
 
-    def _features(self, samples: list[Sample], views: int, progress: bool) -> tuple[FeatureSet, list[Sample]]:
+    def prefixes(
+        self, samples: list[Sample], views: int, stages: int, cache_dir: Path | None, progress: bool
+    ) -> tuple[PrefixSet, list[Sample]]:
+        """What the encoder's frozen stages make of ``samples`` (``views`` views each), for
+        fine-tuning its last ``stages`` stages; cached on disk like frozen features."""
+        key = ("prefix", stages, tuple(s.path for s in samples), views)
+        if key not in self._memo:
+            c = self.cache
+            cache = FeatureCache(c.encoder, cache_dir, self.device, c.max_pixels, prefix_stages=stages)
+            self._memo[key] = self._features(samples, views, progress, cache)
+        fs, kept = self._memo[key]
+        return PrefixSet(fs.views, fs.product, fs.target), kept
+
+    def _features(
+        self, samples: list[Sample], views: int, progress: bool, cache: FeatureCache | None = None
+    ) -> tuple[FeatureSet, list[Sample]]:
         extracted = []
         for v in range(views):
-            feats, bad = self.cache.extract(samples, v, progress=progress)
+            feats, bad = (cache or self.cache).extract(samples, v, progress=progress)
             if v == 0:
                 self.ds.bad.extend(bad)
                 kept = feats.kept
@@ -139,6 +167,8 @@ class Prepared:
             text, mask = self.bank[b["product"]], self.bank_mask[b["product"]]
             if "image" in b:
                 return model(b["image"], text, mask)
+            if "prefix" in b:
+                return model.forward_prefixed(b["prefix"].float(), text, mask)
             return model(b["tokens"].float(), b["pooled"].float(), text, mask)
 
         return run
@@ -227,12 +257,17 @@ def train_classifier(
     if finetune:
         encoder.freeze(t.trainable_stages)
         model = FineTuneModel(encoder, classifier)
-        p_tr, y_tr = prep.index(train_samples)
         val_samples = prep.ds.split("val")
-        p_va, y_va = prep.index(val_samples)
-        train_set = ImageSet(train_samples, encoder, p_tr, y_tr, settings.max_image_pixels, True)
-        val_set = ImageSet(val_samples, encoder, p_va, y_va, settings.max_image_pixels, False)
-        loop_cfg.num_workers = 2
+        if t.finetune_views and t.trainable_stages and encoder.splits_at_stages():
+            n, where = t.trainable_stages, settings.cache_dir
+            train_set, train_samples = prep.prefixes(train_samples, t.finetune_views, n, where, progress)
+            val_set, val_samples = prep.prefixes(val_samples, 1, n, where, progress)
+        else:
+            p_tr, y_tr = prep.index(train_samples)
+            p_va, y_va = prep.index(val_samples)
+            train_set = ImageSet(train_samples, encoder, p_tr, y_tr, settings.max_image_pixels, True)
+            val_set = ImageSet(val_samples, encoder, p_va, y_va, settings.max_image_pixels, False)
+            loop_cfg.num_workers = 2
         loop_cfg.lr = min(t.lr, 3e-4)
     else:
         model = classifier

@@ -51,3 +51,8 @@ class FineTuneModel(nn.Module):
     def forward(self, images: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
         tokens, pooled = self.encoder(images)
         return self.classifier(tokens, pooled, text, mask)
+
+    def forward_prefixed(self, prefix: torch.Tensor, text: torch.Tensor, mask: torch.Tensor) -> ClassifierOutput:
+        """The same from the frozen stages' cached output (``ImageEncoder.forward_prefix``)."""
+        tokens, pooled = self.encoder.forward_suffix(prefix, self.encoder.trainable_stages)
+        return self.classifier(tokens, pooled, text, mask)

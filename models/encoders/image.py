@@ -31,9 +31,32 @@ class ImageEncoder(nn.Module):
         self.name, self.backbone, self.dim, self.input_size = name, backbone, dim, input_size
         self.mean, self.std, self.prefix_tokens = mean, std, prefix_tokens
         self._frozen_norms: list[nn.Module] = []
+        self.trainable_stages = 0
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.backbone.forward_features(x)
+        return self._tokens(self.backbone.forward_features(x))
+
+    def splits_at_stages(self) -> bool:
+        """Whether ``forward_prefix``/``forward_suffix`` can run this backbone in two halves."""
+        return all(hasattr(self.backbone, n) for n in ("conv_stem", "bn1", "blocks", "conv_head", "bn2"))
+
+    def forward_prefix(self, x: torch.Tensor, last_stages: int) -> torch.Tensor:
+        """The feature map [B, C, h, w] that enters the last ``last_stages`` stages: fine-tuning
+        those alone can train on this map cached once, instead of recomputing it every step."""
+        b = self.backbone
+        x = b.bn1(b.conv_stem(x))
+        for stage in list(b.blocks)[: len(b.blocks) - last_stages]:
+            x = stage(x)
+        return x
+
+    def forward_suffix(self, h: torch.Tensor, last_stages: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rest of ``forward`` from ``forward_prefix``'s map: together they equal ``forward``."""
+        b = self.backbone
+        for stage in list(b.blocks)[len(b.blocks) - last_stages :]:
+            h = stage(h)
+        return self._tokens(b.bn2(b.conv_head(h)))
+
+    def _tokens(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if f.ndim == 4:  # CNN: [B, D, h, w]
             tokens = f.flatten(2).transpose(1, 2)  # [B, h*w, D]
             return tokens, tokens.mean(1)
@@ -43,6 +66,7 @@ class ImageEncoder(nn.Module):
     def freeze(self, trainable_stages: int = 0) -> None:
         """Freeze the backbone, leaving its last ``trainable_stages`` stages (and the final norm) trainable."""
         self.backbone.requires_grad_(False)
+        self.trainable_stages = trainable_stages
         if trainable_stages > 0:
             stages = list(self.backbone.blocks)
             for stage in stages[-trainable_stages:]:

@@ -15,6 +15,19 @@ def test_tiny_encoder_returns_tokens_and_pooled():
     assert tokens.ndim == 3 and tokens.shape[0] == 2 and pooled.shape == (2, enc.dim)
 
 
+@pytest.mark.parametrize("last_stages", [1, 2])
+def test_an_encoder_run_in_two_halves_equals_its_forward(last_stages):
+    # cached fine-tuning trains the last stages on the first half's stored map
+    enc = create_image_encoder("tiny_test").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        whole = enc(x)
+        halves = enc.forward_suffix(enc.forward_prefix(x, last_stages), last_stages)
+    assert enc.splits_at_stages() and not create_image_encoder("dinov2_vits14", pretrained=False).splits_at_stages()
+    for a, b in zip(whole, halves, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_efficientnet_lite0_weights_load_from_the_wheel_and_differ_from_random():
     pretrained = create_image_encoder("efficientnet_lite0").eval()
     random = create_image_encoder("efficientnet_lite0", pretrained=False).eval()
