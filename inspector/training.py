@@ -52,6 +52,11 @@ from models.card import ClassifierSpec, Decision, ModelCard, ProductCard
 from models.training.loop import TrainConfig, predict, train
 
 
+def _labelled(inputs: dict[str, torch.Tensor], product: torch.Tensor, target: torch.Tensor, i: int) -> dict:
+    """One training item: the model's inputs and sample ``i``'s labels."""
+    return {**inputs, "product": product[i], "target": target[i], "is_defect": target[i] != 0}
+
+
 class FeatureSet(TorchDataset):
     """Cached features of labelled samples; each item draws one of the cached views."""
 
@@ -63,13 +68,7 @@ class FeatureSet(TorchDataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         v = self.views[random.randrange(len(self.views))]
-        return {
-            "tokens": v.tokens[i],
-            "pooled": v.pooled[i],
-            "product": self.product[i],
-            "target": self.target[i],
-            "is_defect": self.target[i] != 0,
-        }
+        return _labelled({"tokens": v.tokens[i], "pooled": v.pooled[i]}, self.product, self.target, i)
 
 
 class PrefixSet(FeatureSet):
@@ -77,12 +76,7 @@ class PrefixSet(FeatureSet):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         v = self.views[random.randrange(len(self.views))]
-        return {
-            "prefix": v.tokens[i],
-            "product": self.product[i],
-            "target": self.target[i],
-            "is_defect": self.target[i] != 0,
-        }
+        return _labelled({"prefix": v.tokens[i]}, self.product, self.target, i)
 
 
 class ImageSet(TorchDataset):
@@ -99,12 +93,8 @@ class ImageSet(TorchDataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         view = random.randrange(1, 1_000_000) if self.train else 0  # a fresh augmentation every epoch
-        return {
-            "image": view_tensor(self.samples[i].path, self.encoder, view, self.max_pixels),
-            "product": self.product[i],
-            "target": self.target[i],
-            "is_defect": self.target[i] != 0,
-        }
+        image = view_tensor(self.samples[i].path, self.encoder, view, self.max_pixels)
+        return _labelled({"image": image}, self.product, self.target, i)
 
 
 @dataclass
