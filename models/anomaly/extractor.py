@@ -9,12 +9,15 @@ scored a line on grass at patch-AUROC 0.36, blocks 5 and 8 at 1.00).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.encoders.weights import cached_state_dict, dinov2_vits14_state_dict, efficientnet_lite_state_dict
+from models.inference import channels_last, fold_batchnorm
 from models.registry import Registry
 
 _TF_MEAN_STD = (0.5, 0.5, 0.5)
@@ -51,7 +54,7 @@ class PatchExtractor(nn.Module):
         if self.vit_blocks:
             maps = self.body.forward_intermediates(x, indices=list(self.vit_blocks), intermediates_only=True)
         else:
-            maps = self.body(x)  # CNN feature pyramid, finest first
+            maps = self.body(channels_last(x))  # CNN feature pyramid, finest first
         # zero padding counts in the 3x3 mean (PatchCore's own pooling): the frame of the image is
         # damped, so crop borders do not outshout the part (pcb val AUROC 0.96 with it, 0.77 without)
         maps = [F.avg_pool2d(m.float(), 3, 1, 1) for m in maps]
@@ -65,13 +68,30 @@ class PatchExtractor(nn.Module):
 PATCH_EXTRACTORS: Registry[PatchExtractor] = Registry("patch extractor")
 
 
+def _cnn_body(arch: str, weights: Callable[[], dict[str, torch.Tensor]] | None) -> nn.Module:
+    """timm's feature pyramid (strides 8 and 16) of ``arch``, made for inference only.
+
+    timm builds every stage and runs them all; the stages past stride 16 feed no patch (lite0:
+    a quarter of the time at 288 px), so they are dropped. Batch norms are folded and the
+    weights go channels-last (models/inference.py). The extractor never learns, and the
+    station and the banks' training run this same body, so they score the same numbers."""
+    body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(2, 3))
+    if weights is not None:
+        sd = weights()
+        body.load_state_dict({k: sd[k] for k in body.state_dict()}, strict=True)
+    last = max(int(name.split(".")[1]) for name in body.feature_info.module_name())  # "blocks.4"
+    body.blocks = body.blocks[: last + 1]
+    return fold_batchnorm(body.eval()).to(memory_format=torch.channels_last)
+
+
 def _efficientnet_lite(variant: str, pretrained: bool) -> PatchExtractor:
     arch = f"tf_efficientnet_{variant}"
-    body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(2, 3))  # strides 8, 16
-    if pretrained:
+
+    def weights() -> dict[str, torch.Tensor]:
         ref = timm.create_model(arch, pretrained=False).state_dict()
-        sd = cached_state_dict(arch, lambda: efficientnet_lite_state_dict(variant, ref))
-        body.load_state_dict({k: sd[k] for k in body.state_dict()}, strict=True)
+        return cached_state_dict(arch, lambda: efficientnet_lite_state_dict(variant, ref))
+
+    body = _cnn_body(arch, weights if pretrained else None)
     dim = sum(body.feature_info.channels())
     return PatchExtractor(f"efficientnet_{variant}", body, dim, 8, 16, _TF_MEAN_STD, _TF_MEAN_STD)
 
@@ -101,7 +121,7 @@ def dinov2_vits14(pretrained: bool = True) -> PatchExtractor:
 @PATCH_EXTRACTORS.register("tiny_test")
 def tiny_test(pretrained: bool = False) -> PatchExtractor:
     """timm's test-sized EfficientNet with random weights: for fast tests only."""
-    body = timm.create_model("test_efficientnet", pretrained=False, features_only=True, out_indices=(2, 3))
+    body = _cnn_body("test_efficientnet", None)
     dim = sum(body.feature_info.channels())
     return PatchExtractor("tiny_test", body, dim, 8, 16, _IMAGENET_MEAN, _IMAGENET_STD)
 

@@ -1,0 +1,55 @@
+"""Frozen CNNs made cheaper to run on CPU, computing the same function.
+
+On the 2-core station CPU (EfficientNet-Lite0, batch 1-16) two changes take a third to a half
+off a frozen backbone's time: each BatchNorm folded into the convolution before it (a BN in
+eval mode is an affine map per channel; folded, it costs nothing), and channels-last memory
+(oneDNN's convolutions run NHWC natively; NCHW tensors are reordered around every layer).
+The outputs differ from the unfolded network's by float rounding only (about 1e-6 relative).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d into the Conv2d registered just before it, in place -> ``module``.
+
+    The pairing is by registration order, which is the data flow in timm's CNN blocks (conv_pw,
+    bn1, conv_dw, bn2, ...); timm's BatchNormAct2d keeps its dropout and activation. Only for a
+    module in eval mode that will not learn again: the running statistics become weights."""
+    children = list(module.named_children())
+    for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+        if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats):
+            continue
+        with torch.no_grad():
+            scale = (
+                bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                if bn.affine
+                else 1 / torch.sqrt(bn.running_var + bn.eps)
+            )
+            shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            bias = shift if conv.bias is None else conv.bias * scale + shift
+            conv.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+        rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+        setattr(module, bn_name, nn.Sequential(*rest))
+    for _, child in children:
+        fold_batchnorm(child)
+    return module
+
+
+def inference_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` for inference only: BatchNorm folded, weights channels-last.
+    The original is left as it was (training code still saves and fine-tunes it)."""
+    fast = fold_batchnorm(copy.deepcopy(module).eval())
+    fast.requires_grad_(False)
+    return fast.to(memory_format=torch.channels_last)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """An image batch [B, C, H, W] in the layout ``inference_copy``'s convolutions run natively."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
