@@ -10,6 +10,7 @@ The outputs differ from the unfolded network's by float rounding only (about 1e-
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     bn1, conv_dw, bn2, ...); timm's BatchNormAct2d keeps its dropout and activation. Only for a
     module in eval mode that will not learn again: the running statistics become weights."""
     children = list(module.named_children())
-    for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+    for (_, conv), (bn_name, bn) in pairwise(children):
         if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats):
             continue
         with torch.no_grad():
