@@ -6,6 +6,7 @@ from torch import nn
 
 from models import create_image_encoder
 from models.anomaly import create_patch_extractor
+from models.anomaly.extractor import _cnn_body
 from models.inference import fold_batchnorm, inference_copy
 
 
@@ -46,9 +47,16 @@ def test_the_inference_copy_leaves_the_encoder_it_was_made_from_as_it_was():
     assert all(torch.equal(enc.state_dict()[k], v) for k, v in state.items())
 
 
-def test_the_patch_extractor_runs_no_stage_past_the_patches_it_reads():
+def test_the_patch_extractor_runs_no_stage_past_the_patches_it_reads_and_computes_the_same():
+    # bit for bit: the banks' greedy coreset follows any change of the features' float16 steps
+    full = _with_trained_norms(timm.create_model("test_efficientnet", pretrained=False, features_only=True,
+                                                 out_indices=(2, 3)))  # fmt: skip
+    body = _cnn_body("test_efficientnet", full.state_dict)
+    last = max(int(name.split(".")[1]) for name in body.feature_info.module_name())
+    assert len(body.blocks) == last + 1 < len(full.blocks)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(full(x), body.eval()(x), strict=True):
+            assert torch.equal(a, b)
     ex = create_patch_extractor("tiny_test")
-    last = max(int(name.split(".")[1]) for name in ex.body.feature_info.module_name())
-    assert len(ex.body.blocks) == last + 1
-    feats = ex(torch.randn(1, 3, 64, 64))
-    assert feats.shape == (1, ex.dim, 8, 8)
+    assert ex(torch.randn(1, 3, 64, 64)).shape == (1, ex.dim, 8, 8)
