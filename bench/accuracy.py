@@ -160,7 +160,7 @@ def markdown(r: dict) -> str:
         "taught the parts, val chose the epoch, temperatures, anomaly view, deciding parts and scales, and the "
         "thresholds come from the calibration split (good train parts held out of the classifier and used for "
         "nothing else; the memory bank is cross-fitted on them, each scored by a bank built without it). "
-        f"Mean ± std over seeds {r['seeds']} (the classifier varies with the seed). "
+        f"Mean ± std over seeds {r['seeds']} ({r.get('seeded', 'the classifier varies with the seed')}). "
         "One model is trained on all products of a data folder at once.",
         "",
         "Columns: **escape** = defects not rejected at the threshold calibrated for a "
@@ -401,6 +401,10 @@ def main() -> None:
         "anomaly": ", ".join(base.anomaly.candidates),
         # the tables' seeds: a merged run of other sections keeps those of the main tables
         "seeds": args.seeds if not args.only or "main" in args.only else result.get("seeds", args.seeds),
+        # since 2026-12-04 the training seed draws the banks too (their patch pools and coreset path)
+        "seeded": "the classifier and the memory banks vary with the seed"
+        if not args.only or "main" in args.only
+        else result.get("seeded", "the classifier varies with the seed"),
         "target_frr": base.verdict.target_frr,
         "view_candidates": args.view_candidates,
         "notes": result.get("notes", []) if args.only else [],  # merged runs keep what was said about them

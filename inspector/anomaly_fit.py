@@ -285,11 +285,11 @@ def features(
 
 def patch_pools(
     extractor: PatchExtractor, view: AnomalyView, samples: list[Sample], cfg: AnomalySettings,
-    device: torch.device, max_pixels: int, progress: bool,
+    device: torch.device, max_pixels: int, progress: bool, seed: int = 0,
 ) -> dict[Path, torch.Tensor]:  # fmt: skip
     """Per good image, a random sample of its patch features [n, D] (the pool a coreset picks from)."""
     per_image = max(16, cfg.pool_size // max(1, len(samples)))
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     pools = {}
     for s, f in features(extractor, view, samples, device, max_pixels, f"bank {samples[0].product}", progress):
         patches = f.flatten(1).T  # [h*w, D]
@@ -305,18 +305,22 @@ def coreset_bank(
     start: torch.Tensor | None = None,
     n: int | None = None,
     memo: FeatureMemo | None = None,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (the bank [n, D], its rows' indices into the concatenated pools, in greedy order).
+
+    ``seed`` draws the greedy's first row and its random projection: banks of other seeds cover
+    the same patches by other paths, and their spread is part of a model's seed-to-seed spread.
 
     ``memo``: a selection already made on the very same patches is taken from it; the greedy is
     deterministic, so the bank is the one it would build again (the demo's retraining rebuilds
     the banks of products whose good images did not change; seconds on the demo's cells)."""
     x = torch.cat(pools)
     n = n or min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x))))
-    key = ("coreset", n, _digest(x), None if start is None else _digest(start)) if memo is not None else None
+    key = ("coreset", n, seed, _digest(x), None if start is None else _digest(start)) if memo is not None else None
     idx = memo.get(key) if memo is not None else None
     if idx is None:
-        idx = greedy_coreset(x, n, start=start)
+        idx = greedy_coreset(x, n, seed=seed, start=start)
         if memo is not None:
             memo.put(key, idx.cpu())
     return x[idx].cpu(), idx.to(x.device)
@@ -345,6 +349,7 @@ def cross_fit(
     cfg: AnomalySettings,
     full: torch.Tensor,
     memo: FeatureMemo | None = None,
+    seed: int = 0,
 ) -> list[Fold]:
     """One bank per fold of the calibration parts, from every pooled image outside the fold.
 
@@ -366,7 +371,7 @@ def cross_fit(
             continue
         renumber = torch.cumsum(keep, 0) - 1  # row in the full pool -> row in the fold's pool
         start = renumber[full[keep[full]]]
-        bank, _ = coreset_bank([v for p, v in pools.items() if p not in held], cfg, start, len(full), memo)
+        bank, _ = coreset_bank([v for p, v in pools.items() if p not in held], cfg, start, len(full), memo, seed)
         out.append(Fold(held, frozenset(p for p in pools if p not in held), bank))
     return out
 
@@ -400,9 +405,11 @@ def fit_anomaly(
     max_pixels: int,
     progress: bool = True,
     memo: FeatureMemo | None = None,
+    seed: int = 0,
 ) -> AnomalyBuild | None:
     """A bank for every product with enough good train parts; None when no product has any.
-    ``memo``: keep patch features across calls (default: the enclosing ``remember_patch_features``)."""
+    ``memo``: keep patch features across calls (default: the enclosing ``remember_patch_features``).
+    ``seed``: the banks' random choices (which patches are pooled, the coreset's path)."""
     memo = memo if memo is not None else _ACTIVE
     extractors: dict[str, PatchExtractor] = {}
     banks: dict[str, MemoryBanks] = {}
@@ -433,8 +440,8 @@ def fit_anomaly(
             ext = extractors[view.backbone]
             kept_before = len(memo.keys()) if memo is not None else 0  # nothing is forgotten until all are tried
             start = time.perf_counter()
-            pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress)
-            bank, rows = coreset_bank(list(pools.values()), cfg, memo=memo)
+            pools = patch_pools(ext, view, good, cfg, device, max_pixels, progress, seed)
+            bank, rows = coreset_bank(list(pools.values()), cfg, memo=memo, seed=seed)
             seconds = time.perf_counter() - start
             one = MemoryBanks(ext.dim, device=device)
             one.add(product, bank)
@@ -464,7 +471,7 @@ def fit_anomaly(
         banks.setdefault(view.backbone, MemoryBanks(extractors[view.backbone].dim, device=device)).add(product, bank)
         specs[product] = spec
         start = time.perf_counter()
-        folds[product] = cross_fit(pools, calibration, cfg, rows, memo)
+        folds[product] = cross_fit(pools, calibration, cfg, rows, memo, seed)
         if folds[product]:
             print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration parts, "
                   f"{time.perf_counter() - start:.0f} s")  # fmt: skip

@@ -64,7 +64,9 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     v = settings.verdict
     ds.hold_out_calibration(v.target_frr, v.calibration_share)
     base = load_model(Path(base_dir), device, settings.cache_dir)
-    build = fit_anomaly(settings.anomaly, ds, v.target_frr, device, settings.max_image_pixels, progress)
+    build = fit_anomaly(
+        settings.anomaly, ds, v.target_frr, device, settings.max_image_pixels, progress, seed=settings.train.seed
+    )
     if build is None or product not in build.specs:
         raise DataError(f"{product}: too few good images for a bank")
     spec = build.specs[product]

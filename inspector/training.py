@@ -353,7 +353,14 @@ def train_model(
         if settings.anomaly.enabled:
             data = ds.with_train(train_samples)
             anomaly = fit_anomaly(
-                settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress, prep.patch_memo
+                settings.anomaly,
+                data,
+                v.target_frr,
+                device,
+                settings.max_image_pixels,
+                progress,
+                prep.patch_memo,
+                t.seed,
             )
             if anomaly is not None:  # before the type heads: they read the region it finds
                 fit_segmentation(anomaly, data, settings.anomaly, device, settings.max_image_pixels, t.seed, progress)

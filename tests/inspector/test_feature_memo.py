@@ -77,3 +77,29 @@ def test_a_retraining_on_unchanged_good_images_reuses_the_coreset_and_builds_the
     anomaly_fit.coreset_bank([*pools, torch.randn(50, 8, generator=g)], cfg, memo=memo)  # one more good image
     anomaly_fit.coreset_bank(pools, cfg, start=rows[:10], memo=memo)  # another start: another selection
     assert len(calls) == 3
+
+
+def test_the_seed_draws_the_bank_and_a_kept_selection_serves_its_own_seed_only(synthetic_root, monkeypatch):
+    # the bank is part of a model's seed-to-seed spread: a benchmark over seeds must see it vary
+    from inspector import anomaly_fit
+    from inspector.dataset import load_dataset
+    from inspector.settings import AnomalySettings
+
+    calls: list[int] = []
+    greedy = anomaly_fit.greedy_coreset
+    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    g = torch.Generator().manual_seed(0)
+    pools = [torch.randn(50, 8, generator=g) for _ in range(10)]
+    cfg, memo = AnomalySettings(bank_size=60), FeatureMemo()
+    zero, _ = anomaly_fit.coreset_bank(pools, cfg, memo=memo, seed=0)
+    one, _ = anomaly_fit.coreset_bank(pools, cfg, memo=memo, seed=1)
+    again, _ = anomaly_fit.coreset_bank(pools, cfg, memo=memo, seed=1)
+    assert not torch.equal(zero, one) and torch.equal(one, again) and len(calls) == 2
+
+    ds = load_dataset(synthetic_root)
+    cfg = AnomalySettings(candidates=["tiny_test@fit64"], pool_size=400)
+    banks = [
+        anomaly_fit.fit_anomaly(cfg, ds, 0.01, torch.device("cpu"), 10**7, False, seed=seed).banks["tiny_test"]
+        for seed in (0, 1)
+    ]
+    assert not torch.equal(banks[0].bank("washer"), banks[1].bank("washer"))
