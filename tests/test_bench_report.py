@@ -1,0 +1,21 @@
+"""The accuracy report claims no target on a split its caveat says flatters every model."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+
+import accuracy
+
+
+def _row(lines: list[str], product: str, metric: str) -> str:
+    return next(x for x in lines if x.startswith(f"| {product} | {metric} |"))
+
+
+def test_a_caveated_product_claims_no_target_and_the_others_still_do():
+    station = {"escape_rate": [0.001, 0.0, 3], "false_reject_rate": [0.01, 0.0, 3], "frr_bound": [0.027, 0.0, 3]}
+    r = {"main": {"pcb": {"station": station}, "glass-bottle": {"station": station}}, "caveats": {"pcb": "flattered"}}
+    lines = accuracy.assessment(r)
+    assert _row(lines, "pcb", "escape_rate").endswith("| not claimed (its caveat) |")
+    assert _row(lines, "pcb", "FRR within its bound").endswith("| not claimed (its caveat) |")
+    assert _row(lines, "glass-bottle", "escape_rate").endswith("| yes |")
