@@ -353,15 +353,9 @@ def train_model(
         if settings.anomaly.enabled:
             data = ds.with_train(train_samples)
             anomaly = fit_anomaly(
-                settings.anomaly,
-                data,
-                v.target_frr,
-                device,
-                settings.max_image_pixels,
-                progress,
-                prep.patch_memo,
-                t.seed,
-            )
+                settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress,
+                memo=prep.patch_memo, seed=t.seed,
+            )  # fmt: skip
             if anomaly is not None:  # before the type heads: they read the region it finds
                 fit_segmentation(anomaly, data, settings.anomaly, device, settings.max_image_pixels, t.seed, progress)
                 if not refits_segmentation(settings):  # every train image's feature grid: free them now

@@ -13,6 +13,20 @@ from inspector.settings import Settings
 from models.anomaly import PatchExtractor, create_patch_extractor
 
 
+def _count_coresets(monkeypatch) -> list[int]:
+    """The size of every coreset selected from here on (the real greedy still runs)."""
+    from inspector import anomaly_fit
+
+    calls: list[int] = []
+    greedy = anomaly_fit.greedy_coreset
+    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    return calls
+
+
+def _random_pools(g: torch.Generator) -> list[torch.Tensor]:
+    return [torch.randn(50, 8, generator=g) for _ in range(10)]
+
+
 def test_kept_features_are_exactly_the_fresh_ones_and_the_memo_is_bounded():
     extractor = create_patch_extractor("tiny_test")
     x = torch.rand(3, 3, 64, 64)
@@ -32,8 +46,6 @@ def test_kept_features_are_exactly_the_fresh_ones_and_the_memo_is_bounded():
 def test_a_second_training_in_one_command_extracts_nothing_and_selects_no_coreset_again(
     synthetic_root, home, monkeypatch
 ):
-    from inspector import anomaly_fit
-
     seen: list[tuple] = []
     forward = PatchExtractor.forward
 
@@ -41,10 +53,8 @@ def test_a_second_training_in_one_command_extracts_nothing_and_selects_no_corese
         seen.extend((tuple(v.shape), hashlib.blake2b(v.numpy().tobytes()).digest()) for v in x)
         return forward(self, x)
 
-    calls: list[int] = []
-    greedy = anomaly_fit.greedy_coreset
     monkeypatch.setattr(PatchExtractor, "forward", counting)
-    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    calls = _count_coresets(monkeypatch)
     s = Settings(home=home)
     s.train.epochs, s.train.views = 3, 1
     with remember_patch_features(s.anomaly.memo_mb) as memo:
@@ -65,11 +75,9 @@ def test_a_retraining_on_unchanged_good_images_reuses_the_coreset_and_builds_the
     from inspector import anomaly_fit
     from inspector.settings import AnomalySettings
 
-    calls: list[int] = []
-    greedy = anomaly_fit.greedy_coreset
-    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    calls = _count_coresets(monkeypatch)
     g = torch.Generator().manual_seed(0)
-    pools = [torch.randn(50, 8, generator=g) for _ in range(10)]
+    pools = _random_pools(g)
     cfg, memo = AnomalySettings(bank_size=60), FeatureMemo()
     bank, rows = anomaly_fit.coreset_bank(pools, cfg, memo=memo)
     again, rows_again = anomaly_fit.coreset_bank([p.clone() for p in pools], cfg, memo=memo)
@@ -85,11 +93,9 @@ def test_the_seed_draws_the_bank_and_a_kept_selection_serves_its_own_seed_only(s
     from inspector.dataset import load_dataset
     from inspector.settings import AnomalySettings
 
-    calls: list[int] = []
-    greedy = anomaly_fit.greedy_coreset
-    monkeypatch.setattr(anomaly_fit, "greedy_coreset", lambda x, n, **kw: calls.append(n) or greedy(x, n, **kw))
+    calls = _count_coresets(monkeypatch)
     g = torch.Generator().manual_seed(0)
-    pools = [torch.randn(50, 8, generator=g) for _ in range(10)]
+    pools = _random_pools(g)
     cfg, memo = AnomalySettings(bank_size=60), FeatureMemo()
     zero, _ = anomaly_fit.coreset_bank(pools, cfg, memo=memo, seed=0)
     one, _ = anomaly_fit.coreset_bank(pools, cfg, memo=memo, seed=1)
