@@ -23,7 +23,13 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    make_engine(url).dispose()  # validates the URL and creates an SQLite file's folder
+    engine = make_engine(url)  # validates the URL and creates an SQLite file's folder
+    # The first connection turns an SQLite file to WAL, which the file keeps: done here, the
+    # station's connections find it so, instead of racing to switch it, where one could fail
+    # 'database is locked' without waiting (tests/store/test_concurrency.py).
+    with engine.connect():
+        pass
+    engine.dispose()
     command.upgrade(alembic_config(url), revision)
 
 

@@ -1,11 +1,14 @@
 """Several writers and readers at once, as on a line: no 'database is locked', no lost rows."""
 
 import multiprocessing as mp
+import sqlite3
 import threading
+from contextlib import closing
 
 from sqlalchemy import func, select
 
 from inspector.store import Inspection
+from inspector.store.migrate import upgrade
 from inspector.store.queries import InspectionFilter, list_inspections, rates
 from inspector.store.repo import count_inspections, ensure_product, record_inspections
 from inspector.store.session import make_engine, session_factory
@@ -71,3 +74,14 @@ def test_two_writer_processes(db_url, Session):
     assert [p.exitcode for p in procs] == [0, 0]
     with Session() as s:
         assert s.scalar(select(func.count(func.distinct(Inspection.uuid)))) == 2 * BATCHES * BATCH
+
+
+def test_a_new_sqlite_store_is_in_wal_mode_before_any_station_connects(tmp_path):
+    """Left in rollback mode by the migrations, the file was switched to WAL by whichever station
+    connections came first; racing to switch it, one could fail at once with 'database is
+    locked' (SQLite refuses, without waiting, a lock that waiting could deadlock)."""
+    path = tmp_path / "station.db"
+    upgrade(f"sqlite:///{path}")
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the file's header
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
