@@ -14,9 +14,10 @@ from dataclasses import replace
 import numpy as np
 from sklearn.metrics import f1_score
 
+from inspector.manual import Manual
 from inspector.outputs import SplitOutputs, concat
 from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
-from models.card import Decision, PartScale
+from models.card import AnomalySpec, Decision, PartScale, ProductCard
 from models.decision import (
     auroc,
     combine,
@@ -232,3 +233,28 @@ def map_reference(calib: SplitOutputs | None, target_frr: float, from_segmentati
         return None
     ref = conformal_quantile(calib.scores[key][~calib.is_defect], target_frr)[0]
     return float(1 / (1 + np.exp(-ref))) if key == "segmentation" else ref
+
+
+def product_card(
+    manual: Manual,
+    decision: Decision,
+    image_only: Decision,
+    spec: AnomalySpec | None,
+    calib: SplitOutputs | None,
+    target_frr: float,
+) -> ProductCard:
+    """A product's entry in the model card, its bank's heatmap scale set by the calibration
+    parts that set its thresholds (training and onboarding build it the same way)."""
+    if spec is not None:
+        ref = map_reference(calib, target_frr, spec.map_from_segmentation)
+        spec = spec.model_copy(update={"map_reference": ref})
+    return ProductCard(
+        name=manual.name,
+        classes=manual.classes,
+        manual_sha256=manual.sha256,
+        manual_version=manual.version,
+        manual=manual.text,
+        decision=decision,
+        image_only=image_only,
+        anomaly=spec,
+    )

@@ -19,12 +19,11 @@ from safetensors.torch import load_file, save_file
 from inspector.anomaly_fit import fit_anomaly
 from inspector.checkpoint import load_model, model_name, resolve_device
 from inspector.dataset import CALIBRATION, Dataset, load_product
-from inspector.decisions import fit_decision, map_reference
+from inspector.decisions import fit_decision, product_card
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics
 from inspector.outputs import collect, collect_cross_fit
 from inspector.settings import Settings
-from models.card import ProductCard
 from models.export import ANOMALY, CARD
 
 MIN_GOOD = 10
@@ -82,19 +81,8 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     # the region type head (or else the classifier) names defects from the new manual's words, zero-shot
     typing = "anomaly" if spec.view.backbone in part.type_heads else "classifier"
     decision = decision.model_copy(update={"typing": typing, "selected_on": "onboarded: the anomaly part alone"})
-    spec = spec.model_copy(update={"map_reference": map_reference(calib, v.target_frr, spec.map_from_segmentation)})
     card = base.card
-    products = {**card.products}
-    products[product] = ProductCard(
-        name=manual.name,
-        classes=manual.classes,
-        manual_sha256=manual.sha256,
-        manual_version=manual.version,
-        manual=manual.text,
-        decision=decision,
-        image_only=decision,
-        anomaly=spec,
-    )
+    products = {**card.products, product: product_card(manual, decision, decision, spec, calib, v.target_frr)}
     report = {"calibration": decision_metrics(calib, decision)}
     caught = 0
     if check is not None and len(check.target):

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset as TorchDataset
 from inspector.anomaly_fit import FeatureMemo, fit_anomaly, fit_type_heads, remember_patch_features
 from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
 from inspector.dataset import CALIBRATION, Dataset, Sample, load_dataset
-from inspector.decisions import fallback_decision, fit_decision, map_reference
+from inspector.decisions import fallback_decision, fit_decision, product_card
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc
 from inspector.features import FeatureCache, Features, view_tensor
@@ -48,7 +48,7 @@ from models import (
     fit_temperature,
     save_checkpoint,
 )
-from models.card import ClassifierSpec, Decision, ModelCard, ProductCard
+from models.card import ClassifierSpec, Decision, ModelCard
 from models.training.loop import TrainConfig, predict, train
 
 
@@ -416,19 +416,7 @@ def train_model(
         )
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)
-        if spec is not None:
-            ref = map_reference(cal, v.target_frr, spec.map_from_segmentation)
-            spec = spec.model_copy(update={"map_reference": ref})
-        products_card[m.product] = ProductCard(
-            name=m.name,
-            classes=m.classes,
-            manual_sha256=m.sha256,
-            manual_version=m.version,
-            manual=m.text,
-            decision=decision,
-            image_only=image_only,
-            anomaly=spec,
-        )
+        products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
