@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--anomaly",
         nargs="+",
         metavar="EXTRACTOR@VIEW",
-        help="anomaly-branch candidates, each product takes the best on val (default efficientnet_lite0@auto "
-        "and @fit320); views: @auto, @fit448, @scale1.0, each with +std to standardise grey levels per image; "
+        help="anomaly-branch candidates (default efficientnet_lite0@auto and @fit320): the first stays "
+        "unless another lets fewer defects through beyond chance on parts its bank never saw (val, train defects, "
+        "held-out good train parts); views: @auto, @fit448, @scale1.0, each with +std to standardise grey levels; "
         "extractors: efficientnet_lite0, efficientnet_lite1, dinov2_vits14",
     )
     t.add_argument("--no-anomaly", action="store_true", help="no anomaly branch (classifier only)")

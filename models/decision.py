@@ -77,7 +77,7 @@ def escape_at_quantile(score: np.ndarray, is_defect: np.ndarray, frr: float) -> 
     return float((bad <= cut).mean())
 
 
-def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float) -> float:
+def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float, span: float = 10.0) -> float:
     """Mean val escape over false-reject rates from the target to 10x it (at most 10 %): the
     criterion the deciding parts are chosen on.
 
@@ -86,7 +86,7 @@ def low_frr_escape(score: np.ndarray, is_defect: np.ndarray, target_frr: float) 
     calibration split later sets the real threshold anyway. Averaging over the low-FRR range
     keeps the choice about the operating region without hanging it on one part.
     """
-    grid = np.linspace(target_frr, min(10 * target_frr, 0.1), 5)
+    grid = np.linspace(target_frr, min(span * target_frr, 0.1), 5)
     return float(np.mean([escape_at_quantile(score, is_defect, f) for f in grid]))
 
 
@@ -131,6 +131,7 @@ def win_rate(
     target_frr: float,
     draws: int = 200,
     seed: int = 0,
+    span: float = 10.0,
 ) -> float:
     """Share of bootstrap redraws of ``groups`` (physical parts, boards) in which ``challenger`` lets fewer
     defects through than ``incumbent`` (``low_frr_escape``, the same parts scored both ways).
@@ -152,5 +153,7 @@ def win_rate(
         d = is_defect[rows]
         if d.all() or not d.any():
             continue
-        wins += low_frr_escape(challenger[rows], d, target_frr) < low_frr_escape(incumbent[rows], d, target_frr)
+        wins += low_frr_escape(challenger[rows], d, target_frr, span) < low_frr_escape(
+            incumbent[rows], d, target_frr, span
+        )
     return wins / draws
