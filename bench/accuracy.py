@@ -5,7 +5,7 @@ backbones, CPU): the station's decision and each part alone (classifier, anomaly
 both combined), each calibrated the same way on the calibration split: escape rate at the
 promised 1 % false-reject rate, measured FRR beside its target and its 95 % bound, image
 AUROC, pixel AUROC (magnetic-tile has masks), defect-type macro-F1, and images/s on this CPU.
-Then: the manual ablated (fused vs image-only), the anomaly view chosen on val among
+Then: the manual ablated (fused vs image-only), the anomaly view chosen among
 candidates (DINOv2 ViT-S/14 and EfficientNet-Lite0 at 448 px among them), fine-tuning
 (--finetune: pcb at its native 128 px by default), and anomalib's PatchCore
 (bench/anomalib_peer.py, its own venv) on the same splits with the same pretrained weights.
@@ -218,8 +218,8 @@ def markdown(r: dict) -> str:
             L.append(f"| {product} | {' / '.join(esc)} | {' / '.join(auc)} | {' / '.join(f1)} |")
         L.append("")
     if r.get("views"):
-        how = "anomaly branch alone; val escape at the 1 % quantile of val good parts, then AUROC, then cost"
-        L += ["## Anomaly view chosen on val", "", f"Candidates: {', '.join(r['view_candidates'])} ({how}).", ""]
+        how = "anomaly branch alone; each line says what judged the candidates in the code that ran"
+        L += ["## Anomaly view chosen", "", f"Candidates: {', '.join(r['view_candidates'])} ({how}).", ""]
         for product, v in r["views"].items():
             L += [f"- **{product}**: chose `{v['chosen']}`; {v['selected_on']}; test escape {v['test_escape']}, "
                   f"test AUROC {v['test_auroc']}"]  # fmt: skip
@@ -453,7 +453,7 @@ def main() -> None:
         save()
     del prep
     if "views" not in args.skip:
-        log("anomaly views chosen on val")
+        log("anomaly views chosen")
         result["views"] = result.get("views") or {}
         for product in args.view_products:
             v = base.model_copy(deep=True)
