@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.anomaly_fit import _beyond_chance, _Tried, distinct_views, fit_anomaly, parse_candidate, view_judges
+from inspector.anomaly_fit import _beyond_chance, _Tried, fit_anomaly
+from inspector.anomaly_views import distinct_views, parse_candidate, view_judges
 from inspector.dataset import CALIBRATION, Sample, load_dataset
 from inspector.errors import DataError
 from inspector.settings import AnomalySettings, Settings
