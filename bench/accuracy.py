@@ -97,8 +97,20 @@ def summary(runs: list[dict]) -> dict:
         by_type = [r.get("escape_by_type", {}) for r in rows]
         table["escape_by_type"] = {t: float(np.mean([b[t] for b in by_type if t in b])) for t in by_type[0]}
         table["typing"] = runs[0]["products"][product]["decision"]["typing"]
+        if basis := runs[0]["products"][product]["decision"].get("basis"):
+            table["basis"] = basis  # the first seed's: what its reject threshold stands on
         out[product] = table
     return out
+
+
+def _basis(b: dict) -> str:
+    """What the first seed's reject threshold stands on, and what a review could change."""
+    parts = sorted({p["part"] for p in b["set_by"]})
+    text = f"Reject threshold (first seed) set by {len(b['set_by'])} good calibration image(s) of {', '.join(parts)}"
+    if b.get("reject_without") is not None and b.get("val_escape_without") is not None:
+        text += (f"; were they defective, val would let {100 * b['val_escape_without']:.0f} % of its defects "
+                 f"through instead of {100 * b['val_escape']:.0f} %")  # fmt: skip
+    return text + " (`Decision.basis`)."
 
 
 def _agg(rows: list[dict]) -> dict:
@@ -190,6 +202,7 @@ def markdown(r: dict) -> str:
                 + ".",
                 "",
                 *([f"**Caveat:** {r['caveats'][product]}", ""] if product in r.get("caveats", {}) else []),
+                *([_basis(t["basis"]), ""] if t.get("basis", {}).get("set_by") else []),
                 "| method | escape | FRR (bound) | AUROC | pixel AUROC | type-F1 |",
                 "|---|---|---|---|---|---|",
             ]

@@ -357,7 +357,7 @@ def _apply(s: Settings, args: argparse.Namespace) -> Settings:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from inspector.report import metrics_table
+    from inspector.report import metrics_table, threshold_basis
     from inspector.training import train_model
 
     s = _settings(args)
@@ -369,6 +369,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if card.metrics.get("test"):
         print()
         print(metrics_table(card.metrics["test"], "test (held out)", legend=True))
+    if basis := threshold_basis(card):
+        print(f"\n{basis}")
     print(f"\nsaved {out}")
     if args.json:
         args.json.write_text(card.to_json())
@@ -649,7 +651,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     from inspector.onboard import onboard, register
+    from inspector.report import threshold_basis
     from inspector.store.monitoring import champion
+    from models.export import read_card
 
     settings = _store_settings(args)
     base = args.model
@@ -667,6 +671,8 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     )
     if result.defects:
         print(f"defect images given: {result.caught} of {result.defects} rejected at the new threshold")
+    if basis := threshold_basis(read_card(result.model_dir), [result.product]):
+        print(basis)
     state = "promoted to champion: a running station inspects it within seconds" if not args.no_promote else "candidate"
     print(f"model {mv_id} {name} ({state}) in {result.model_dir}")
     return 0

@@ -16,8 +16,8 @@ from sklearn.metrics import f1_score
 
 from inspector.manual import Manual
 from inspector.outputs import SplitOutputs, concat
-from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile
-from models.card import AnomalySpec, Decision, PartScale, ProductCard
+from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile, reject_without, threshold_setters
+from models.card import AnomalySpec, Decision, PartScale, ProductCard, ThresholdBasis, ThresholdSetter
 from models.decision import (
     auroc,
     combine,
@@ -128,7 +128,8 @@ def fit_decision(
                         selected_on=why)  # fmt: skip
     good_cal = combine(scores_of(calib), scales, pool)[~calib.is_defect]
     thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr)
-    platt = fit_platt(combine(scores_of(val), scales, pool), val.is_defect) if val_both else None
+    val_score = combine(scores_of(val), scales, pool) if val_both else None
+    platt = fit_platt(val_score, val.is_defect) if val_score is not None else None
     return Decision(
         parts=scales,
         pooling=pool,
@@ -137,7 +138,29 @@ def fit_decision(
         platt=platt,
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why,
+        basis=threshold_basis(calib, good_cal, thresholds, val if val_both else None, val_score),
     )
+
+
+def threshold_basis(
+    calib: SplitOutputs, good_cal: np.ndarray, thresholds: Thresholds, val: SplitOutputs | None,
+    val_score: np.ndarray | None,
+) -> ThresholdBasis | None:  # fmt: skip
+    """The good calibration parts the reject threshold stands on, and what it would be if a
+    review found them defective (models/card.py: ThresholdBasis)."""
+    if not thresholds.guaranteed:
+        return None  # the largest score, with no promise attached: nothing to review against
+    good = [s for s, d in zip(calib.samples, calib.is_defect, strict=True) if not d]
+    idx = threshold_setters(good_cal, thresholds.reject)
+    set_by = [ThresholdSetter(image=str(good[i].path), part=good[i].unit, score=float(good_cal[i])) for i in idx]
+    units = np.array([s.unit for s in good])
+    without = reject_without(good_cal, units, {p.part for p in set_by}, thresholds.target_frr)
+    esc = esc_without = None
+    if val is not None and val_score is not None:
+        bad = val_score[val.is_defect]
+        esc = float((bad <= thresholds.reject).mean())
+        esc_without = float((bad <= without).mean()) if without is not None else None
+    return ThresholdBasis(set_by=set_by, reject_without=without, val_escape=esc, val_escape_without=esc_without)
 
 
 def _all_unless_beaten(

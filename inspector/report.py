@@ -3,6 +3,12 @@ engineer needs to read them."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the tables stay free of the ML stack
+    from models.card import ModelCard
+
 LEGEND = (
     "escape = defects not rejected at the threshold that promises the target false-reject rate (lower is "
     "better), [95 % interval over the defective parts the split holds];\nFRR = good parts rejected, measured, "
@@ -110,6 +116,37 @@ def _why(m: dict) -> str:
             else f"the good parts as a whole score like the calibration's (p = {shift:.2g}): a few odd parts did it"
         )
     return f";\n  {'; '.join(words)}" if words else ""
+
+
+def threshold_basis(card: ModelCard, products: list[str] | None = None) -> str:
+    """Per product, the good calibration parts its reject threshold stands on and what a review
+    that found them defective would change: the one place a person can improve the promise."""
+    lines = []
+    for product, pc in sorted(card.products.items()):
+        if products is not None and product not in products:
+            continue
+        basis, th = pc.decision.basis, pc.decision.thresholds
+        if basis is None or not basis.set_by:
+            continue
+        parts = ", ".join(f"{_where(p.image)} ({p.score:.2f})" for p in basis.set_by)
+        line = f"{product}: reject > {th.reject:.2f} (its {th.target_frr:.0%} promise) is set by {parts}"
+        if basis.reject_without is not None:
+            line += f";\n  if they are defective: reject > {basis.reject_without:.2f}"
+            if basis.val_escape is not None and basis.val_escape_without is not None:
+                line += f", val defects passing {basis.val_escape:.0%} -> {basis.val_escape_without:.0%}"
+        lines.append(line)
+    if not lines:
+        return ""
+    head = (
+        "what the reject thresholds stand on (good calibration parts; "
+        "look at them: one that is in fact defective raises the threshold for every part, so relabel it and retrain)"
+    )
+    return "\n".join([head, *lines])
+
+
+def _where(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("../../") else path
 
 
 def _odds(p: float) -> str:

@@ -87,6 +87,24 @@ def calibrate_thresholds(good_scores: np.ndarray, target_frr: float = 0.01, warn
     return Thresholds(min(warn, reject), reject, target_frr, len(good_scores), guaranteed)
 
 
+def threshold_setters(good_scores: np.ndarray, reject: float, most: int = 5) -> np.ndarray:
+    """Indices of the good calibration scores at or above ``reject``, highest first (at most
+    ``most``): the parts the conformal quantile stands on. With a few hundred parts the 1 %
+    threshold is the second or third largest score, so one odd good part sets it; an engineer
+    who sees which ones can judge whether they are good at all."""
+    s = np.asarray(good_scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    return order[s[order] >= reject][:most]
+
+
+def reject_without(good_scores: np.ndarray, units: np.ndarray, drop: set[str], alpha: float) -> float | None:
+    """The reject threshold if the physical parts in ``drop`` were not good (a review found them
+    defective): the conformal quantile of the rest; None when too few good parts remain to promise."""
+    keep = np.array([u not in drop for u in np.asarray(units)], dtype=bool)
+    threshold, guaranteed = conformal_quantile(np.asarray(good_scores, dtype=np.float64)[keep], alpha)
+    return threshold if guaranteed else None
+
+
 def frr_bound(n_calibration: int, n_test: int, alpha: float, level: float = 0.95) -> float | None:
     """The false-reject rate that ``n_test`` new good parts stay under with probability ``level``
     when the threshold is the conformal quantile of ``n_calibration`` good scores.

@@ -18,8 +18,9 @@ from models.types import FusionConfig
 
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
 # 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
+# 7: a decision names the calibration parts its reject threshold stands on
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 6
+CARD_FORMAT = 7
 
 
 class CardError(ValueError):
@@ -104,6 +105,32 @@ class PartScale(_Strict):
     spread: float = Field(1.0, gt=0)
 
 
+class ThresholdSetter(_Strict):
+    """A good calibration image at or above the reject threshold."""
+
+    image: str  # the path the training data gave
+    part: str  # its physical part: a tile's lightings are one part, and a review judges the part
+    score: float  # on the decision's scale
+
+
+class ThresholdBasis(_Strict):
+    """What the 1 % promise stands on, for an engineer to look at before trusting it.
+
+    With a few hundred calibration parts the reject threshold is their second or third largest
+    score, so one good-labelled part that looks damaged (a marked tile, a cell the expert passed)
+    sets it, and every defect that scores below that part passes. Training cannot tell such a
+    part from a good one; a person looking at it can. ``reject_without`` is the threshold if a
+    review finds those parts defective (relabel them and retrain to get it); ``val_escape`` and
+    ``val_escape_without`` say what that would change on val, which chose the parts and scales
+    but never the threshold.
+    """
+
+    set_by: list[ThresholdSetter]
+    reject_without: float | None = None  # None: too few good parts would remain to promise
+    val_escape: float | None = None
+    val_escape_without: float | None = None
+
+
 class Decision(_Strict):
     """How a product's part scores become one defect score, and where its verdict bands lie.
 
@@ -122,6 +149,7 @@ class Decision(_Strict):
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
     selected_on: str = ""
+    basis: ThresholdBasis | None = None  # the calibration parts the reject threshold stands on
 
 
 class ProductCard(_Strict):
@@ -217,7 +245,12 @@ def _upgrade_5(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 6}
 
 
-UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5}
+def _upgrade_6(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 6 -> 7: nothing moved; its thresholds were set without naming the parts they stand on."""
+    return {**d, "format": 7}
+
+
+UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6}
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

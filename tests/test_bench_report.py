@@ -19,3 +19,16 @@ def test_a_caveated_product_claims_no_target_and_the_others_still_do():
     assert _row(lines, "pcb", "escape_rate").endswith("| not claimed (its caveat) |")
     assert _row(lines, "pcb", "FRR within its bound").endswith("| not claimed (its caveat) |")
     assert _row(lines, "glass-bottle", "escape_rate").endswith("| yes |")
+
+
+def test_the_report_says_what_a_reject_threshold_stands_on():
+    setter = {"image": "/d/ok/a.jpg", "part": "tile177", "score": 2.3}
+    basis = {"set_by": [setter, {**setter, "image": "/d/ok/b.jpg"}], "reject_without": 1.5,
+             "val_escape": 0.5, "val_escape_without": 0.38}  # fmt: skip
+    decision = {"typing": "anomaly", "basis": basis}
+    metrics = {"escape_rate": 0.4, "false_reject_rate": 0.0, "frr_bound": 0.028, "parts": "anomaly", "image_only": {}}
+    runs = [{"test": {"tile": metrics}, "products": {"tile": {"decision": decision}}}]
+    table = accuracy.summary(runs)
+    assert table["tile"]["basis"] == basis
+    text = accuracy._basis(table["tile"]["basis"])  # the line each product's section opens with
+    assert "set by 2 good calibration image(s) of tile177; were they defective, val would let 38 %" in text

@@ -147,3 +147,28 @@ def test_two_typers_that_err_on_different_defects_type_together():
     assert (type_probs("both", val.types).argmax(1) == truth).all()
     alone = _typed({"classifier": classifier, "anomaly": np.array([sure[t] for t in truth])}, truth)
     assert choose_typing(alone) == "anomaly"  # the mean must beat the best part, not tie it
+
+
+def test_the_decision_names_the_good_parts_its_reject_threshold_stands_on():
+    # 200 good calibration images of 40 tiles (5 lightings each); one tile carries a mark and scores
+    # high in every lighting, so the 1 % threshold (the 2nd largest of 200) lands on it and every
+    # defect scoring below the marked tile passes
+    good = np.r_[np.linspace(0.0, 1.0, 195), [3.0, 3.1, 3.2, 3.3, 3.4]]
+    tiles = [f"tile{i // 5:02d}" for i in range(195)] + ["tile_marked"] * 5
+    calib = _split({"anomaly": good}, 200, tiles)
+    val_scores = np.r_[np.linspace(0.0, 1.0, 100), np.linspace(1.5, 2.9, 10), np.full(10, 5.0)]
+    val = _split({"anomaly": val_scores}, 100, [f"g{i}" for i in range(100)] + [f"d{i}" for i in range(20)])
+    decision = fit_decision(val, calib, False, 0.01, 0.05)
+    scaled = combine(calib.scores, decision.parts, decision.pooling)  # the decision's scale
+    basis = decision.basis
+    assert [p.image for p in basis.set_by] == ["/val/199.png", "/val/198.png"]  # highest first, the ones at or above
+    assert {p.part for p in basis.set_by} == {"tile_marked"} and basis.set_by[0].score == scaled[199]
+    assert decision.thresholds.reject == scaled[198]
+    # if a review finds the marked tile defective, the threshold comes from the other 195 images
+    assert basis.reject_without == conformal_quantile(scaled[:195], 0.01)[0] < scaled[195]
+    assert basis.val_escape == 0.5 and basis.val_escape_without == 0.0  # val's 10 middling defects would be caught
+
+
+def test_no_promise_means_no_basis_to_review():
+    calib = _split({"anomaly": np.linspace(0, 1, 20)}, 20, [f"c{i}" for i in range(20)])  # 20 < 1/alpha - 1
+    assert fit_decision(None, calib, False, 0.01, 0.05).basis is None

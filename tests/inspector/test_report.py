@@ -7,9 +7,9 @@ import numpy as np
 from inspector.dataset import Sample
 from inspector.evaluation import decision_metrics
 from inspector.outputs import SplitOutputs
-from inspector.report import metrics_table, warnings
+from inspector.report import metrics_table, threshold_basis, warnings
 from models.calibration import Thresholds
-from models.card import Decision, PartScale
+from models.card import Decision, ModelCard, PartScale, ProductCard, ThresholdBasis, ThresholdSetter
 
 
 def _split(good: np.ndarray, defect: np.ndarray, split: str, per_part: int = 1) -> SplitOutputs:
@@ -72,3 +72,21 @@ def test_a_broken_promise_on_tiles_says_their_images_fail_together():
     assert m["good_parts"] == 15 and m["defect_parts"] == 2
     (line,) = [w for w in warnings({"tile": m}) if "promise did not hold" in w]
     assert "if every image were its own part" in line and "a few odd parts did it" in line
+
+
+def test_training_names_the_good_parts_a_reject_threshold_stands_on():
+    th = Thresholds(warn=1.0, reject=2.0, target_frr=0.01, n_good=200, guaranteed=True)
+    setter = ThresholdSetter(image="/data/ok/tile177_exp3.jpg", part="tile177", score=2.31)
+    basis = ThresholdBasis(set_by=[setter], reject_without=1.49, val_escape=0.38, val_escape_without=0.27)
+    with_basis = Decision(parts={"anomaly": PartScale()}, thresholds=th, basis=basis)
+    plain = Decision(parts={"anomaly": PartScale()}, thresholds=th)
+    products = {
+        name: ProductCard(name=name, classes=["ok", "crack"], manual_sha256="", decision=d, image_only=d)
+        for name, d in (("tile", with_basis), ("cell", plain))
+    }
+    card = ModelCard(created_at="now", products=products, fallback=plain)
+    text = threshold_basis(card)
+    assert "tile: reject > 2.00 (its 1% promise) is set by /data/ok/tile177_exp3.jpg (2.31)" in text
+    assert "if they are defective: reject > 1.49, val defects passing 38% -> 27%" in text
+    assert "cell" not in text  # nothing recorded, nothing to look at
+    assert threshold_basis(card, ["cell"]) == ""

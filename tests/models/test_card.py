@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 6 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 7 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -79,8 +79,20 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     six = parse_card(five).model_dump()
     six["products"]["washer"]["anomaly"]["segmentation"]["taught_by"] = "labels"
     assert not parse_card(six).products["washer"].anomaly.map_from_segmentation
-    with pytest.raises(CardError, match="card format 7 is newer"):
-        parse_card({**six, "format": 7})
+    for product in six["products"].values():  # a format 6 card named no threshold basis
+        del product["decision"]["basis"], product["image_only"]["basis"]
+    del six["fallback"]["basis"]
+    six["format"] = 6
+    assert parse_card(six).products["washer"].decision.basis is None
+    seven = parse_card(six).model_dump()
+    seven["products"]["washer"]["decision"]["basis"] = {
+        "set_by": [{"image": "ok/tile177_exp1.jpg", "part": "tile177", "score": 2.5}],
+        "reject_without": 1.5,
+    }
+    basis = parse_card(seven).products["washer"].decision.basis
+    assert basis.set_by[0].part == "tile177" and basis.reject_without == 1.5 and basis.val_escape is None
+    with pytest.raises(CardError, match="card format 8 is newer"):
+        parse_card({**seven, "format": 8})
 
 
 def _write(folder, data) -> object:
