@@ -663,10 +663,13 @@ def cmd_onboard(args: argparse.Namespace) -> int:
         base = Path(champ["artifact_path"]) if champ else settings.default_model
     result = onboard(settings, args.product, base, args.out, progress=not args.quiet)
     mv_id, name = register(settings, result.model_dir, not args.no_promote, os.environ.get("USER", "cli"))
-    promise = "guaranteed" if result.guaranteed else "not guaranteed: too few good parts held out"
+    promise = "guaranteed" if result.guaranteed else "not guaranteed: too few good parts to calibrate on"
+    # the station's bank holds every good image; each calibration image is scored by a bank built
+    # without its fold (cross-fit), so none is held out of the bank itself
+    share = f"all {result.good}" if result.calibration == result.good else f"{result.calibration} of them"
     print(
-        f"{result.product}: bank from {result.good - result.calibration} good images, threshold calibrated on "
-        f"{result.calibration} held out ({settings.verdict.target_frr:.0%} false-reject promise {promise}), "
+        f"{result.product}: bank from {result.good} good images, the threshold calibrated on {share}, each "
+        f"scored by a bank built without it ({settings.verdict.target_frr:.0%} false-reject promise {promise}), "
         f"{result.seconds:.0f} s"
     )
     if result.defects:
