@@ -378,16 +378,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from inspector.report import metrics_table
+    from inspector.report import metrics_table, threshold_basis
     from inspector.training import evaluate_checkpoint
+    from models.export import read_card
 
     s = _settings(args)
-    result = evaluate_checkpoint(
-        s, args.model or s.default_model, args.data, args.split, args.product, progress=not args.quiet
-    )
+    model = args.model or s.default_model
+    result = evaluate_checkpoint(s, model, args.data, args.split, args.product, progress=not args.quiet)
     for b in result["bad_rows"][:10]:
         print(f"skipped {b}")
     print(metrics_table(result["metrics"], f"{args.split} split"))
+    if basis := threshold_basis(read_card(model), list(result["metrics"])):
+        print(f"\n{basis}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -145,11 +145,10 @@ def fit_decision(
 def threshold_basis(
     calib: SplitOutputs, good_cal: np.ndarray, thresholds: Thresholds, val: SplitOutputs | None,
     val_score: np.ndarray | None,
-) -> ThresholdBasis | None:  # fmt: skip
+) -> ThresholdBasis:  # fmt: skip
     """The good calibration parts the reject threshold stands on, and what it would be if a
     review found them defective (models/card.py: ThresholdBasis)."""
-    if not thresholds.guaranteed:
-        return None  # the largest score, with no promise attached: nothing to review against
+    # without a promise the threshold is the largest score: its part is worth a look all the same
     good = [s for s, d in zip(calib.samples, calib.is_defect, strict=True) if not d]
     idx = threshold_setters(good_cal, thresholds.reject)
     set_by = [ThresholdSetter(image=str(good[i].path), part=good[i].unit, score=float(good_cal[i])) for i in idx]

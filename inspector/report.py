@@ -129,7 +129,8 @@ def threshold_basis(card: ModelCard, products: list[str] | None = None) -> str:
         if basis is None or not basis.set_by:
             continue
         parts = ", ".join(f"{_where(p.image)} ({p.score:.2f})" for p in basis.set_by)
-        line = f"{product}: reject > {th.reject:.2f} (its {th.target_frr:.0%} promise) is set by {parts}"
+        promise = f"its {th.target_frr:.0%} promise" if th.guaranteed else "the largest score: too few for a promise"
+        line = f"{product}: reject > {th.reject:.2f} ({promise}) is set by {parts}"
         if basis.reject_without is not None:
             line += f";\n  if they are defective: reject > {basis.reject_without:.2f}"
             if basis.val_escape is not None and basis.val_escape_without is not None:

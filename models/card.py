@@ -125,8 +125,8 @@ class ThresholdBasis(_Strict):
     but never the threshold.
     """
 
-    set_by: list[ThresholdSetter]
-    reject_without: float | None = None  # None: too few good parts would remain to promise
+    set_by: list[ThresholdSetter]  # without a promise: the part with the largest score, which is the threshold
+    reject_without: float | None = None  # None: no promise with them gone (or none to begin with)
     val_escape: float | None = None
     val_escape_without: float | None = None
 

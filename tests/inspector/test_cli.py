@@ -33,6 +33,8 @@ def test_train_beats_chance_by_a_wide_margin(trained_model):
     assert classifier["backbone"] == "efficientnet_lite0" and classifier["fusion"]["fusion"] == "cross_attention"
     assert card["anomaly_backbones"] == ["efficientnet_lite0"] and card["products"]["washer"]["anomaly"]["bank_patches"]
     assert len(card["products"]["washer"]["manual_sha256"]) == 64 and card["data"]["fingerprint"]
+    decision = card["products"]["washer"]["decision"]
+    assert decision["basis"]["set_by"]  # the calibration parts its threshold stands on, named
 
 
 def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys):
@@ -56,7 +58,8 @@ def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys)
     )
     result = json.loads(out.read_text())
     assert result["split"] == "test" and result["metrics"]["washer"]["n"] > 0
-    assert "escape" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "escape" in printed and "washer: reject >" in printed and "is set by" in printed
 
 
 def test_inspect_names_the_defect_in_the_manuals_words(trained_model, synthetic_root, home, capsys):

@@ -169,6 +169,8 @@ def test_the_decision_names_the_good_parts_its_reject_threshold_stands_on():
     assert basis.val_escape == 0.5 and basis.val_escape_without == 0.0  # val's 10 middling defects would be caught
 
 
-def test_no_promise_means_no_basis_to_review():
+def test_without_a_promise_the_basis_names_the_largest_score_and_no_lower_threshold():
     calib = _split({"anomaly": np.linspace(0, 1, 20)}, 20, [f"c{i}" for i in range(20)])  # 20 < 1/alpha - 1
-    assert fit_decision(None, calib, False, 0.01, 0.05).basis is None
+    decision = fit_decision(None, calib, False, 0.01, 0.05)
+    assert not decision.thresholds.guaranteed
+    assert [p.image for p in decision.basis.set_by] == ["/val/19.png"] and decision.basis.reject_without is None

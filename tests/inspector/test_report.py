@@ -90,3 +90,8 @@ def test_training_names_the_good_parts_a_reject_threshold_stands_on():
     assert "if they are defective: reject > 1.49, val defects passing 38% -> 27%" in text
     assert "cell" not in text  # nothing recorded, nothing to look at
     assert threshold_basis(card, ["cell"]) == ""
+    few = Thresholds(warn=2.0, reject=2.0, target_frr=0.01, n_good=20, guaranteed=False)
+    unpromised = with_basis.model_copy(update={"thresholds": few, "basis": ThresholdBasis(set_by=[setter])})
+    card.products["tile"] = card.products["tile"].model_copy(update={"decision": unpromised})
+    assert "(the largest score: too few for a promise) is set by" in threshold_basis(card)
+    assert "if they are defective" not in threshold_basis(card)
