@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -45,6 +46,16 @@ def image_bytes(row: dict) -> bytes | None:
     try:
         return images().read(row["image_sha256"]) if row["image_sha256"] else None
     except FileNotFoundError:
+        return None
+
+
+def training_image(path: str, max_bytes: int = 20_000_000) -> bytes | None:
+    """A training image the model card names (e.g. a part its threshold stands on), or None when
+    this machine does not hold it (the dashboard may run away from the training data)."""
+    try:
+        f = Path(path)
+        return f.read_bytes() if f.is_file() and f.stat().st_size <= max_bytes else None
+    except OSError:
         return None
 
 

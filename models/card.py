@@ -183,8 +183,9 @@ class ModelCard(_Strict):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
 
     def summary(self) -> dict[str, Any]:
-        """The card without per-product manuals and banks: what the store keeps per model version."""
-        return self.model_dump(mode="json", exclude={"products"})
+        """The card without the manuals' text: what the store keeps per model version. The
+        products' decisions stay, so the dashboard can say what each promise stands on."""
+        return self.model_dump(mode="json", exclude={"products": {"__all__": {"manual"}}})
 
 
 def _upgrade_1(d: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import data
 from inspector.scheduler import scheduled_jobs
 from inspector.services import promote, request_retrain, rollback
+from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import model_history
 from inspector.store.retraining import retrain_runs
 
@@ -49,6 +50,48 @@ if champion:
         st.dataframe(table, hide_index=True)
     else:
         st.caption("No held-out test numbers were stored with the champion.")
+
+
+def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
+    """Per product, the good calibration parts the reject threshold stands on, and what a review
+    that found them defective would change (relabel them and retrain to get it)."""
+    rows = []
+    for b in bases:
+        promise = f"{b.target_frr:.0%} of good parts" if b.guaranteed else "none (too few good parts)"
+        then = "–" if b.val_escape is None or b.val_escape_without is None else _pct(b.val_escape_without)
+        rows.append(
+            {
+                "Product": b.product,
+                "Reject above": f"{b.reject:.2f}",
+                "False-reject promise": f"{promise}, {b.calibration_parts} calibration parts",
+                "Set by (good-labelled parts, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
+                "Reject above, if they are defective": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
+                "Val defects passing: now / then": f"{_pct(b.val_escape)} / {then}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+if champion:
+    bases = data.query(promise_basis, champion["id"])
+    st.subheader("What the promise stands on")
+    if not bases:
+        st.caption("The champion's stored card names no threshold basis (registered by an older version).")
+    else:
+        st.caption(
+            "Each reject threshold is set by the highest-scoring good parts of its calibration split. "
+            "Look at them: a part that is in fact defective raises the threshold for every part, "
+            "so relabel it in the training data and retrain."
+        )
+        st.dataframe(promise_table(bases), hide_index=True)
+        for b in bases:
+            with st.expander(f"{b.product}: the parts that set reject above {b.reject:.2f}"):
+                for s in b.set_by:
+                    raw = data.training_image(s.image)
+                    if raw is None:
+                        st.caption(f"{s.image} (score {s.score:.2f}): not on this machine")
+                    else:
+                        st.image(raw, caption=f"{s.part} · {s.image} · score {s.score:.2f}", width=240)
 
 st.subheader("Schedule")
 try:

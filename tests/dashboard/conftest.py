@@ -39,6 +39,23 @@ def _anomaly_map() -> bytes:
 ANOMALY_MAP = _anomaly_map()
 
 
+def _card(home: Path) -> dict:
+    """The champion's stored card (``ModelCard.summary``): tile's threshold stands on two lightings
+    of one tile, one image still on this machine, the other gone."""
+    setter = home / "train" / "ok" / "tile096_a.png"
+    setter.parent.mkdir(parents=True)
+    Image.fromarray(make_image("spot", np.random.default_rng(1))).save(setter)
+    basis = {
+        "set_by": [
+            {"image": str(setter), "part": "tile096", "score": 1.49},
+            {"image": str(setter.with_name("tile096_b.png")), "part": "tile096", "score": 1.47},
+        ],
+        "reject_without": 1.42, "val_escape": 0.5, "val_escape_without": 0.45,
+    }  # fmt: skip
+    thresholds = {"warn": 1.2, "reject": 1.47, "target_frr": 0.01, "n_good": 205, "guaranteed": True}
+    return {"format": 7, "products": {"tile": {"decision": {"thresholds": thresholds, "basis": basis}}}}
+
+
 def seed(home: Path) -> dict:
     url = f"sqlite:///{home / 'inspector.db'}"
     upgrade(url)
@@ -76,7 +93,7 @@ def seed(home: Path) -> dict:
         a = register_model(s, "first@2026-11-01", "/models/first", {})
         held_out = {"tile": {"n": 120, "escape_rate": 0.05, "false_reject_rate": 0.008, "target_frr": 0.01,
                              "auroc": 0.987, "defect_type_macro_f1": 0.91}}  # fmt: skip
-        b = register_model(s, "second@2026-11-10", "/models/second", {}, {"test": held_out})
+        b = register_model(s, "second@2026-11-10", "/models/second", _card(home), {"test": held_out})
         promote_model(s, a.id, "setup")
         promote_model(s, b.id, "setup")
         register_model(s, "challenger-3@2026-11-20", "/models/c3", {})
