@@ -87,7 +87,7 @@ def build_demo(dest: Path, per_class: int | None = None) -> Path:
 def run_demo(settings, per_class: int | None = None, progress: bool = True) -> int:
     """Build the demo data, train, print val/test metrics, then replay held-out cells as a line."""
     from inspector.dataset import load_dataset
-    from inspector.report import metrics_table
+    from inspector.report import metrics_table, threshold_basis
     from inspector.service.app import build_service
     from inspector.service.replay import replay, running
     from inspector.store.session import session_factory
@@ -99,6 +99,8 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
     card = train_model(settings, [data], out, progress=progress)
     print(metrics_table(card.metrics["val"], "\nval (chose the epoch, parts and scales; not the thresholds)"))
     print(metrics_table(card.metrics["test"], "\ntest (held out)", legend=True))
+    if basis := threshold_basis(card):
+        print(f"\n{basis}")
     print(f"\nmodel saved to {out}")
     print("\nsimulated line: held-out cells posted to the station at 8 per second")
     service = build_service(settings, out, max_batch=8, max_wait_ms=20)
