@@ -45,6 +45,13 @@ def promise_basis(session: Session, model_id: int) -> list[PromiseBasis]:
 
 
 def _basis(product: str, card: dict[str, Any]) -> PromiseBasis | None:
+    try:
+        return _read(product, card)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a card of another version: nothing to show
+        return None
+
+
+def _read(product: str, card: dict[str, Any]) -> PromiseBasis | None:
     decision = card.get("decision") or {}
     basis, th = decision.get("basis"), decision.get("thresholds")
     if not basis or not basis.get("set_by") or not th:

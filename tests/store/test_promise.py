@@ -21,9 +21,11 @@ def test_a_registered_card_names_the_parts_its_thresholds_stand_on(Session):
     with Session() as s:
         mv = register_model(s, "m@1", "/models/m", card.summary())
         old = register_model(s, "m@0", "/models/old", {"format": 7})  # stored before cards kept products
+        other = {"basis": {"set_by": ["w7"]}, "thresholds": {"reject": 0.6}}  # a card of another version
+        odd = register_model(s, "m@9", "/models/odd", {"products": {"washer": {"decision": other}}})
         s.commit()
         [basis] = promise_basis(s, mv.id)
-        assert promise_basis(s, old.id) == [] and promise_basis(s, 999) == []
+        assert promise_basis(s, old.id) == [] and promise_basis(s, 999) == [] and promise_basis(s, odd.id) == []
         assert "a long manual" not in str(s.get(type(mv), mv.id).card)  # the manual's text is not stored twice
     assert basis.product == "washer" and basis.set_by == (Setter("/data/ok/w7.png", "w7", 0.61),)
     assert (basis.reject, basis.reject_without, basis.calibration_parts, basis.guaranteed) == (0.6, 0.55, 120, True)
