@@ -33,6 +33,7 @@ def held_out(metrics: dict) -> pd.DataFrame | None:
             "Product": product,
             "Defects passed (escape)": _pct(m.get("escape_rate")),
             "False rejects: measured / promised": f"{_pct(m.get('false_reject_rate'))} / {_pct(m.get('target_frr'))}",
+            "Most chance allows": _pct(m.get("frr_bound")),
             "AUROC": "–" if m.get("auroc") is None else f"{m['auroc']:.3f}",
             "Defect-type F1": "–" if m.get("defect_type_macro_f1") is None else f"{m['defect_type_macro_f1']:.2f}",
             "Test parts": m.get("n"),
@@ -57,16 +58,16 @@ def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
     that found them defective would change (relabel them and retrain to get it)."""
     rows = []
     for b in bases:
-        promise = f"{b.target_frr:.0%} of good parts" if b.guaranteed else "none (too few good parts)"
+        promise = f"{b.target_frr:.0%}" if b.guaranteed else "none: too few"
         then = "–" if b.val_escape is None or b.val_escape_without is None else _pct(b.val_escape_without)
         rows.append(
             {
                 "Product": b.product,
                 "Reject above": f"{b.reject:.2f}",
-                "False-reject promise": f"{promise}, {b.calibration_parts} calibration parts",
-                "Set by (good-labelled parts, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
-                "Reject above, if they are defective": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
-                "Val defects passing: now / then": f"{_pct(b.val_escape)} / {then}",
+                "Promise (good parts calibrated on)": f"{promise} ({b.calibration_parts})",
+                "Set by (good-labelled part, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
+                "Reject above without them": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
+                "Val escape: now / without": f"{_pct(b.val_escape)} / {then}",
             }
         )
     return pd.DataFrame(rows)

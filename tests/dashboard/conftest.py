@@ -92,7 +92,7 @@ def seed(home: Path) -> dict:
         )  # fmt: skip
         a = register_model(s, "first@2026-11-01", "/models/first", {})
         held_out = {"tile": {"n": 120, "escape_rate": 0.05, "false_reject_rate": 0.008, "target_frr": 0.01,
-                             "auroc": 0.987, "defect_type_macro_f1": 0.91}}  # fmt: skip
+                             "frr_bound": 0.029, "auroc": 0.987, "defect_type_macro_f1": 0.91}}  # fmt: skip
         b = register_model(s, "second@2026-11-10", "/models/second", _card(home), {"test": held_out})
         promote_model(s, a.id, "setup")
         promote_model(s, b.id, "setup")
