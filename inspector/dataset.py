@@ -13,6 +13,9 @@ cross-fit folds of the memory bank, so calibration sees parts the scoring model 
 larger image (a board, a web of steel) name it in an ``origin`` column: they keep their own
 labels, but move between training and calibration together, for the same reason.
 
+A person's corrections of the source's labels live in ``corrections.csv`` beside them
+(``inspector/corrections.py``) and override them for the images they name.
+
 A root may be one product folder or a folder of product folders. Rows that cannot be used
 (missing file, defect type the manual does not describe) are reported with file and reason.
 """
@@ -25,6 +28,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from inspector.corrections import CORRECTIONS_FILE, read_corrections
 from inspector.errors import DataError, ManualError
 from inspector.manual import Manual, load_manual
 
@@ -217,10 +221,33 @@ def load_product(folder: Path) -> Dataset:
     folder = Path(folder)
     manual = load_manual(folder / "manual.md", folder.name)
     if (folder / "manifest.csv").is_file():
-        return _manifest_product(folder, manual)
+        return _corrected(_manifest_product(folder, manual), folder, manual)
     if (folder / "images").is_dir():
-        return _folder_product(folder, manual)
+        return _corrected(_folder_product(folder, manual), folder, manual)
     raise DataError(f"{folder}: no manifest.csv and no images/<defect_type>/ folders")
+
+
+def _corrected(ds: Dataset, folder: Path, manual: Manual) -> Dataset:
+    """The product's samples with a person's corrections (``corrections.csv``) applied."""
+    found, unreadable = read_corrections(folder)
+    ds.bad += [BadRow(where, why) for where, why in unreadable]
+    if not found:
+        return ds
+    source, held, samples = folder / CORRECTIONS_FILE, set(), []
+    for s in ds.samples:
+        image = s.path.relative_to(folder).as_posix()
+        c = found.get(image)
+        if c is not None and c.defect_type != "ok" and c.defect_type not in manual.defects:
+            ds.bad.append(
+                BadRow(f"{source} ({image})", f"defect type '{c.defect_type}' is not described in the manual")
+            )
+        elif c is not None:
+            s = replace(s, defect_type=c.defect_type, mask=s.mask if c.defect_type != "ok" else None)
+        held.add(image)
+        samples.append(s)
+    ds.bad += [BadRow(f"{source} ({image})", "corrects an image the data does not hold") for image in set(found) - held]
+    ds.samples = samples
+    return ds
 
 
 def _is_product(folder: Path) -> bool:

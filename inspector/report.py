@@ -140,7 +140,8 @@ def threshold_basis(card: ModelCard, products: list[str] | None = None) -> str:
         return ""
     head = (
         "what the reject thresholds stand on (good calibration parts; "
-        "look at them: one that is in fact defective raises the threshold for every part, so relabel it and retrain)"
+        "look at them: one that is in fact defective raises the threshold for every part; relabel it "
+        "on the dashboard's models page or in corrections.csv beside the data, and retrain)"
     )
     return "\n".join([head, *lines])
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from inspector.errors import InspectorError, ManualError
+from inspector.corrections import Correction, add_correction
+from inspector.errors import DataError, InspectorError, ManualError
 from inspector.manual import parse_manual
 from inspector.store import ROLES, Inspection, Review, User
 from inspector.store.repo import (
@@ -150,6 +152,20 @@ def onboard_product(session: Session, who: Account, product: str, name: str, man
     save_manual(session, who, product, manual_text)
     audit(session, who.username, "product_onboard", product, {"name": name})
     return product
+
+
+def correct_label(session: Session, who: Account, image: str, defect_type: str, comment: str = "") -> Correction:
+    """Record that a training image is (or is not) defective, beside the data it corrects; every
+    later training and retraining on that data reads it. Engineers only; audited."""
+    _require(session, who, "engineer")
+    try:
+        c = add_correction(Path(image), defect_type, who.username, comment)
+    except DataError as exc:
+        raise InvalidRecordError(str(exc)) from None
+    audit(
+        session, who.username, "label_correction", f"image:{image}", {"defect_type": defect_type, "comment": c.comment}
+    )
+    return c
 
 
 def request_retrain(settings, who: Account) -> threading.Thread:

@@ -1,15 +1,19 @@
 """Retraining and models: the schedule, run history with champion and challenger side by side,
-and (engineers) retrain now, promote, roll back. Every action is in the audit log."""
+and (engineers) retrain now, promote, roll back, and correct the label of a part a threshold
+stands on. Every action is in the audit log."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from inspector.corrections import correction_for
 from inspector.scheduler import scheduled_jobs
-from inspector.services import promote, request_retrain, rollback
-from inspector.store.promise import PromiseBasis, promise_basis
+from inspector.services import correct_label, promote, request_retrain, rollback
+from inspector.store.promise import PromiseBasis, Setter, promise_basis
 from inspector.store.queries import model_history
 from inspector.store.retraining import retrain_runs
 
@@ -73,6 +77,27 @@ def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def setter(b: PromiseBasis, s: Setter, key: str) -> None:
+    """One good-labelled part that sets the threshold: its image, and for an engineer who finds it
+    defective, the correction the next training or retraining learns from."""
+    raw = data.training_image(s.image)
+    if raw is None:
+        st.caption(f"{s.image} (score {s.score:.2f}): not on this machine")
+        return
+    st.image(raw, caption=f"{s.part} · {s.image} · score {s.score:.2f}", width=240)
+    fixed = correction_for(Path(s.image))
+    if fixed is not None:
+        st.caption(f"Corrected to **{fixed.defect_type}** by {fixed.reviewer} at {fixed.created_at}.")
+    if account.role != "engineer" or not b.defect_types:
+        return
+    c1, c2 = st.columns([2, 1])
+    kind = c1.selectbox("It is in fact", ["ok", *b.defect_types], key=f"kind_{key}")
+    if c2.button("Save the label", key=f"fix_{key}", disabled=fixed is not None and fixed.defect_type == kind):
+        done = data.act(correct_label, account, s.image, kind, success=f"Saved: {s.part} is {kind}.")
+        if done:
+            st.caption("The next training or retraining on this data learns it (and the threshold it sets).")
+
+
 if champion:
     bases = data.query(promise_basis, champion["id"])
     st.subheader("What the promise stands on")
@@ -82,17 +107,13 @@ if champion:
         st.caption(
             "Each reject threshold is set by the highest-scoring good parts of its calibration split. "
             "Look at them: a part that is in fact defective raises the threshold for every part, "
-            "so relabel it in the training data and retrain."
+            "so relabel it (engineers: below) and retrain."
         )
         st.dataframe(promise_table(bases), hide_index=True)
         for b in bases:
             with st.expander(f"{b.product}: the parts that set reject above {b.reject:.2f}"):
-                for s in b.set_by:
-                    raw = data.training_image(s.image)
-                    if raw is None:
-                        st.caption(f"{s.image} (score {s.score:.2f}): not on this machine")
-                    else:
-                        st.image(raw, caption=f"{s.part} · {s.image} · score {s.score:.2f}", width=240)
+                for i, s in enumerate(b.set_by):
+                    setter(b, s, f"{b.product}_{i}")
 
 st.subheader("Schedule")
 try:
@@ -147,7 +168,9 @@ if data.engineer_only(account):
                 st.error(str(exc))
     with c2:
         candidates = [m for m in models if m["status"] != "champion"]
-        pick = st.selectbox("Model to promote", [m["id"] for m in candidates], format_func=lambda i: f"#{i}")
+        pick = st.selectbox(
+            "Model to promote", [m["id"] for m in candidates], format_func=lambda i: f"#{i}", key="promote_pick"
+        )
         sure = st.checkbox("I checked its metrics", key="confirm_promote")
         if st.button("Promote", key="promote", disabled=not (pick and sure)):
             if data.act(promote, account, pick, success="Promoted"):

@@ -34,6 +34,7 @@ class PromiseBasis:
     reject_without: float | None  # the threshold if those parts were found defective
     val_escape: float | None  # val's defects passing at the threshold
     val_escape_without: float | None  # ... and at reject_without
+    defect_types: tuple[str, ...] = ()  # the product's, as the model knows them
 
 
 def promise_basis(session: Session, model_id: int) -> list[PromiseBasis]:
@@ -66,4 +67,5 @@ def _read(product: str, card: dict[str, Any]) -> PromiseBasis | None:
         reject_without=basis.get("reject_without"),
         val_escape=basis.get("val_escape"),
         val_escape_without=basis.get("val_escape_without"),
+        defect_types=tuple(map(str, card.get("classes", ["ok"])[1:])),
     )

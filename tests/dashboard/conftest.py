@@ -42,8 +42,9 @@ ANOMALY_MAP = _anomaly_map()
 def _card(home: Path) -> dict:
     """The champion's stored card (``ModelCard.summary``): tile's threshold stands on two lightings
     of one tile, one image still on this machine, the other gone."""
-    setter = home / "train" / "ok" / "tile096_a.png"
+    setter = home / "data" / "tile" / "images" / "ok" / "tile096_a.png"
     setter.parent.mkdir(parents=True)
+    (home / "data" / "tile" / "manual.md").write_text(TILE_MANUAL)
     Image.fromarray(make_image("spot", np.random.default_rng(1))).save(setter)
     basis = {
         "set_by": [
@@ -53,7 +54,8 @@ def _card(home: Path) -> dict:
         "reject_without": 1.42, "val_escape": 0.5, "val_escape_without": 0.45,
     }  # fmt: skip
     thresholds = {"warn": 1.2, "reject": 1.47, "target_frr": 0.01, "n_good": 205, "guaranteed": True}
-    return {"format": 7, "products": {"tile": {"decision": {"thresholds": thresholds, "basis": basis}}}}
+    tile = {"classes": ["ok", "crack", "blowhole"], "decision": {"thresholds": thresholds, "basis": basis}}
+    return {"format": 7, "products": {"tile": tile}}
 
 
 def seed(home: Path) -> dict:

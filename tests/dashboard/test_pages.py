@@ -147,7 +147,7 @@ def test_an_operator_is_refused_by_the_service_itself(station):
 
 def test_an_engineer_promotes_with_confirmation(station):
     at = page("models")
-    at.selectbox[0].select(3).run()
+    at.selectbox(key="promote_pick").select(3).run()
     assert at.button(key="promote").disabled  # not before the confirmation is ticked
     at.checkbox(key="confirm_promote").check().run()
     at.button(key="promote").click().run()
@@ -294,6 +294,24 @@ def test_the_models_page_shows_the_good_parts_the_promise_stands_on(station):
     assert row["Val escape: now / without"] == "50.0 % / 45.0 %"
     assert len(at.get("image")) == 1  # the image on this machine is shown; the missing one is named
     assert any("tile096_b.png" in c.value and "not on this machine" in c.value for c in at.caption)
+
+
+def test_an_engineer_corrects_the_label_of_a_part_the_threshold_stands_on(station):
+    from inspector.corrections import correction_for
+    from inspector.dataset import load_dataset
+
+    setter = station["home"] / "data" / "tile" / "images" / "ok" / "tile096_a.png"
+    assert not [b for b in page("models", OPERATOR).button if b.key.startswith("fix_")]  # operators only look
+    at = page("models")
+    at.selectbox(key="kind_tile_0").set_value("blowhole").run()
+    at.button(key="fix_tile_0").click().run()
+    assert not at.exception and not at.error
+    fixed = correction_for(setter)
+    assert (fixed.defect_type, fixed.reviewer) == ("blowhole", "erik")
+    assert {s.path.name: s.defect_type for s in load_dataset(station["home"] / "data").samples} == {
+        "tile096_a.png": "blowhole"
+    }  # the next training learns it
+    assert any("Corrected to **blowhole** by erik" in c.value for c in page("models").caption)
 
 
 def test_a_late_inspection_says_the_line_rejected_it_failsafe(station):
