@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "retrain",
         help="train a challenger on the original data plus reviewed production images; promote if better",
         epilog=EPILOG,
-        description="Without --now, run only when a trigger is due (new reviews, high drift).",
+        description="Without --now, run only when a trigger is due (new reviews, label corrections, high drift).",
     )
     rt.add_argument("--now", action="store_true", help="run now, whatever the triggers say")
     rt.add_argument("--data", type=Path, action="append", metavar="DIR", help="original training data (default: "

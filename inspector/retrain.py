@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inspector.anomaly_fit import remember_patch_features, reuse_patch_features
 from inspector.checkpoint import model_name
-from inspector.dataset import Sample, load_dataset
+from inspector.corrections import read_corrections
+from inspector.dataset import Sample, load_dataset, product_folders
 from inspector.engine import Engine
 from inspector.errors import DataError, InspectorError
 from inspector.settings import Settings
@@ -46,6 +47,7 @@ from inspector.store.monitoring import champion
 from inspector.store.queries import latest_manuals, latest_reviews
 from inspector.store.repo import audit, promote_model, register_model
 from inspector.store.retraining import (
+    champion_data,
     finish_run,
     high_drift_since,
     last_run_started,
@@ -316,13 +318,17 @@ def _card_summary(card: ModelCard) -> dict:
 
 
 def due_trigger(settings: Settings, sessions: sessionmaker[Session]) -> str | None:
-    """The reason a retrain is due now (new reviews, high drift), or None."""
+    """The reason a retrain is due now (new reviews, label corrections, high drift), or None."""
     cfg = settings.retrain
     with sessions() as s:
         since = last_run_started(s)
         n = reviews_since(s, since)
         if n >= cfg.min_new_reviews:
             return f"reviews: {n} new reviewed labels"
+        roots, trained_at = champion_data(s)
+        fixed = corrections_since([Path(r) for r in cfg.data or roots], _latest(since, trained_at))
+        if fixed:
+            return f"label corrections: {fixed} training images relabelled since the champion learnt"
         cooled = since is None or utcnow() - since >= timedelta(hours=cfg.drift_cooldown_hours)
         if cfg.on_high_drift and cooled:
             events = high_drift_since(s, since or utcnow() - timedelta(days=1))
@@ -330,3 +336,28 @@ def due_trigger(settings: Settings, sessions: sessionmaker[Session]) -> str | No
                 e = events[-1]
                 return f"drift: {e['metric']} high on {e['product']}/{e['line'] or '-'}"
     return None
+
+
+def corrections_since(roots: list[Path], since: datetime | None) -> int:
+    """Label corrections made in the training data after ``since`` (all of them without one)."""
+    n = 0
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for folder in product_folders(root):
+            found, _ = read_corrections(folder)
+            n += sum(since is None or _when(c.created_at) > since for c in found.values())
+    return n
+
+
+def _when(stamp: str | None) -> datetime:
+    """An ISO time as UTC (naive means UTC, as the store keeps it); unreadable counts as long ago."""
+    try:
+        t = datetime.fromisoformat(stamp or "")
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _latest(run: datetime | None, trained_at: str | None) -> datetime | None:
+    return max((_when(t) for t in (run.isoformat() if run else None, trained_at) if t), default=None)

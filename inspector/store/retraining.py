@@ -48,6 +48,14 @@ def last_run_started(session: Session) -> datetime | None:
     return session.scalar(select(func.max(RetrainRun.started_at)).where(RetrainRun.status != "skipped"))
 
 
+def champion_data(session: Session) -> tuple[list[str], str | None]:
+    """The champion's training data folders and when it was trained (its stored card), or ([], None)."""
+    m = session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
+    card = (m.card or {}) if m is not None else {}
+    roots = (card.get("data") or {}).get("roots") or []
+    return [str(r) for r in roots], card.get("created_at")
+
+
 def reviews_since(session: Session, since: datetime | None) -> int:
     stmt = select(func.count()).select_from(Review)
     if since:

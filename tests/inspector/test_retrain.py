@@ -220,3 +220,32 @@ def test_promotion_needs_evidence_not_one_part_of_luck():
     five_broken = [True] * 5 + [False] * 5 + [False] * 20
     promote, reason = run(five_broken, fixed)
     assert not promote and "worse on the golden set of p" in reason
+
+
+def test_label_corrections_made_since_the_champion_learnt_make_a_retrain_due(tmp_path):
+    from inspector.corrections import add_correction
+    from inspector.retrain import due_trigger
+    from inspector.store.repo import promote_model, register_model
+    from inspector.store.retraining import start_run
+    from tests.helpers.synthetic import make_product
+
+    folder = make_product(tmp_path / "data", "washer", per_class=3)
+    settings = Settings(home=tmp_path)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    trained = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    card = {"created_at": trained, "data": {"roots": [str(tmp_path / "data")]}}  # as ModelCard.summary stores it
+    with sessions() as s:
+        promote_model(s, register_model(s, "m@1", str(tmp_path / "m"), card).id, "setup")
+        s.commit()
+    assert due_trigger(settings, sessions) is None
+    add_correction(folder / "images" / "ok" / "ok_001.png", "spot", "erik")
+    assert (
+        due_trigger(settings, sessions) == "label corrections: 1 training images relabelled since the champion learnt"
+    )
+    with sessions() as s:
+        start_run(s, "label corrections", None)  # the run that learns them
+        s.commit()
+    assert due_trigger(settings, sessions) is None
+    engine.dispose()
