@@ -235,7 +235,7 @@ def _corrected(ds: Dataset, folder: Path, manual: Manual) -> Dataset:
         return ds
     source, held, samples = folder / CORRECTIONS_FILE, set(), []
     for s in ds.samples:
-        image = s.path.relative_to(folder).as_posix()
+        image = s.path.relative_to(folder).as_posix() if s.path.is_relative_to(folder) else s.path.as_posix()
         c = found.get(image)
         if c is not None and c.defect_type != "ok" and c.defect_type not in manual.defects:
             ds.bad.append(

@@ -92,7 +92,7 @@ def setter(b: PromiseBasis, s: Setter, key: str) -> None:
         return
     c1, c2 = st.columns([2, 1])
     kind = c1.selectbox("It is in fact", ["ok", *b.defect_types], key=f"kind_{key}")
-    if c2.button("Save the label", key=f"fix_{key}", disabled=fixed is not None and fixed.defect_type == kind):
+    if c2.button("Save the label", key=f"fix_{key}", disabled=kind == (fixed.defect_type if fixed else "ok")):
         done = data.act(correct_label, account, s.image, kind, success=f"Saved: {s.part} is {kind}.")
         if done:
             st.caption("The next training or retraining on this data learns it (and the threshold it sets).")

@@ -303,6 +303,7 @@ def test_an_engineer_corrects_the_label_of_a_part_the_threshold_stands_on(statio
     setter = station["home"] / "data" / "tile" / "images" / "ok" / "tile096_a.png"
     assert not [b for b in page("models", OPERATOR).button if b.key.startswith("fix_")]  # operators only look
     at = page("models")
+    assert at.button(key="fix_tile_0").disabled  # "ok" is what the data already says
     at.selectbox(key="kind_tile_0").set_value("blowhole").run()
     at.button(key="fix_tile_0").click().run()
     assert not at.exception and not at.error
