@@ -1,5 +1,5 @@
-"""The ``inspector`` command line: train, eval, inspect, onboard, demo, serve, db, keys, models, drift, retrain,
-scheduler, users."""
+"""The ``inspector`` command line: train, eval, inspect, onboard, demo, serve, db, keys, models, drift, relabel,
+retrain, scheduler, users."""
 
 from __future__ import annotations
 
@@ -303,6 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("name", nargs="?", help="add: the user name")
     us.add_argument("--role", choices=["operator", "engineer"], default="operator", help="add: the role")
     _add_store(us)
+
+    rl = sub.add_parser(
+        "relabel",
+        help="correct the label of training images (corrections.csv beside the data; the next training learns it)",
+        epilog="The source's labels are never edited. inspector train, eval and onboard name the good "
+        "calibration parts each reject threshold stands on: look at them before trusting the promise.",
+    )
+    rl.add_argument("images", nargs="+", type=Path, help="images inside a product folder (one with a manual.md)")
+    rl.add_argument(
+        "--as", dest="defect_type", required=True, metavar="TYPE", help="ok, or a defect type of the manual"
+    )
+    rl.add_argument("--by", help="who decided (default: the login name)")
+    rl.add_argument("--comment", default="", help="why, in a few words")
 
     sc = sub.add_parser(
         "scheduler",
@@ -707,6 +720,17 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel(args: argparse.Namespace) -> int:
+    import getpass
+
+    from inspector.corrections import add_corrections
+
+    for c in add_corrections(args.images, args.defect_type, args.by or getpass.getuser(), args.comment):
+        print(f"{c.image}: {c.defect_type} (by {c.reviewer}, {c.created_at})")
+    print("the next training or retraining on this data learns it")
+    return 0
+
+
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from inspector.scheduler import build_scheduler, scheduled_jobs
 
@@ -746,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         "retrain": cmd_retrain,
         "scheduler": cmd_scheduler,
         "users": cmd_users,
+        "relabel": cmd_relabel,
         "onboard": cmd_onboard,
         "simulate-line": cmd_simulate_line,
     }[args.command]

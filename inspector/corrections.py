@@ -67,7 +67,35 @@ def add_correction(image: Path, defect_type: str, reviewer: str, comment: str = 
     """Append a correction for ``image`` to its product folder's corrections.csv (created with a
     header when missing; a later row for the same image wins). The defect type must be the
     manual's, or "ok"."""
-    image = Path(image)
+    return add_corrections([image], defect_type, reviewer, comment)[0]
+
+
+def add_corrections(images: list[Path], defect_type: str, reviewer: str, comment: str = "") -> list[Correction]:
+    """``add_correction`` for several images: all are checked before any is written."""
+    checked = [_checked(Path(image), defect_type) for image in images]
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    comment = " ".join(comment.split())[:MAX_COMMENT]
+    out = []
+    for folder, image in checked:
+        c = Correction(image, defect_type, reviewer, stamp, comment)
+        path = folder / CORRECTIONS_FILE
+        try:
+            new = not path.is_file()
+            with open(path, "a", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(FIELDS)
+                w.writerow([c.image, c.defect_type, c.reviewer, c.created_at, c.comment])
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+        out.append(c)
+    return out
+
+
+def _checked(image: Path, defect_type: str) -> tuple[Path, str]:
+    """-> (its product folder, the image relative to it), or a DataError saying what is wrong."""
     if not image.is_file():
         raise DataError(f"{image}: no such image")
     folder = product_folder(image)
@@ -78,26 +106,7 @@ def add_correction(image: Path, defect_type: str, reviewer: str, comment: str = 
     if defect_type != "ok" and defect_type not in manual.defects:
         known = ", ".join(["ok", *manual.defects])
         raise DataError(f"'{defect_type}' is not a defect type of {manual.product} ({known})")
-    c = Correction(
-        image.resolve().relative_to(folder).as_posix(),
-        defect_type,
-        reviewer,
-        datetime.now(UTC).isoformat(timespec="seconds"),
-        " ".join(comment.split())[:MAX_COMMENT],
-    )
-    path = folder / CORRECTIONS_FILE
-    try:
-        new = not path.is_file()
-        with open(path, "a", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(FIELDS)
-            w.writerow([c.image, c.defect_type, c.reviewer, c.created_at, c.comment])
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be written ({exc.strerror or exc})") from None
-    return c
+    return folder, image.resolve().relative_to(folder).as_posix()
 
 
 def correction_for(image: Path) -> Correction | None:

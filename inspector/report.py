@@ -141,7 +141,7 @@ def threshold_basis(card: ModelCard, products: list[str] | None = None) -> str:
     head = (
         "what the reject thresholds stand on (good calibration parts; "
         "look at them: one that is in fact defective raises the threshold for every part; relabel it "
-        "on the dashboard's models page or in corrections.csv beside the data, and retrain)"
+        "(inspector relabel, or the dashboard's models page) and retrain)"
     )
     return "\n".join([head, *lines])
 

@@ -87,3 +87,18 @@ def test_only_an_engineer_corrects_a_label_and_it_is_audited(tmp_path):
         assert entry.actor == "erik" and entry.details == {"defect_type": "spot", "comment": "a dark spot"}
     engine.dispose()
     assert _types(load_dataset(tmp_path))["ok_001.png"] == "spot"
+
+
+def test_the_relabel_command_checks_every_image_before_writing_any(tmp_path, capsys):
+    from inspector.cli import main
+
+    folder = make_product(tmp_path, "washer", per_class=2)
+    a, b = folder / "images" / "ok" / "ok_000.png", folder / "images" / "ok" / "ok_001.png"
+    assert main(["relabel", str(a), str(folder / "images" / "ok" / "gone.png"), "--as", "spot"]) == 2
+    assert "gone.png: no such image" in capsys.readouterr().err and not (folder / CORRECTIONS_FILE).exists()
+    assert main(["relabel", str(a), str(b), "--as", "spot", "--by", "erik", "--comment", "dark spot, 2 o'clock"]) == 0
+    assert "images/ok/ok_001.png: spot (by erik" in capsys.readouterr().out
+    assert {s.path.name: s.defect_type for s in load_dataset(tmp_path).samples if s.path.parent.name == "ok"} == {
+        "ok_000.png": "spot",
+        "ok_001.png": "spot",
+    }
