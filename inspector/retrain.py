@@ -360,4 +360,5 @@ def _when(stamp: str | None) -> datetime:
 
 
 def _latest(run: datetime | None, trained_at: str | None) -> datetime | None:
-    return max((_when(t) for t in (run.isoformat() if run else None, trained_at) if t), default=None)
+    """The later of the last run's start (the store gives UTC) and the champion's training time."""
+    return max([t for t in (run, _when(trained_at) if trained_at else None) if t is not None], default=None)

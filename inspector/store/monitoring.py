@@ -28,8 +28,12 @@ WINDOW_COLUMNS = (
 )
 
 
+def champion_row(session: Session) -> ModelVersion | None:
+    return session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
+
+
 def champion(session: Session) -> dict[str, Any] | None:
-    m = session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
+    m = champion_row(session)
     return None if m is None else {"id": m.id, "name": m.name, "artifact_path": m.artifact_path}
 
 

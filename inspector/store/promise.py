@@ -41,7 +41,8 @@ def promise_basis(session: Session, model_id: int) -> list[PromiseBasis]:
     """Per product of the model, by name; empty for a model whose stored card has no basis
     (registered before cards kept their products' decisions, or never calibrated)."""
     mv = session.get(ModelVersion, model_id)
-    products = (mv.card or {}).get("products") or {} if mv is not None else {}
+    card = (mv.card if mv is not None else None) or {}
+    products = card.get("products") or {}
     return [b for pid, pc in sorted(products.items()) if (b := _basis(pid, pc)) is not None]
 
 

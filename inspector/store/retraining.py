@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from inspector.store.base import utcnow
 from inspector.store.inspections import Review
 from inspector.store.modeling import ModelVersion, RetrainRun
+from inspector.store.monitoring import champion_row
 from inspector.store.operations import DriftEvent
 from inspector.store.repo import InvalidRecordError, audit, promote_model
 
@@ -50,8 +51,8 @@ def last_run_started(session: Session) -> datetime | None:
 
 def champion_data(session: Session) -> tuple[list[str], str | None]:
     """The champion's training data folders and when it was trained (its stored card), or ([], None)."""
-    m = session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
-    card = (m.card or {}) if m is not None else {}
+    m = champion_row(session)
+    card = (m.card if m is not None else None) or {}
     roots = (card.get("data") or {}).get("roots") or []
     return [str(r) for r in roots], card.get("created_at")
 
