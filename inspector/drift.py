@@ -6,7 +6,8 @@ inspections are compared with:
   parts; brightness / contrast / sharpness: PSI over all judged parts), and
 - the ``baseline`` inspections before the window (reject rate: Bernoulli CUSUM; defect-type
   mix: PSI; mean confidence; share of parts sent to review),
-plus the share of recent operator reviews that disagree with the verdict.
+plus the share of recent operator reviews that disagree with the verdict, and the false-reject
+promise itself, checked on the rejects the operators found good over the whole lookback.
 
 Every metric of every check is written as a drift_event with its value, threshold and a
 severity (ok / warn / high), so the dashboard can draw each metric against its threshold.
@@ -20,13 +21,23 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binom
 from sqlalchemy.orm import Session
 
 from inspector.reference import Reference, load_reference
 from inspector.settings import DriftSettings
 from inspector.store.base import utcnow
-from inspector.store.monitoring import champion, monitored_streams, recent_judged, record_drift_events
+from inspector.store.monitoring import (
+    RejectReviews,
+    champion,
+    monitored_streams,
+    recent_judged,
+    record_drift_events,
+    reject_reviews,
+)
+from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import latest_reviews
+from models.calibration import frr_chance
 from models.drift import IMAGE_STATS, mmd_test, psi, psi_of_counts, rate_rise_test
 
 STATS = (*IMAGE_STATS, "pixels")  # pixels: a new camera or resolution changes what the model sees
@@ -154,8 +165,54 @@ def review_disagreement(reviews: list[dict], cfg: DriftSettings) -> Finding | No
     )
 
 
+def promise_on_line(rr: RejectReviews, promise: PromiseBasis, cfg: DriftSettings) -> Finding | None:
+    """The false-reject promise checked on the line's own parts: the rejects operators found good.
+
+    Reviewed rejects are rarely a fair sample (operators open the doubtful ones), so only the
+    confirmed false rejects count, against every judged part not confirmed defective: a floor on
+    the line's false-reject rate that no choice of which rejects to review can inflate.
+
+    Two questions, two p-values. Does this station's threshold reject more good parts than the
+    target (binomial at the target)? Then warn: a threshold set on a few hundred good parts can
+    land there by chance, and more calibration parts fix it. Is it more than the promise's own
+    law allows (how often chance gives that many under a threshold set on this many good parts,
+    the law of the test report's bound)? Then high: the promise does not hold on this line. Zero
+    confirmed of zero looked at is no measurement, so nothing is said before a reject is reviewed."""
+    if rr.reviewed_rejects == 0 or rr.judged < cfg.min_window:
+        return None
+    good = max(1, rr.judged - rr.confirmed_defects)
+    p_law = frr_chance(promise.calibration_parts, good, promise.target_frr, rr.false_rejects)
+    p_target = float(binom.sf(rr.false_rejects - 1, good, promise.target_frr))
+    if not promise.guaranteed or p_law is None:
+        severity = "ok"  # no promise was made (too few good calibration parts): measured only
+    else:
+        severity = "high" if p_law < cfg.mmd_p_high else "warn" if min(p_law, p_target) < cfg.mmd_p_warn else "ok"
+    details = {
+        "p": p_law,
+        "p_above_target": p_target,
+        "promised": promise.target_frr,
+        "guaranteed": promise.guaranteed,
+        "calibration_parts": promise.calibration_parts,
+        "judged": rr.judged,
+        "rejected": rr.rejected,
+        "reviewed_rejects": rr.reviewed_rejects,
+        "false_rejects": rr.false_rejects,
+        "confirmed_defects": rr.confirmed_defects,
+        # what the rejects as a whole would give if the reviewed ones were a fair sample of them
+        "if_a_fair_sample": rr.rejected * rr.false_rejects / rr.reviewed_rejects / good,
+        "alarm_when": "above, by more than chance (p) or the target (p_above_target) allows",
+    }
+    return Finding("false_reject_promise", rr.false_rejects / good, promise.target_frr, severity, details)
+
+
 def check_stream(
-    session: Session, reference: Reference | None, product: str, line: str, model_id: int, cfg: DriftSettings
+    session: Session,
+    reference: Reference | None,
+    product: str,
+    line: str,
+    model_id: int,
+    cfg: DriftSettings,
+    promise: PromiseBasis | None = None,
 ) -> tuple[list[Finding], list[dict]]:
     """-> findings (none while the window is short) and the window they are about."""
     rows = recent_judged(session, product, line, model_id, cfg.window + cfg.baseline)
@@ -182,6 +239,10 @@ def check_stream(
     disagreement = review_disagreement(reviews, cfg)
     if disagreement:
         findings.append(disagreement)
+    if promise is not None:
+        kept = promise_on_line(reject_reviews(session, product, line, model_id, since), promise, cfg)
+        if kept:
+            findings.append(kept)
     return findings, window
 
 
@@ -191,10 +252,11 @@ def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None =
     if champ is None:
         return []
     reference = load_reference(Path(champ["artifact_path"]))
+    promises = {b.product: b for b in promise_basis(session, champ["id"])}
     now = now or utcnow()
     events = []
     for product, line in monitored_streams(session, champ["id"], now - timedelta(days=cfg.lookback_days)):
-        findings, window = check_stream(session, reference, product, line, champ["id"], cfg)
+        findings, window = check_stream(session, reference, product, line, champ["id"], cfg, promises.get(product))
         for f in findings:
             events.append(
                 {

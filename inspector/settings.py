@@ -128,7 +128,7 @@ class DriftSettings(BaseModel):
     lookback_days: float = Field(7, gt=0)  # products / lines / reviews seen this recently are checked
     permutations: int = Field(2000, ge=50)  # permutations / simulations: the smallest p is 1 / (this + 1)
     mmd_p_warn: float = Field(0.01, gt=0, lt=1)  # p-values for warn / high: MMD, the defect-rate CUSUM,
-    # and the significance a PSI needs besides its size
+    # the false-reject promise on the line, and the significance a PSI needs besides its size
     mmd_p_high: float = Field(0.001, gt=0, lt=1)
     psi_warn: float = Field(0.1, gt=0)
     psi_high: float = Field(0.25, gt=0)

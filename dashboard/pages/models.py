@@ -13,6 +13,7 @@ from dashboard import data
 from inspector.corrections import correction_for
 from inspector.scheduler import scheduled_jobs
 from inspector.services import correct_label, promote, request_retrain, rollback
+from inspector.store.monitoring import drift_events
 from inspector.store.promise import PromiseBasis, Setter, promise_basis
 from inspector.store.queries import model_history
 from inspector.store.retraining import retrain_runs
@@ -57,9 +58,30 @@ if champion:
         st.caption("No held-out test numbers were stored with the champion.")
 
 
-def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
-    """Per product, the good calibration parts the reject threshold stands on, and what a review
-    that found them defective would change (relabel them and retrain to get it)."""
+SAID = {"ok": "holds", "warn": "above target, within chance", "high": "broken beyond chance"}
+
+
+def on_the_line(events: list[dict], model: str) -> dict[str, str]:
+    """product -> what the newest drift check of each of its lines found of the model's promise:
+    the floor the operators' reviews put under its false-reject rate."""
+    newest: dict[tuple[str, str], dict] = {}
+    for e in events:  # newest first
+        if (e["details"] or {}).get("model") == model:
+            newest.setdefault((e["product_id"], e["line"]), e)
+    said: dict[str, list[str]] = {}
+    for (product, line), e in sorted(newest.items()):
+        d = e["details"]
+        said.setdefault(product, []).append(
+            f"{line or 'no line'}: ≥ {_pct(e['value'])} ({d['false_rejects']} of {d['reviewed_rejects']} reviewed "
+            f"rejects good, {d['judged']:,} parts): {SAID.get(e['severity'], e['severity'])}"
+        )
+    return {p: "; ".join(v) for p, v in said.items()}
+
+
+def promise_table(bases: list[PromiseBasis], line: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per product, the good calibration parts the reject threshold stands on, what a review
+    that found them defective would change (relabel them and retrain to get it), and how the
+    promise fares on the line."""
     rows = []
     for b in bases:
         promise = f"{b.target_frr:.0%}" if b.guaranteed else "none: too few"
@@ -72,6 +94,7 @@ def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
                 "Set by (good-labelled part, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
                 "Reject above without them": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
                 "Val escape: now / without": f"{_pct(b.val_escape)} / {then}",
+                "False rejects on the line": (line or {}).get(b.product, "no reviewed reject yet"),
             }
         )
     return pd.DataFrame(rows)
@@ -109,7 +132,8 @@ if champion:
             "Look at them: a part that is in fact defective raises the threshold for every part, "
             "so relabel it (engineers: below) and retrain."
         )
-        st.dataframe(promise_table(bases), hide_index=True)
+        checks = data.query(drift_events, metric="false_reject_promise", limit=500)
+        st.dataframe(promise_table(bases, on_the_line(checks, champion["name"])), hide_index=True)
         for b in bases:
             with st.expander(f"{b.product}: the parts that set reject above {b.reject:.2f}"):
                 for i, s in enumerate(b.set_by):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inspector.store.inspections import Inspection
+from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.operations import DriftEvent
 from inspector.store.signals import InspectionSignal
@@ -63,6 +64,48 @@ def recent_judged(session: Session, product: str, line: str, model_version_id: i
         .limit(limit)
     )
     return [dict(r) for r in reversed(session.execute(stmt).mappings().all())]
+
+
+@dataclass(frozen=True)
+class RejectReviews:
+    """One model's verdicts on one stream in a period, and what its operators' latest reviews say."""
+
+    judged: int  # parts the model judged (accepted, sent to review, rejected)
+    rejected: int
+    reviewed_rejects: int  # rejects with a review
+    false_rejects: int  # ... whose latest review says the part is good
+    confirmed_defects: int  # judged parts whose latest review says defective
+
+
+def reject_reviews(session: Session, product: str, line: str, model_version_id: int, since: datetime) -> RejectReviews:
+    stream = (
+        Inspection.product_id == product,
+        Inspection.line == line,
+        Inspection.model_version_id == model_version_id,
+        Inspection.captured_at >= since,
+        Inspection.verdict != "error",
+    )
+    verdicts = dict(
+        session.execute(select(Inspection.verdict, func.count()).where(*stream).group_by(Inspection.verdict)).all()
+    )
+    latest = (
+        select(Review.inspection_id, func.max(Review.id).label("review_id")).group_by(Review.inspection_id).subquery()
+    )
+    reviewed = session.execute(
+        select(Inspection.verdict, Review.label, func.count())
+        .join(latest, latest.c.inspection_id == Inspection.id)
+        .join(Review, Review.id == latest.c.review_id)
+        .where(*stream)
+        .group_by(Inspection.verdict, Review.label)
+    ).all()
+    by = {(v, label): int(n) for v, label, n in reviewed}
+    return RejectReviews(
+        judged=sum(verdicts.values()),
+        rejected=verdicts.get("reject", 0),
+        reviewed_rejects=by.get(("reject", "ok"), 0) + by.get(("reject", "defect"), 0),
+        false_rejects=by.get(("reject", "ok"), 0),
+        confirmed_defects=sum(n for (_, label), n in by.items() if label == "defect"),
+    )
 
 
 def record_drift_events(session: Session, events: list[dict[str, Any]]) -> None:

@@ -296,6 +296,43 @@ def test_the_models_page_shows_the_good_parts_the_promise_stands_on(station):
     assert any("tile096_b.png" in c.value and "not on this machine" in c.value for c in at.caption)
 
 
+def test_the_models_page_says_how_the_promise_fares_on_each_line(station):
+    from inspector.store.monitoring import record_drift_events
+
+    def on_the_line(at: AppTest) -> str:
+        return next(d.value for d in at.dataframe if "False rejects on the line" in d.value.columns).iloc[0][
+            "False rejects on the line"
+        ]
+
+    assert on_the_line(page("models")) == "no reviewed reject yet"
+    now = station["now"]
+
+    def check(model, line, minutes_ago, severity, false_rejects):
+        at = now - timedelta(minutes=minutes_ago)
+        details = {"model": model, "false_rejects": false_rejects, "reviewed_rejects": 40, "judged": 2000}
+        return {"product_id": "tile", "line": line, "metric": "false_reject_promise", "value": false_rejects / 2000,
+                "threshold": 0.01, "severity": severity, "window_start": at, "window_end": at, "details": details,
+                "created_at": at}  # fmt: skip
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        record_drift_events(
+            s,
+            [
+                check("second@2026-11-10", "L1", 30, "ok", 10),  # an older check of the same line
+                check("second@2026-11-10", "L1", 5, "warn", 40),
+                check("first@2026-11-01", "L2", 1, "high", 300),  # the retired model's: not the champion's promise
+                check("second@2026-11-10", "L2", 10, "ok", 12),
+            ],
+        )
+        s.commit()
+    engine.dispose()
+    assert on_the_line(page("models", OPERATOR)) == (
+        "L1: ≥ 2.0 % (40 of 40 reviewed rejects good, 2,000 parts): above target, within chance; "
+        "L2: ≥ 0.6 % (12 of 40 reviewed rejects good, 2,000 parts): holds"
+    )
+
+
 def test_an_engineer_corrects_the_label_of_a_part_the_threshold_stands_on(station):
     from inspector.corrections import correction_for
     from inspector.dataset import load_dataset

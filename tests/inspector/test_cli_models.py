@@ -60,6 +60,23 @@ def test_drift_and_retrain_with_nothing_to_do(tmp_path, capsys):
     assert "no champion model to retrain" in capsys.readouterr().out
 
 
+def test_drift_check_names_a_line_whose_promise_broke(tmp_path, capsys):
+    from inspector.store.repo import add_review, ensure_product
+    from tests.store.test_promise_on_line import _champion, _line
+
+    engine, sessions = _db(tmp_path)
+    with sessions() as s:
+        ensure_product(s, "washer")
+        rejects = _line(s, "L1", _champion(s), 2000, 160)[:160]
+        for i in rejects[:150]:
+            add_review(s, i, "ann", "ok")
+        s.commit()
+    engine.dispose()
+    assert main(["drift", "check", "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "HIGH  washer/L1 false_reject_promise 0.075 (threshold 0.01, alarm above, by more than chance" in out
+
+
 def test_training_over_a_recorded_model_moves_it_aside(tmp_path):
     import json
 
