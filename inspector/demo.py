@@ -22,6 +22,8 @@ from inspector.errors import DataError
 MANUALS = Path(__file__).parent / "demo_manuals"
 PRODUCTS = {"mono": "solar-cell-mono", "poly": "solar-cell-poly"}
 LINE_PARTS = 40  # held-out cells per product the simulated line inspects (the drift window needs 30)
+# a miniature shift of 80 cells: a tenth of the accepted ones are spot-checked (a line's 0.5 % would pick none)
+LINE_SPOT_CHECKS = 0.1
 
 
 def _label(probability: float) -> str:
@@ -103,7 +105,8 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
         print(f"\n{basis}")
     print(f"\nmodel saved to {out}")
     print("\nsimulated line: held-out cells posted to the station at 8 per second")
-    service = build_service(settings, out, max_batch=8, max_wait_ms=20)
+    verdict = settings.verdict.model_copy(update={"spot_check_share": LINE_SPOT_CHECKS})
+    service = build_service(settings.model_copy(update={"verdict": verdict}), out, max_batch=8, max_wait_ms=20)
     test = load_dataset([data]).split("test")
     # enough parts per product for the drift check's window, in a stable mixed order
     parts = []
@@ -149,8 +152,8 @@ def run_demo(settings, per_class: int | None = None, progress: bool = True) -> i
 
 def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth: dict[Path, str]) -> None:
     """What a shift leaves for the dashboard, in miniature: the operator reviews every part the
-    line rejected or sent to review (the demo takes the cells' expert labels as the operator's
-    word), one drift check runs, and one retraining run decides on those reviews."""
+    line rejected or sent to review, and the spot checks (the demo takes the cells' expert labels
+    as the operator's word), one drift check runs, and one retraining run decides on those reviews."""
     from inspector.drift import run_drift_check
     from inspector.retrain import run_retrain
     from inspector.services import current, review
@@ -158,18 +161,26 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
 
     with sessions() as s:
         operator = current(s, "operator")
-        flagged = [(path, a["inspection_id"]) for path, a in answered if a["verdict"] in ("review", "reject")]
-        ids = dict(
-            s.execute(select(Inspection.uuid, Inspection.id).where(Inspection.uuid.in_([u for _, u in flagged]))).all()
-        )
-        for path, uuid in flagged:
+        stored = s.execute(
+            select(Inspection.uuid, Inspection.id, Inspection.spot_check).where(
+                Inspection.uuid.in_([a["inspection_id"] for _, a in answered])
+            )
+        ).all()
+        ids, spot = {u: i for u, i, _ in stored}, {u for u, _, checked in stored if checked}
+        flagged = [(p, a["inspection_id"]) for p, a in answered if a["verdict"] in ("review", "reject")]
+        checked = [(p, a["inspection_id"]) for p, a in answered if a["inspection_id"] in spot]
+        for path, uuid in flagged + checked:
             label = "ok" if truth[path] == "ok" else "defect"
             review(s, operator, ids[uuid], label, None if label == "ok" else truth[path], "demo: the expert label")
-        n = len(flagged)
+        n = len(flagged) + len(checked)
+        shipped = sum(truth[p] != "ok" for p, _ in checked)
         s.commit()
         events = run_drift_check(s, settings.drift)
     alarms = [e for e in events if e["severity"] != "ok"]
-    print(f"\noperator reviews: {n} parts the line rejected or sent to review")
+    print(
+        f"\noperator reviews: {len(flagged)} parts the line rejected or sent to review, and {len(checked)} spot checks "
+        f"(accepted parts picked at random; {shipped} found defective)"
+    )
     if not events:
         print(f"drift check: nothing to check yet: no stream has {settings.drift.min_window} inspections")
     else:

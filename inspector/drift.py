@@ -7,7 +7,8 @@ inspections are compared with:
 - the ``baseline`` inspections before the window (reject rate: Bernoulli CUSUM; defect-type
   mix: PSI; mean confidence; share of parts sent to review),
 plus the share of recent operator reviews that disagree with the verdict, and the false-reject
-promise itself, checked on the rejects the operators found good over the whole lookback.
+promise itself, checked on the rejects the operators found good over the whole lookback, and
+the escape rate, from the spot checks (accepted parts picked at random for review).
 
 Every metric of every check is written as a drift_event with its value, threshold and a
 severity (ok / warn / high), so the dashboard can draw each metric against its threshold.
@@ -28,12 +29,13 @@ from inspector.reference import Reference, load_reference
 from inspector.settings import DriftSettings
 from inspector.store.base import utcnow
 from inspector.store.monitoring import (
-    RejectReviews,
+    LineReviews,
     champion,
+    held_out_escape,
+    line_reviews,
     monitored_streams,
     recent_judged,
     record_drift_events,
-    reject_reviews,
 )
 from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import latest_reviews
@@ -165,7 +167,7 @@ def review_disagreement(reviews: list[dict], cfg: DriftSettings) -> Finding | No
     )
 
 
-def promise_on_line(rr: RejectReviews, promise: PromiseBasis, cfg: DriftSettings) -> Finding | None:
+def promise_on_line(rr: LineReviews, promise: PromiseBasis, cfg: DriftSettings) -> Finding | None:
     """The false-reject promise checked on the line's own parts: the rejects operators found good.
 
     Reviewed rejects are rarely a fair sample (operators open the doubtful ones), so only the
@@ -205,6 +207,40 @@ def promise_on_line(rr: RejectReviews, promise: PromiseBasis, cfg: DriftSettings
     return Finding("false_reject_promise", rr.false_rejects / good, promise.target_frr, severity, details)
 
 
+def escape_on_line(lr: LineReviews, test_escape: float, cfg: DriftSettings) -> Finding | None:
+    """The defects the station ships, measured on the line, against its held-out test escape.
+
+    Spot checks are accepted parts picked at random, so the share of them operators find
+    defective is the share of shipped parts that are defective. Set against the defects the
+    station caught (its rejects, less the share of reviewed rejects found good) it gives the
+    line's escape rate. Graded by how often chance finds that many defective spot checks if the
+    line's escape were the test split's: warn / high at p < ``mmd_p_warn`` / ``mmd_p_high``."""
+    if lr.reviewed_spot_checks == 0 or lr.judged < cfg.min_window:
+        return None
+    shipped_share = lr.shipped_defects / lr.reviewed_spot_checks
+    good_share = lr.false_rejects / lr.reviewed_rejects if lr.reviewed_rejects else 0.0
+    caught = lr.rejected * (1 - good_share)
+    shipped = lr.accepted * shipped_share
+    escape = shipped / (shipped + caught) if shipped + caught > 0 else 0.0
+    # the share of shipped parts that would be defective at the test split's escape rate
+    expected = min(1.0, test_escape / (1 - test_escape) * caught / max(1, lr.accepted)) if test_escape < 1 else 1.0
+    p = float(binom.sf(lr.shipped_defects - 1, lr.reviewed_spot_checks, expected)) if lr.shipped_defects else 1.0
+    severity = "high" if p < cfg.mmd_p_high else "warn" if p < cfg.mmd_p_warn else "ok"
+    details = {
+        "p": p,
+        "test_escape": test_escape,
+        "shipped_defective_share": shipped_share,
+        "spot_checks": lr.spot_checks,
+        "reviewed_spot_checks": lr.reviewed_spot_checks,
+        "shipped_defects": lr.shipped_defects,
+        "accepted": lr.accepted,
+        "rejected": lr.rejected,
+        "caught_defects": caught,
+        "alarm_when": "above, by more than chance allows at the test split's escape (p)",
+    }
+    return Finding("escape_on_line", escape, test_escape, severity, details)
+
+
 def check_stream(
     session: Session,
     reference: Reference | None,
@@ -213,6 +249,7 @@ def check_stream(
     model_id: int,
     cfg: DriftSettings,
     promise: PromiseBasis | None = None,
+    test_escape: float | None = None,
 ) -> tuple[list[Finding], list[dict]]:
     """-> findings (none while the window is short) and the window they are about."""
     rows = recent_judged(session, product, line, model_id, cfg.window + cfg.baseline)
@@ -239,10 +276,11 @@ def check_stream(
     disagreement = review_disagreement(reviews, cfg)
     if disagreement:
         findings.append(disagreement)
-    if promise is not None:
-        kept = promise_on_line(reject_reviews(session, product, line, model_id, since), promise, cfg)
-        if kept:
-            findings.append(kept)
+    if promise is not None or test_escape is not None:
+        reviewed = line_reviews(session, product, line, model_id, since)
+        kept = promise_on_line(reviewed, promise, cfg) if promise is not None else None
+        shipped = escape_on_line(reviewed, test_escape, cfg) if test_escape is not None else None
+        findings += [f for f in (kept, shipped) if f is not None]
     return findings, window
 
 
@@ -253,10 +291,13 @@ def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None =
         return []
     reference = load_reference(Path(champ["artifact_path"]))
     promises = {b.product: b for b in promise_basis(session, champ["id"])}
+    escapes = held_out_escape(session, champ["id"])
     now = now or utcnow()
     events = []
     for product, line in monitored_streams(session, champ["id"], now - timedelta(days=cfg.lookback_days)):
-        findings, window = check_stream(session, reference, product, line, champ["id"], cfg, promises.get(product))
+        findings, window = check_stream(
+            session, reference, product, line, champ["id"], cfg, promises.get(product), escapes.get(product)
+        )
         for f in findings:
             events.append(
                 {

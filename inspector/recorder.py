@@ -6,6 +6,7 @@ that could not be inspected (its bytes are kept when readable).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -101,11 +102,13 @@ class Recorder:
         actor: str = "inspector",
         promote: bool = False,
         model_id: int | None = None,
+        spot_check_share: float = 0.0,
     ) -> None:
         """``model_id``: the engine's model as the store knows it (the champion being loaded);
         without it the model is registered by name, ``promote`` makes it the champion (the
         first one always is)."""
         self.sessions, self.images, self.engine, self.actor = sessions, images, engine, actor
+        self.spot_check_share = spot_check_share
         self._manual_ids: dict[str, int] = {}
         self.model_id = model_id if model_id is not None else self._register_model(promote)
         with sessions() as s:
@@ -171,6 +174,7 @@ class Recorder:
                     class_scores=res.class_scores or None,
                     image_only=res.image_only,
                     latency_ms=res.latency_ms,
+                    spot_check=res.verdict == "accept" and spot_checked(uid, self.spot_check_share),
                 )
                 if res.signals is not None:
                     signals[uid] = signal_row(uid, res.signals, res.attention, res.anomaly_map)
@@ -208,10 +212,22 @@ def stored_outcome(sessions: sessionmaker[Session], uuid: str) -> dict | None:
         }
 
 
+def spot_checked(uuid: str, share: float) -> bool:
+    """Whether an accepted part goes to review as a spot check: a fixed share of parts by a hash of
+    the inspection's id, so the pick never looks at the part (a review of the doubtful ones only
+    would say nothing about what the station ships) and a replayed job is picked the same way."""
+    return int.from_bytes(hashlib.sha1(uuid.encode()).digest()[:4], "big") < share * 2**32
+
+
 def open_recorder(settings, engine: Engine) -> Recorder:
     """A Recorder on the configured database (migrated to head first) and image folder."""
     from inspector.store.migrate import upgrade
     from inspector.store.session import make_engine, session_factory
 
     upgrade(settings.database_url)
-    return Recorder(session_factory(make_engine(settings.database_url)), ImageStore(settings.images_dir), engine)
+    return Recorder(
+        session_factory(make_engine(settings.database_url)),
+        ImageStore(settings.images_dir),
+        engine,
+        spot_check_share=settings.verdict.spot_check_share,
+    )

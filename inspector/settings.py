@@ -57,6 +57,9 @@ class VerdictSettings(BaseModel):
     # each see a defect a little; "auto" takes the mean only where it lets fewer val defects through
     # in selection_confidence of the redraws (pcb's val: 98 %; docs/RESULTS.md)
     pooling: Literal["auto", "max", "mean"] = "auto"
+    # accepted parts the station puts in the review queue at random (by a hash of the inspection's
+    # id): their reviews are the one measurement of the defects it ships (docs/drift.md)
+    spot_check_share: float = Field(0.005, ge=0, le=1)
 
 
 class AnomalySettings(BaseModel):

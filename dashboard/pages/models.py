@@ -58,30 +58,43 @@ if champion:
         st.caption("No held-out test numbers were stored with the champion.")
 
 
-SAID = {"ok": "holds", "warn": "above target, within chance", "high": "broken beyond chance"}
+FALSE_REJECTS, ESCAPES = "False rejects on the line", "Defects passed on the line"
+SAID = {
+    "false_reject_promise": {"ok": "holds", "warn": "above target, within chance", "high": "broken beyond chance"},
+    "escape_on_line": {"ok": "as tested", "warn": "above the test split's", "high": "far above the test split's"},
+}
 
 
-def on_the_line(events: list[dict], model: str) -> dict[str, str]:
-    """product -> what the newest drift check of each of its lines found of the model's promise:
-    the floor the operators' reviews put under its false-reject rate."""
-    newest: dict[tuple[str, str], dict] = {}
+def _said(e: dict) -> str:
+    d = e["details"]
+    if e["metric"] == "false_reject_promise":
+        seen = f"{d['false_rejects']} of {d['reviewed_rejects']} reviewed rejects good, {d['judged']:,} parts"
+        value = f"≥ {_pct(e['value'])}"
+    else:
+        seen = f"{d['shipped_defects']} of {d['reviewed_spot_checks']} spot checks defective"
+        seen += f"; test {_pct(d['test_escape'])}"
+        value = f"≈ {_pct(e['value'])}"
+    return f"{e['line'] or 'no line'}: {value} ({seen}): {SAID[e['metric']].get(e['severity'], e['severity'])}"
+
+
+def on_the_line(events: list[dict], model: str) -> dict[str, dict[str, str]]:
+    """product -> column -> what the newest drift check of each of its lines found: the floor the
+    reviews of rejects put under the false-reject rate, and the escape rate the spot checks give."""
+    newest: dict[tuple[str, str, str], dict] = {}
     for e in events:  # newest first
-        if (e["details"] or {}).get("model") == model:
-            newest.setdefault((e["product_id"], e["line"]), e)
-    said: dict[str, list[str]] = {}
-    for (product, line), e in sorted(newest.items()):
-        d = e["details"]
-        said.setdefault(product, []).append(
-            f"{line or 'no line'}: ≥ {_pct(e['value'])} ({d['false_rejects']} of {d['reviewed_rejects']} reviewed "
-            f"rejects good, {d['judged']:,} parts): {SAID.get(e['severity'], e['severity'])}"
-        )
-    return {p: "; ".join(v) for p, v in said.items()}
+        if e["metric"] in SAID and (e["details"] or {}).get("model") == model:
+            newest.setdefault((e["product_id"], e["metric"], e["line"]), e)
+    said: dict[str, dict[str, list[str]]] = {}
+    for (product, metric, _), e in sorted(newest.items()):
+        column = FALSE_REJECTS if metric == "false_reject_promise" else ESCAPES
+        said.setdefault(product, {}).setdefault(column, []).append(_said(e))
+    return {p: {c: "; ".join(v) for c, v in cols.items()} for p, cols in said.items()}
 
 
-def promise_table(bases: list[PromiseBasis], line: dict[str, str] | None = None) -> pd.DataFrame:
+def promise_table(bases: list[PromiseBasis], line: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """Per product, the good calibration parts the reject threshold stands on, what a review
     that found them defective would change (relabel them and retrain to get it), and how the
-    promise fares on the line."""
+    promise and the escape rate fare on the line."""
     rows = []
     for b in bases:
         promise = f"{b.target_frr:.0%}" if b.guaranteed else "none: too few"
@@ -94,7 +107,8 @@ def promise_table(bases: list[PromiseBasis], line: dict[str, str] | None = None)
                 "Set by (good-labelled part, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
                 "Reject above without them": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
                 "Val escape: now / without": f"{_pct(b.val_escape)} / {then}",
-                "False rejects on the line": (line or {}).get(b.product, "no reviewed reject yet"),
+                FALSE_REJECTS: (line or {}).get(b.product, {}).get(FALSE_REJECTS, "no reviewed reject yet"),
+                ESCAPES: (line or {}).get(b.product, {}).get(ESCAPES, "no reviewed spot check yet"),
             }
         )
     return pd.DataFrame(rows)
@@ -132,7 +146,7 @@ if champion:
             "Look at them: a part that is in fact defective raises the threshold for every part, "
             "so relabel it (engineers: below) and retrain."
         )
-        checks = data.query(drift_events, metric="false_reject_promise", limit=500)
+        checks = data.query(drift_events, metric=list(SAID), limit=1000)
         st.dataframe(promise_table(bases, on_the_line(checks, champion["name"])), hide_index=True)
         for b in bases:
             with st.expander(f"{b.product}: the parts that set reject above {b.reject:.2f}"):

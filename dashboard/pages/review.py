@@ -1,5 +1,6 @@
-"""Review queue: parts the line sent to review first, then rejected ones, oldest first. One part at a time, big
-buttons; every review is stored with the reviewer's name and can be undone."""
+"""Review queue: parts the line sent to review first, then spot checks (accepted parts picked at random: the
+one measurement of the defects the station ships), then rejected ones. One part at a time, big buttons; every
+review is stored with the reviewer's name and can be undone."""
 
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ if last:
             st.rerun()
 
 if not queue:
-    st.success("Nothing to review: every part sent to review or rejected has been reviewed.")
+    st.success("Nothing to review: every part sent to review, spot-checked or rejected has been reviewed.")
     st.stop()
 
 item = data.query(inspection_detail, queue[0]["id"])
-st.caption(f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · sent to review first, then rejected, oldest first")
+st.caption(
+    f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · sent to review first, then spot checks (newest first), "
+    "then rejected"
+)
 left, right = st.columns([3, 2])
 with left:
     raw = data.image_bytes(item)
@@ -42,8 +46,9 @@ with left:
         if item["anomaly_map"]:
             st.caption("red: where the part differs from good parts; full red: beyond good parts at the promised FRR")
 with right:
+    kind = "SPOT CHECK of an accepted part" if item["spot_check"] else item["verdict"].upper()
     st.markdown(
-        f"### #{item['id']} · {item['verdict'].upper()} {item['defect_type'] or ''}\n"
+        f"### #{item['id']} · {kind} {item['defect_type'] or ''}\n"
         f"{item['product_id']} · line {item['line'] or '–'} · {item['captured_at']:%Y-%m-%d %H:%M:%S} · "
         f"confidence {item['confidence'] if item['confidence'] is not None else '–'}"
     )

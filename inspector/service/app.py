@@ -86,7 +86,14 @@ def build_service(
     engine = load(model_dir or settings.default_model)
     worker = InspectionWorker(
         engine,
-        Recorder(sessions, images, engine, promote=promote, model_id=champ_id),
+        Recorder(
+            sessions,
+            images,
+            engine,
+            promote=promote,
+            model_id=champ_id,
+            spot_check_share=settings.verdict.spot_check_share,
+        ),
         Spool(settings.home / "spool"),
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,

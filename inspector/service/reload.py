@@ -82,7 +82,8 @@ class ChampionWatcher:
         try:
             engine: Engine = self.load_engine(path)
             self.sync_manuals(engine)
-            recorder = Recorder(self.sessions, self.images, engine, model_id=champ["id"])
+            share = self.worker.recorder.spot_check_share
+            recorder = Recorder(self.sessions, self.images, engine, model_id=champ["id"], spot_check_share=share)
         except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop the line: keep the old model
             self.failed[str(path)] = f"{type(exc).__name__}: {exc}"
             log.error("champion %s could not be loaded (%s); still serving %s", path, exc, current)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, false
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from inspector.store.base import Base, BigId, Json, UTCDateTime, utcnow
@@ -22,6 +22,12 @@ class Inspection(Base):
         Index("ix_inspections_product_captured", "product_id", "captured_at"),
         Index("ix_inspections_line_captured", "line", "captured_at"),
         Index("ix_inspections_verdict_captured", "verdict", "captured_at"),
+        Index(
+            "ix_inspections_spot_check_captured",
+            "captured_at",
+            postgresql_where=text("spot_check"),
+            sqlite_where=text("spot_check"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -54,6 +60,8 @@ class Inspection(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # the PLC handshake's window passed first: the line rejected the part fail-safe
     late: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # an accepted part picked at random for an operator to look at: what the station ships, measured
+    spot_check: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Review(Base):

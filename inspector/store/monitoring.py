@@ -67,17 +67,21 @@ def recent_judged(session: Session, product: str, line: str, model_version_id: i
 
 
 @dataclass(frozen=True)
-class RejectReviews:
+class LineReviews:
     """One model's verdicts on one stream in a period, and what its operators' latest reviews say."""
 
     judged: int  # parts the model judged (accepted, sent to review, rejected)
+    accepted: int
     rejected: int
     reviewed_rejects: int  # rejects with a review
     false_rejects: int  # ... whose latest review says the part is good
     confirmed_defects: int  # judged parts whose latest review says defective
+    spot_checks: int = 0  # accepted parts picked at random for review
+    reviewed_spot_checks: int = 0
+    shipped_defects: int = 0  # reviewed spot checks found defective
 
 
-def reject_reviews(session: Session, product: str, line: str, model_version_id: int, since: datetime) -> RejectReviews:
+def line_reviews(session: Session, product: str, line: str, model_version_id: int, since: datetime) -> LineReviews:
     stream = (
         Inspection.product_id == product,
         Inspection.line == line,
@@ -85,27 +89,53 @@ def reject_reviews(session: Session, product: str, line: str, model_version_id: 
         Inspection.captured_at >= since,
         Inspection.verdict != "error",
     )
-    verdicts = dict(
-        session.execute(select(Inspection.verdict, func.count()).where(*stream).group_by(Inspection.verdict)).all()
-    )
+    counts = session.execute(
+        select(Inspection.verdict, Inspection.spot_check, func.count())
+        .where(*stream)
+        .group_by(Inspection.verdict, Inspection.spot_check)
+    ).all()
+    verdicts: dict[str, int] = {}
+    for v, _, n in counts:
+        verdicts[v] = verdicts.get(v, 0) + int(n)
     latest = (
         select(Review.inspection_id, func.max(Review.id).label("review_id")).group_by(Review.inspection_id).subquery()
     )
     reviewed = session.execute(
-        select(Inspection.verdict, Review.label, func.count())
+        select(Inspection.verdict, Inspection.spot_check, Review.label, func.count())
         .join(latest, latest.c.inspection_id == Inspection.id)
         .join(Review, Review.id == latest.c.review_id)
         .where(*stream)
-        .group_by(Inspection.verdict, Review.label)
+        .group_by(Inspection.verdict, Inspection.spot_check, Review.label)
     ).all()
-    by = {(v, label): int(n) for v, label, n in reviewed}
-    return RejectReviews(
+    by: dict[tuple[str, bool, str], int] = {(v, bool(spot), label): int(n) for v, spot, label, n in reviewed}
+
+    def reviews(verdict: str, spot: bool | None = None, label: str | None = None) -> int:
+        return sum(
+            n
+            for (v, sp, lb), n in by.items()
+            if v == verdict and (spot is None or sp == spot) and (label is None or lb == label)
+        )
+
+    return LineReviews(
         judged=sum(verdicts.values()),
+        accepted=verdicts.get("accept", 0),
         rejected=verdicts.get("reject", 0),
-        reviewed_rejects=by.get(("reject", "ok"), 0) + by.get(("reject", "defect"), 0),
-        false_rejects=by.get(("reject", "ok"), 0),
-        confirmed_defects=sum(n for (_, label), n in by.items() if label == "defect"),
+        reviewed_rejects=reviews("reject"),
+        false_rejects=reviews("reject", label="ok"),
+        confirmed_defects=sum(n for (_, _, label), n in by.items() if label == "defect"),
+        spot_checks=sum(int(n) for v, spot, n in counts if spot),
+        reviewed_spot_checks=reviews("accept", True),
+        shipped_defects=reviews("accept", True, "defect"),
     )
+
+
+def held_out_escape(session: Session, model_version_id: int) -> dict[str, float]:
+    """product -> the escape rate the model was measured at on its held-out test split."""
+    mv = session.get(ModelVersion, model_version_id)
+    test = ((mv.metrics if mv is not None else None) or {}).get("test") or {}
+    return {
+        p: float(m["escape_rate"]) for p, m in test.items() if isinstance(m, dict) and m.get("escape_rate") is not None
+    }
 
 
 def record_drift_events(session: Session, events: list[dict[str, Any]]) -> None:
@@ -117,7 +147,7 @@ def drift_events(
     session: Session,
     product: str | None = None,
     line: str | None = None,
-    metric: str | None = None,
+    metric: str | list[str] | None = None,
     since: datetime | None = None,
     min_severity: str | None = None,
     limit: int = 1000,
@@ -130,7 +160,7 @@ def drift_events(
     if line is not None:
         stmt = stmt.where(c.line == line)
     if metric:
-        stmt = stmt.where(c.metric == metric)
+        stmt = stmt.where(c.metric.in_([metric] if isinstance(metric, str) else metric))
     if since:
         stmt = stmt.where(c.created_at >= since)
     if min_severity:

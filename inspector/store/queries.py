@@ -187,20 +187,27 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
 
 
 def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
-    """Unreviewed parts sent to review first, then rejected ones, oldest first.
+    """Unreviewed parts sent to review first (oldest first), then spot checks (newest first), then
+    rejected ones (oldest first).
 
-    One query per verdict, each walking ``ix_inspections_captured_at`` in order and
-    stopping at ``limit``: a single query ordered by a CASE expression would sort every
-    review and reject row of the table first.
+    Spot checks come before rejects: a line rejects more parts than operators can look at, and
+    the spot checks, a few accepted parts picked at random, are the one measurement of the
+    defects the station ships; newest first, while the part can still be found. One query per
+    kind, each walking an index on ``captured_at`` in order and stopping at ``limit``: a single
+    query ordered by a CASE expression would sort every such row of the table first.
     """
     c, out = Inspection, []
-    for verdict in ("review", "reject"):
+    unreviewed = ~exists().where(Review.inspection_id == c.id)
+    kinds = (
+        ((c.verdict == "review",), c.captured_at),
+        ((c.spot_check.is_(True),), c.captured_at.desc()),
+        ((c.verdict == "reject",), c.captured_at),
+    )
+    for where, order in kinds:
         if len(out) >= limit:
             break
-        where = [c.verdict == verdict, ~exists().where(Review.inspection_id == c.id)]
-        if product:
-            where.append(c.product_id == product)
-        stmt = select(c).where(*where).order_by(c.captured_at, c.id).limit(limit - len(out))
+        where = (*where, unreviewed, *((c.product_id == product,) if product else ()))
+        stmt = select(c).where(*where).order_by(order, c.id).limit(limit - len(out))
         out += [_row(r) for r in session.scalars(stmt)]
     return out
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,13 @@ class InspectionRecord(BaseModel):
     manual_version_id: int | None = None
     latency_ms: float | None = Field(None, ge=0)
     error: str | None = Field(None, max_length=20_000)
+    spot_check: bool = False  # an accepted part picked at random for review
+
+    @model_validator(mode="after")
+    def _spot_checks_are_accepted_parts(self) -> InspectionRecord:
+        if self.spot_check and self.verdict != "accept":
+            raise ValueError(f"a spot check is an accepted part, not a '{self.verdict}' one")
+        return self
 
     @field_validator("line", "station", "camera", "product_id", "part_serial", "defect_type", "error", "image_uri")
     @classmethod

@@ -128,6 +128,28 @@ def test_review_writes_the_reviewer_and_undo_takes_it_back(station):
     engine.dispose()
 
 
+def test_a_spot_check_comes_after_the_parts_sent_to_review_and_says_what_it_is(station):
+    from sqlalchemy import update
+
+    from inspector.store import Inspection
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        newest_accepted = s.scalars(
+            select(Inspection).where(Inspection.verdict == "accept").order_by(Inspection.captured_at.desc())
+        ).first()
+        newest_accepted.spot_check = True
+        s.execute(update(Inspection).where(Inspection.verdict == "review").values(verdict="reject"))
+        s.commit()
+        spot = newest_accepted.id
+    at = page("review", OPERATOR)
+    assert any(f"#{spot} · SPOT CHECK of an accepted part" in m.value for m in at.markdown)
+    at.button(key="review_ok").click().run()
+    with sessions() as s:
+        assert [r.inspection_id for r in s.scalars(select(Review))] == [spot]
+    engine.dispose()
+
+
 def test_an_operator_cannot_promote_or_edit(station):
     at = page("models", OPERATOR)
     assert any("Only engineers" in i.value for i in at.info)
@@ -296,15 +318,14 @@ def test_the_models_page_shows_the_good_parts_the_promise_stands_on(station):
     assert any("tile096_b.png" in c.value and "not on this machine" in c.value for c in at.caption)
 
 
-def test_the_models_page_says_how_the_promise_fares_on_each_line(station):
+def test_the_models_page_says_how_the_promise_and_the_escape_rate_fare_on_each_line(station):
     from inspector.store.monitoring import record_drift_events
 
-    def on_the_line(at: AppTest) -> str:
-        return next(d.value for d in at.dataframe if "False rejects on the line" in d.value.columns).iloc[0][
-            "False rejects on the line"
-        ]
+    def on_the_line(at: AppTest, column: str = "False rejects on the line") -> str:
+        return next(d.value for d in at.dataframe if column in d.value.columns).iloc[0][column]
 
     assert on_the_line(page("models")) == "no reviewed reject yet"
+    assert on_the_line(page("models"), "Defects passed on the line") == "no reviewed spot check yet"
     now = station["now"]
 
     def check(model, line, minutes_ago, severity, false_rejects):
@@ -323,13 +344,19 @@ def test_the_models_page_says_how_the_promise_fares_on_each_line(station):
                 check("second@2026-11-10", "L1", 5, "warn", 40),
                 check("first@2026-11-01", "L2", 1, "high", 300),  # the retired model's: not the champion's promise
                 check("second@2026-11-10", "L2", 10, "ok", 12),
+                {**check("second@2026-11-10", "L1", 5, "high", 0), "metric": "escape_on_line", "value": 0.4,
+                 "details": {"model": "second@2026-11-10", "shipped_defects": 6, "reviewed_spot_checks": 30,
+                             "test_escape": 0.05}},
             ],
-        )
+        )  # fmt: skip
         s.commit()
     engine.dispose()
     assert on_the_line(page("models", OPERATOR)) == (
         "L1: ≥ 2.0 % (40 of 40 reviewed rejects good, 2,000 parts): above target, within chance; "
         "L2: ≥ 0.6 % (12 of 40 reviewed rejects good, 2,000 parts): holds"
+    )
+    assert on_the_line(page("models"), "Defects passed on the line") == (
+        "L1: ≈ 40.0 % (6 of 30 spot checks defective; test 5.0 %): far above the test split's"
     )
 
 

@@ -69,3 +69,37 @@ def test_inspect_record_stores_every_image_and_verdict(trained_model, synthetic_
             assert max(np.asarray(Image.open(io.BytesIO(s.get(InspectionSignal, r.uuid).anomaly_map))).max()
                        for r in defects) > 128  # fmt: skip
     engine.dispose()
+
+
+def test_spot_checks_are_a_fixed_random_share_of_accepted_parts(trained_model, tmp_path):
+    import uuid
+
+    from inspector.engine import Engine
+    from inspector.recorder import Capture, Recorder, spot_checked
+    from inspector.store.base import utcnow
+    from inspector.store.migrate import upgrade
+    from tests.helpers.synthetic import make_image
+
+    ids = [str(uuid.UUID(int=i)) for i in range(20_000)]
+    picked = sum(spot_checked(i, 0.05) for i in ids)
+    assert 900 < picked < 1100  # 5 % of 20,000, and the same ids every time
+    assert picked == sum(spot_checked(i, 0.05) for i in ids) and not any(spot_checked(i, 0.0) for i in ids)
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    db = make_engine(url)
+    engine = Engine(trained_model, "cpu")
+    rng = np.random.default_rng(3)
+    images = [np.repeat(make_image(kind, rng)[..., None], 3, axis=2) for kind in ("ok", "scratch") * 8]
+    verdicts = engine.inspect_arrays("washer", images)
+    captures = [Capture(f"p{i}", b"", utcnow()) for i in range(len(images))]
+    for share, tag in ((1.0, "all"), (0.0, "none")):
+        recorder = Recorder(session_factory(db), ImageStore(tmp_path / "images"), engine, spot_check_share=share)
+        recorder.record("washer", captures, verdicts, [f"{tag}-{i}" for i in range(len(images))])
+    with session_factory(db)() as s:
+        rows = {r.uuid: r for r in s.scalars(select(Inspection))}
+    db.dispose()
+    assert {v.verdict for v in verdicts} >= {"accept", "reject"}
+    for i, v in enumerate(verdicts):
+        assert rows[f"all-{i}"].spot_check == (v.verdict == "accept")  # a spot check is an accepted part
+        assert not rows[f"none-{i}"].spot_check

@@ -1,5 +1,5 @@
 """The demo's after-the-line steps on a real station and store: the operator's reviews of every
-rejected or review part, one drift check, one stored retraining decision (what fills the
+rejected or review part and of the spot checks, one drift check, one stored retraining decision (what fills the
 dashboard's Review, Drift and Retraining pages after `inspector demo`)."""
 
 from __future__ import annotations
@@ -13,6 +13,12 @@ from inspector.service.replay import replay, running
 from inspector.store import Inspection, Review
 from inspector.store.retraining import retrain_runs
 from inspector.store.session import session_factory
+
+
+@pytest.fixture
+def service_settings(service_settings):
+    service_settings.verdict.spot_check_share = 0.5  # the demo's miniature shift spot-checks many parts
+    return service_settings
 
 
 @pytest.mark.slow
@@ -34,6 +40,12 @@ def test_after_the_line_reviews_checks_drift_and_decides_a_retrain(service, serv
     flagged = {a["inspection_id"]: truth[p] for p, a in answered if a["verdict"] in ("review", "reject")}
     assert flagged, "the synthetic line must reject something for the operator to review"
     with sessions() as s:
+        spot = set(s.scalars(select(Inspection.uuid).where(Inspection.spot_check)))
+    checked = {a["inspection_id"]: truth[p] for p, a in answered if a["inspection_id"] in spot}
+    assert checked and all(a["verdict"] == "accept" for _, a in answered if a["inspection_id"] in spot)
+    flagged_only = len(flagged)
+    flagged |= checked
+    with sessions() as s:
         rows = s.execute(select(Inspection.uuid, Review).join(Review, Review.inspection_id == Inspection.id)).all()
         reviewed = {u: r.defect_type for u, r in rows}
         labels = {u: r.label for u, r in rows}
@@ -41,7 +53,7 @@ def test_after_the_line_reviews_checks_drift_and_decides_a_retrain(service, serv
     assert len(rows) == len(flagged) and set(reviewed) == set(flagged)  # every flagged part, once
     assert all(labels[u] == ("ok" if t == "ok" else "defect") for u, t in flagged.items())
     assert all(reviewed[u] == (None if t == "ok" else t) for u, t in flagged.items())
-    assert f"operator reviews: {len(flagged)} parts" in out
+    assert f"operator reviews: {flagged_only} parts the line rejected or sent to review, and {len(checked)} spot" in out
     assert "drift check:" in out
     assert len(runs) == 1 and runs[0]["trigger"] == f"demo: {len(flagged)} operator reviews"
     assert runs[0]["status"] in ("finished", "failed") and runs[0]["reason"]

@@ -1,6 +1,7 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from inspector.store import Inspection
@@ -12,7 +13,7 @@ from inspector.store.queries import (
     rates,
     review_queue,
 )
-from inspector.store.repo import add_review, ensure_product, record_inspections
+from inspector.store.repo import InvalidRecordError, add_review, ensure_product, record_inspections
 from tests.helpers.factories import START, inspection_rows
 
 N = 400
@@ -64,21 +65,43 @@ def test_pareto_counts_defects_by_type(Session):
     assert [n for _, n in pareto] == sorted(want.values(), reverse=True)
 
 
-def test_review_queue_review_first_then_rejects_oldest_first_unreviewed_only(Session):
-    rows = seeded(Session)
+def test_review_queue_review_first_then_spot_checks_newest_first_then_rejects_unreviewed_only(Session):
+    rows = inspection_rows(N)
+    accepted = [r for r in rows if r["verdict"] == "accept"]
+    for r in accepted[::40]:
+        r["spot_check"] = True
     with Session() as s:
+        ensure_product(s, "tile")
+        ensure_product(s, "pcb")
+        record_inspections(s, rows)
         oldest_review = s.scalars(
             select(Inspection).where(Inspection.verdict == "review").order_by(Inspection.captured_at)
         ).first()
         add_review(s, oldest_review.id, "anna", "ok")
+        newest_spot = s.scalars(select(Inspection).where(Inspection.uuid == accepted[::40][-1]["uuid"])).one()
+        add_review(s, newest_spot.id, "anna", "defect", "crack")
         s.commit()
         queue = review_queue(s, limit=1000)
     verdicts = [q["verdict"] for q in queue]
     n_review = sum(r["verdict"] == "review" for r in rows) - 1
-    assert verdicts == ["review"] * n_review + ["reject"] * (len(queue) - n_review)
+    spots = [r["uuid"] for r in reversed(accepted[::40][:-1])]
+    assert verdicts == ["review"] * n_review + ["accept"] * len(spots) + ["reject"] * (
+        len(queue) - n_review - len(spots)
+    )
+    assert [q["uuid"] for q in queue[n_review : n_review + len(spots)]] == spots and all(
+        q["spot_check"] for q in queue[n_review : n_review + len(spots)]
+    )
     assert oldest_review.uuid not in {q["uuid"] for q in queue}
     times = [q["captured_at"] for q in queue[:n_review]]
     assert times == sorted(times)
+
+
+def test_only_an_accepted_part_can_be_a_spot_check(Session):
+    row = {**inspection_rows(1)[0], "verdict": "reject", "defect_type": "crack", "spot_check": True}
+    with Session() as s:
+        ensure_product(s, "pcb")
+        with pytest.raises(InvalidRecordError, match="a spot check is an accepted part, not a 'reject' one"):
+            record_inspections(s, [row])
 
 
 def test_model_history_empty(Session):
