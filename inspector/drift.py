@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import beta, binom
 from sqlalchemy.orm import Session
 
 from inspector.reference import Reference, load_reference
 from inspector.settings import DriftSettings
 from inspector.store.base import utcnow
 from inspector.store.monitoring import (
+    HeldOutEscape,
     LineReviews,
     champion,
     held_out_escape,
@@ -207,14 +208,15 @@ def promise_on_line(rr: LineReviews, promise: PromiseBasis, cfg: DriftSettings) 
     return Finding("false_reject_promise", rr.false_rejects / good, promise.target_frr, severity, details)
 
 
-def escape_on_line(lr: LineReviews, test_escape: float, cfg: DriftSettings) -> Finding | None:
+def escape_on_line(lr: LineReviews, test: HeldOutEscape, cfg: DriftSettings) -> Finding | None:
     """The defects the station ships, measured on the line, against its held-out test escape.
 
     Spot checks are accepted parts picked at random, so the share of them operators find
     defective is the share of shipped parts that are defective. Set against the defects the
     station caught (its rejects, less the share of reviewed rejects found good) it gives the
-    line's escape rate. Graded by how often chance finds that many defective spot checks if the
-    line's escape were the test split's: warn / high at p < ``mmd_p_warn`` / ``mmd_p_high``."""
+    line's escape rate. It alarms when the spot checks hold more defects than chance allows even
+    at the top of the test escape's 95 % interval (a test split of a few dozen defective parts
+    says little more): warn / high at p < ``mmd_p_warn`` / ``mmd_p_high``."""
     if lr.reviewed_spot_checks == 0 or lr.judged < cfg.min_window:
         return None
     shipped_share = lr.shipped_defects / lr.reviewed_spot_checks
@@ -222,13 +224,16 @@ def escape_on_line(lr: LineReviews, test_escape: float, cfg: DriftSettings) -> F
     caught = lr.rejected * (1 - good_share)
     shipped = lr.accepted * shipped_share
     escape = shipped / (shipped + caught) if shipped + caught > 0 else 0.0
-    # the share of shipped parts that would be defective at the test split's escape rate
-    expected = min(1.0, test_escape / (1 - test_escape) * caught / max(1, lr.accepted)) if test_escape < 1 else 1.0
+    top = escape_upper(test)
+    # the share of shipped parts that would be defective at that escape rate
+    expected = min(1.0, top / (1 - top) * caught / max(1, lr.accepted)) if top < 1 else 1.0
     p = float(binom.sf(lr.shipped_defects - 1, lr.reviewed_spot_checks, expected)) if lr.shipped_defects else 1.0
     severity = "high" if p < cfg.mmd_p_high else "warn" if p < cfg.mmd_p_warn else "ok"
     details = {
         "p": p,
-        "test_escape": test_escape,
+        "test_escape": test.rate,
+        "test_escape_top": top,
+        "test_defect_parts": test.parts,
         "shipped_defective_share": shipped_share,
         "spot_checks": lr.spot_checks,
         "reviewed_spot_checks": lr.reviewed_spot_checks,
@@ -236,9 +241,18 @@ def escape_on_line(lr: LineReviews, test_escape: float, cfg: DriftSettings) -> F
         "accepted": lr.accepted,
         "rejected": lr.rejected,
         "caught_defects": caught,
-        "alarm_when": "above, by more than chance allows at the test split's escape (p)",
+        "alarm_when": "above, by more than chance allows at the top of the test escape's interval (p)",
     }
-    return Finding("escape_on_line", escape, test_escape, severity, details)
+    return Finding("escape_on_line", escape, test.rate, severity, details)
+
+
+def escape_upper(test: HeldOutEscape, level: float = 0.95) -> float:
+    """The upper end of the test escape's two-sided ``level`` interval (Clopper-Pearson over its
+    defective parts): 0 of 20 passed still allows 17 %. Without a part count, the rate itself."""
+    if test.parts <= 0:
+        return test.rate
+    k = round(test.rate * test.parts)
+    return 1.0 if k >= test.parts else float(beta.ppf(1 - (1 - level) / 2, k + 1, test.parts - k))
 
 
 def check_stream(
@@ -249,7 +263,7 @@ def check_stream(
     model_id: int,
     cfg: DriftSettings,
     promise: PromiseBasis | None = None,
-    test_escape: float | None = None,
+    test_escape: HeldOutEscape | None = None,
 ) -> tuple[list[Finding], list[dict]]:
     """-> findings (none while the window is short) and the window they are about."""
     rows = recent_judged(session, product, line, model_id, cfg.window + cfg.baseline)

@@ -129,12 +129,20 @@ def line_reviews(session: Session, product: str, line: str, model_version_id: in
     )
 
 
-def held_out_escape(session: Session, model_version_id: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class HeldOutEscape:
+    rate: float  # defects passed on the model's held-out test split
+    parts: int  # the defective parts it was measured on (0: not recorded)
+
+
+def held_out_escape(session: Session, model_version_id: int) -> dict[str, HeldOutEscape]:
     """product -> the escape rate the model was measured at on its held-out test split."""
     mv = session.get(ModelVersion, model_version_id)
     test = ((mv.metrics if mv is not None else None) or {}).get("test") or {}
     return {
-        p: float(m["escape_rate"]) for p, m in test.items() if isinstance(m, dict) and m.get("escape_rate") is not None
+        p: HeldOutEscape(float(m["escape_rate"]), int(m.get("defect_parts") or 0))
+        for p, m in test.items()
+        if isinstance(m, dict) and m.get("escape_rate") is not None
     }
 
 

@@ -13,7 +13,7 @@ from inspector.drift import escape_on_line, promise_on_line, run_drift_check
 from inspector.settings import DriftSettings
 from inspector.store.base import utcnow
 from inspector.store.inspections import Inspection
-from inspector.store.monitoring import LineReviews, line_reviews
+from inspector.store.monitoring import HeldOutEscape, LineReviews, line_reviews
 from inspector.store.promise import PromiseBasis
 from inspector.store.repo import add_review, ensure_product, promote_model, record_inspections, register_model
 from models.card import ThresholdBasis, ThresholdSetter, parse_card
@@ -50,13 +50,21 @@ def test_spot_checks_measure_the_escape_rate_against_the_test_split():
         # 9,500 accepted, 500 rejected of which a tenth of those reviewed were good: 450 defects caught
         return LineReviews(10_000, 9_500, 500, 100, 10, 90, 60, reviewed, shipped)
 
-    leaky = escape_on_line(line(50, 10), 0.2, CFG)
+    tested = HeldOutEscape(0.2, 0)  # no part count recorded: the rate itself is the bar
+    leaky = escape_on_line(line(50, 10), tested, CFG)
     assert leaky.metric == "escape_on_line" and leaky.threshold == 0.2 and leaky.severity == "high"
     assert abs(leaky.value - 1900 / (1900 + 450)) < 1e-9  # a fifth of 9,500 shipped parts are defective
-    assert escape_on_line(line(50, 0), 0.2, CFG).severity == "ok" and escape_on_line(line(50, 0), 0.2, CFG).value == 0
+    assert (
+        escape_on_line(line(50, 0), tested, CFG).severity == "ok"
+        and escape_on_line(line(50, 0), tested, CFG).value == 0
+    )
     # one defective of 50 spot checks: about what a 20 % escape ships (450 * 0.25 / 9,500 = 1.2 % of parts)
-    assert escape_on_line(line(50, 1), 0.2, CFG).severity == "ok"
-    assert escape_on_line(line(0, 0), 0.2, CFG) is None  # no spot check looked at yet
+    assert escape_on_line(line(50, 1), tested, CFG).severity == "ok"
+    assert escape_on_line(line(0, 0), tested, CFG) is None  # no spot check looked at yet
+    # 0 of 20 test defects passed says little: one defective spot check is no alarm, ten are
+    none_passed = HeldOutEscape(0.0, 20)
+    assert escape_on_line(line(50, 1), none_passed, CFG).severity == "ok"
+    assert escape_on_line(line(50, 10), none_passed, CFG).details["test_escape_top"] > 0.16
 
 
 def _champion(s) -> int:
