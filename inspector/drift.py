@@ -213,15 +213,17 @@ def escape_on_line(lr: LineReviews, test: HeldOutEscape, cfg: DriftSettings) -> 
 
     Spot checks are accepted parts picked at random, so the share of them operators find
     defective is the share of shipped parts that are defective. Set against the defects the
-    station caught (its rejects, less the share of reviewed rejects found good) it gives the
-    line's escape rate. It alarms when the spot checks hold more defects than chance allows even
-    at the top of the test escape's 95 % interval (a test split of a few dozen defective parts
-    says little more): warn / high at p < ``mmd_p_warn`` / ``mmd_p_high``."""
+    station stopped (its rejects, less the share of reviewed rejects found good, and the parts
+    it sent to review that were found defective) it gives the share of defects the line ships,
+    beside the share the test split's defects were accepted at. It alarms when the spot checks
+    hold more defects than chance allows even at the top of that share's 95 % interval (a test
+    split of a few dozen defective parts says little more): warn / high at p < ``mmd_p_warn`` /
+    ``mmd_p_high``."""
     if lr.reviewed_spot_checks == 0 or lr.judged < cfg.min_window:
         return None
     shipped_share = lr.shipped_defects / lr.reviewed_spot_checks
     good_share = lr.false_rejects / lr.reviewed_rejects if lr.reviewed_rejects else 0.0
-    caught = lr.rejected * (1 - good_share)
+    caught = lr.rejected * (1 - good_share) + lr.held_defects
     shipped = lr.accepted * shipped_share
     escape = shipped / (shipped + caught) if shipped + caught > 0 else 0.0
     top = escape_upper(test)

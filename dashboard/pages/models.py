@@ -72,7 +72,7 @@ def _said(e: dict) -> str:
         value = f"≥ {_pct(e['value'])}"
     else:
         seen = f"{d['shipped_defects']} of {d['reviewed_spot_checks']} spot checks defective"
-        seen += f"; test {_pct(d['test_escape'])}"
+        seen += f"; test split: {_pct(d['test_escape'])} accepted"
         value = f"≈ {_pct(e['value'])}"
     return f"{e['line'] or 'no line'}: {value} ({seen}): {SAID[e['metric']].get(e['severity'], e['severity'])}"
 

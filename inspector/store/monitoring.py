@@ -79,6 +79,7 @@ class LineReviews:
     spot_checks: int = 0  # accepted parts picked at random for review
     reviewed_spot_checks: int = 0
     shipped_defects: int = 0  # reviewed spot checks found defective
+    held_defects: int = 0  # parts sent to review that the operator found defective
 
 
 def line_reviews(session: Session, product: str, line: str, model_version_id: int, since: datetime) -> LineReviews:
@@ -126,24 +127,28 @@ def line_reviews(session: Session, product: str, line: str, model_version_id: in
         spot_checks=sum(int(n) for v, spot, n in counts if spot),
         reviewed_spot_checks=reviews("accept", True),
         shipped_defects=reviews("accept", True, "defect"),
+        held_defects=reviews("review", label="defect"),
     )
 
 
 @dataclass(frozen=True)
 class HeldOutEscape:
-    rate: float  # defects passed on the model's held-out test split
+    rate: float  # defects the model accepted on its held-out test split
     parts: int  # the defective parts it was measured on (0: not recorded)
 
 
 def held_out_escape(session: Session, model_version_id: int) -> dict[str, HeldOutEscape]:
-    """product -> the escape rate the model was measured at on its held-out test split."""
+    """product -> the share of defects the model accepted on its held-out test split (a defect
+    in the review band is held for an operator, not shipped; cards that did not record that
+    share give the escape rate, which counts it too)."""
     mv = session.get(ModelVersion, model_version_id)
     test = ((mv.metrics if mv is not None else None) or {}).get("test") or {}
-    return {
-        p: HeldOutEscape(float(m["escape_rate"]), int(m.get("defect_parts") or 0))
-        for p, m in test.items()
-        if isinstance(m, dict) and m.get("escape_rate") is not None
-    }
+    out = {}
+    for p, m in test.items():
+        rate = m.get("escape_to_accept_rate", m.get("escape_rate")) if isinstance(m, dict) else None
+        if rate is not None:
+            out[p] = HeldOutEscape(float(rate), int(m.get("defect_parts") or 0))
+    return out
 
 
 def record_drift_events(session: Session, events: list[dict[str, Any]]) -> None:

@@ -356,7 +356,7 @@ def test_the_models_page_says_how_the_promise_and_the_escape_rate_fare_on_each_l
         "L2: ≥ 0.6 % (12 of 40 reviewed rejects good, 2,000 parts): holds"
     )
     assert on_the_line(page("models"), "Defects passed on the line") == (
-        "L1: ≈ 40.0 % (6 of 30 spot checks defective; test 5.0 %): far above the test split's"
+        "L1: ≈ 40.0 % (6 of 30 spot checks defective; test split: 5.0 % accepted): far above the test split's"
     )
 
 

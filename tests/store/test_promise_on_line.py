@@ -61,6 +61,8 @@ def test_spot_checks_measure_the_escape_rate_against_the_test_split():
     # one defective of 50 spot checks: about what a 20 % escape ships (450 * 0.25 / 9,500 = 1.2 % of parts)
     assert escape_on_line(line(50, 1), tested, CFG).severity == "ok"
     assert escape_on_line(line(0, 0), tested, CFG) is None  # no spot check looked at yet
+    held = LineReviews(10_000, 9_500, 400, 100, 10, 90, 60, 50, 10, held_defects=90)  # 360 rejected + 90 held
+    assert escape_on_line(held, tested, CFG).value == leaky.value
     # 0 of 20 test defects passed says little: one defective spot check is no alarm, ten are
     none_passed = HeldOutEscape(0.0, 20)
     assert escape_on_line(line(50, 1), none_passed, CFG).severity == "ok"
@@ -72,7 +74,13 @@ def _champion(s) -> int:
     card.products["washer"].decision.basis = ThresholdBasis(
         set_by=[ThresholdSetter(image="/data/ok/w7.png", part="w7", score=0.61)]
     )
-    mv = register_model(s, "m@1", "/models/not-here", card.summary(), {"test": {"washer": {"escape_rate": 0.1}}})
+    mv = register_model(
+        s,
+        "m@1",
+        "/models/not-here",
+        card.summary(),
+        {"test": {"washer": {"escape_rate": 0.12, "escape_to_accept_rate": 0.1, "defect_parts": 40}}},
+    )
     promote_model(s, mv.id, "test")
     return mv.id
 
@@ -128,6 +136,7 @@ def test_the_drift_check_says_where_the_promise_broke_on_the_line(Session):
     assert promise["L1"]["details"]["reviewed_rejects"] == 140 and promise["L1"]["details"]["promised"] == 0.01
     assert promise["L2"]["severity"] == "ok" and promise["L2"]["value"] == 3 / 2000
     escape = {e["line"]: e for e in checked if e["metric"] == "escape_on_line"}
-    assert escape["L1"]["severity"] == "high" and escape["L1"]["threshold"] == 0.1
+    assert escape["L1"]["severity"] == "high" and escape["L1"]["threshold"] == 0.1  # the test's accepted share
+    assert escape["L1"]["details"]["test_defect_parts"] == 40
     assert escape["L1"]["details"]["shipped_defects"] == 6 and escape["L2"]["severity"] == "ok"
     assert escape["L2"]["value"] == 0 and escape["L2"]["details"]["reviewed_spot_checks"] == 39
