@@ -114,6 +114,13 @@ def promise_table(bases: list[PromiseBasis], line: dict[str, dict[str, str]] | N
     return pd.DataFrame(rows)
 
 
+def stands_on(b: PromiseBasis, whose: str) -> str:
+    """One line: the good parts a model's reject threshold for a product stands on."""
+    promise = f"its {b.target_frr:.0%} promise" if b.guaranteed else "no promise (too few good parts)"
+    parts = ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by)
+    return f"{whose} {b.product} threshold ({promise}, {b.calibration_parts} good parts) is set by {parts}"
+
+
 def setter(b: PromiseBasis, s: Setter, key: str) -> None:
     """One good-labelled part that sets the threshold: its image, and for an engineer who finds it
     defective, the correction the next training or retraining learns from."""
@@ -187,6 +194,9 @@ for r in runs:
                 )
         if rows:
             st.dataframe(data.readable(pd.DataFrame(rows)), hide_index=True)
+        if r["challenger_id"] is not None:
+            for b in data.query(promise_basis, r["challenger_id"]):
+                st.caption(stands_on(b, "The challenger's"))
         st.caption(f"data: {r['data_counts']} · {r['duration_s'] or 0:.0f} s")
 
 st.subheader("Versions")

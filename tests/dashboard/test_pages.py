@@ -360,6 +360,29 @@ def test_the_models_page_says_how_the_promise_and_the_escape_rate_fare_on_each_l
     )
 
 
+def test_a_retraining_run_names_the_parts_its_challengers_threshold_stands_on(station):
+    from inspector.store.modeling import ModelVersion
+    from inspector.store.repo import register_model
+    from inspector.store.retraining import finish_run, start_run
+
+    engine, sessions = db(station)
+    with sessions() as s:
+        champ = champion(s)
+        card = s.get(ModelVersion, champ["id"]).card
+        card["products"]["tile"]["decision"]["basis"]["set_by"] = [{"image": "/r/p9.png", "part": "p9", "score": 1.3}]
+        challenger = register_model(s, "challenger-4@2026-12-04", "/models/c4", card)
+        s.commit()
+        run = start_run(s, "nightly", champ["id"])
+        finish_run(s, run, status="finished", challenger_id=challenger.id, decision="kept", reason="not better")
+    engine.dispose()
+    at = page("models", OPERATOR)
+    assert not at.exception
+    assert any(
+        c.value == "The challenger's tile threshold (its 1% promise, 205 good parts) is set by p9 (1.30)"
+        for c in at.caption
+    )
+
+
 def test_an_engineer_corrects_the_label_of_a_part_the_threshold_stands_on(station):
     from inspector.corrections import correction_for
     from inspector.dataset import load_dataset
