@@ -58,7 +58,7 @@ if champion:
         st.caption("No held-out test numbers were stored with the champion.")
 
 
-FALSE_REJECTS, ESCAPES = "False rejects on the line", "Defects passed on the line"
+FALSE_REJECTS, ESCAPES = "False rejects (reviewed rejects found good)", "Defects shipped (spot checks)"
 SAID = {
     "false_reject_promise": {"ok": "holds", "warn": "above target, within chance", "high": "broken beyond chance"},
     "escape_on_line": {"ok": "as tested", "warn": "above the test split's", "high": "far above the test split's"},
@@ -66,35 +66,40 @@ SAID = {
 
 
 def _said(e: dict) -> str:
-    d = e["details"]
+    d, judged = e["details"], SAID[e["metric"]].get(e["severity"], e["severity"])
     if e["metric"] == "false_reject_promise":
-        seen = f"{d['false_rejects']} of {d['reviewed_rejects']} reviewed rejects good, {d['judged']:,} parts"
-        value = f"≥ {_pct(e['value'])}"
-    else:
-        seen = f"{d['shipped_defects']} of {d['reviewed_spot_checks']} spot checks defective"
-        seen += f"; test split: {_pct(d['test_escape'])} accepted"
-        value = f"≈ {_pct(e['value'])}"
-    return f"{e['line'] or 'no line'}: {value} ({seen}): {SAID[e['metric']].get(e['severity'], e['severity'])}"
+        seen = f"{d['false_rejects']} of {d['reviewed_rejects']} reviewed, {d['judged']:,} parts"
+        return f"≥ {_pct(e['value'])} ({seen}): {judged}"
+    tested = f"test split: {_pct(d['test_escape'])} accepted"
+    seen = f"{d['shipped_defects']} of {d['reviewed_spot_checks']} defective; {tested}"
+    return f"≈ {_pct(e['value'])} ({seen}): {judged}"
 
 
-def on_the_line(events: list[dict], model: str) -> dict[str, dict[str, str]]:
-    """product -> column -> what the newest drift check of each of its lines found: the floor the
-    reviews of rejects put under the false-reject rate, and the escape rate the spot checks give."""
-    newest: dict[tuple[str, str, str], dict] = {}
+def on_the_line(events: list[dict], model: str) -> pd.DataFrame | None:
+    """Per product and line, what the newest drift check found of the model's promise (the floor
+    the reviews of rejects put under its false-reject rate) and of its escape rate (from the
+    spot checks, against the share of test defects it accepted)."""
+    newest: dict[tuple[str, str], dict[str, dict]] = {}
     for e in events:  # newest first
         if e["metric"] in SAID and (e["details"] or {}).get("model") == model:
-            newest.setdefault((e["product_id"], e["metric"], e["line"]), e)
-    said: dict[str, dict[str, list[str]]] = {}
-    for (product, metric, _), e in sorted(newest.items()):
-        column = FALSE_REJECTS if metric == "false_reject_promise" else ESCAPES
-        said.setdefault(product, {}).setdefault(column, []).append(_said(e))
-    return {p: {c: "; ".join(v) for c, v in cols.items()} for p, cols in said.items()}
+            newest.setdefault((e["product_id"], e["line"]), {}).setdefault(e["metric"], e)
+    rows = [
+        {
+            "Product": product,
+            "Line": line or "–",
+            FALSE_REJECTS: _said(m["false_reject_promise"])
+            if "false_reject_promise" in m
+            else "no reviewed reject yet",
+            ESCAPES: _said(m["escape_on_line"]) if "escape_on_line" in m else "no reviewed spot check yet",
+        }
+        for (product, line), m in sorted(newest.items())
+    ]
+    return pd.DataFrame(rows) if rows else None
 
 
-def promise_table(bases: list[PromiseBasis], line: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
-    """Per product, the good calibration parts the reject threshold stands on, what a review
-    that found them defective would change (relabel them and retrain to get it), and how the
-    promise and the escape rate fare on the line."""
+def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
+    """Per product, the good calibration parts the reject threshold stands on, and what a review
+    that found them defective would change (relabel them and retrain to get it)."""
     rows = []
     for b in bases:
         promise = f"{b.target_frr:.0%}" if b.guaranteed else "none: too few"
@@ -107,8 +112,6 @@ def promise_table(bases: list[PromiseBasis], line: dict[str, dict[str, str]] | N
                 "Set by (good-labelled part, score)": ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by),
                 "Reject above without them": "–" if b.reject_without is None else f"{b.reject_without:.2f}",
                 "Val escape: now / without": f"{_pct(b.val_escape)} / {then}",
-                FALSE_REJECTS: (line or {}).get(b.product, {}).get(FALSE_REJECTS, "no reviewed reject yet"),
-                ESCAPES: (line or {}).get(b.product, {}).get(ESCAPES, "no reviewed spot check yet"),
             }
         )
     return pd.DataFrame(rows)
@@ -143,6 +146,22 @@ def setter(b: PromiseBasis, s: Setter, key: str) -> None:
 
 
 if champion:
+    st.subheader("On the line")
+    line = on_the_line(data.query(drift_events, metric=list(SAID), limit=1000), champion["name"])
+    if line is None:
+        st.caption(
+            "No drift check has seen a reviewed reject or spot check of the champion yet. The review queue "
+            "shows spot checks (accepted parts picked at random) after the parts sent to review."
+        )
+    else:
+        st.caption(
+            "The champion's promise and escape rate measured again on each line's own parts (newest drift check): "
+            "rejects the operators found good, and spot checks (accepted parts picked at random) they found "
+            "defective (docs/drift.md)."
+        )
+        st.dataframe(line, hide_index=True)
+
+if champion:
     bases = data.query(promise_basis, champion["id"])
     st.subheader("What the promise stands on")
     if not bases:
@@ -153,8 +172,7 @@ if champion:
             "Look at them: a part that is in fact defective raises the threshold for every part, "
             "so relabel it (engineers: below) and retrain."
         )
-        checks = data.query(drift_events, metric=list(SAID), limit=1000)
-        st.dataframe(promise_table(bases, on_the_line(checks, champion["name"])), hide_index=True)
+        st.dataframe(promise_table(bases), hide_index=True)
         for b in bases:
             with st.expander(f"{b.product}: the parts that set reject above {b.reject:.2f}"):
                 for i, s in enumerate(b.set_by):
