@@ -188,6 +188,8 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
             f"drift check: {len(events)} metrics checked, {len(alarms)} above threshold"
             + "".join(f"\n  {e['severity']:5} {e['product_id']}/{e['line']} {e['metric']}" for e in alarms)
         )
+        for line in on_the_line(events):
+            print(line)
     print("retraining: a challenger learns from those reviews and is promoted only if measurably better ...")
     run = run_retrain(settings, sessions, trigger=f"demo: {n} operator reviews", actor="engineer")
     if run["status"] == "finished":
@@ -196,6 +198,26 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
         print("  took " + ", ".join(f"{k} {v:.0f} s" for k, v in run["seconds"].items()))
     else:
         print(f"  retraining {run['status']}: {run['reason']}")
+
+
+def on_the_line(events: list[dict]) -> list[str]:
+    """The drift check's two measurements of the promise and the escape on the line, in words."""
+    out = []
+    for e in events:
+        d = e["details"]
+        where = f"{e['product_id']}/{e['line']}"
+        if e["metric"] == "false_reject_promise":
+            out.append(
+                f"  {where}: good parts rejected >= {e['value']:.1%} ({d['false_rejects']} of {d['reviewed_rejects']} "
+                f"reviewed rejects were good; promised {d['promised']:.0%}): {e['severity']}"
+            )
+        elif e["metric"] == "escape_on_line":
+            out.append(
+                f"  {where}: defects shipped ~ {e['value']:.0%} ({d['shipped_defects']} of "
+                f"{d['reviewed_spot_checks']} spot checks defective; the test split's model accepted "
+                f"{d['test_escape']:.0%}): {e['severity']}"
+            )
+    return out
 
 
 def demo_users(session) -> dict[str, tuple[str, str]]:

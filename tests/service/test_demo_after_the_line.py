@@ -18,6 +18,7 @@ from inspector.store.session import session_factory
 @pytest.fixture
 def service_settings(service_settings):
     service_settings.verdict.spot_check_share = 0.5  # the demo's miniature shift spot-checks many parts
+    service_settings.drift.min_window = 10  # the synthetic line is shorter than the demo's 40 parts per product
     return service_settings
 
 
@@ -55,6 +56,8 @@ def test_after_the_line_reviews_checks_drift_and_decides_a_retrain(service, serv
     assert all(reviewed[u] == (None if t == "ok" else t) for u, t in flagged.items())
     assert f"operator reviews: {flagged_only} parts the line rejected or sent to review, and {len(checked)} spot" in out
     assert "drift check:" in out
+    assert "/demo: good parts rejected >= " in out and "reviewed rejects were good; promised 1%)" in out
+    assert "/demo: defects shipped ~ " in out and "spot checks defective; the test split's model accepted" in out
     assert len(runs) == 1 and runs[0]["trigger"] == f"demo: {len(flagged)} operator reviews"
     assert runs[0]["status"] in ("finished", "failed") and runs[0]["reason"]
     assert "retraining" in out or "challenger #" in out
