@@ -209,6 +209,7 @@ def stored_outcome(sessions: sessionmaker[Session], uuid: str) -> dict | None:
             "model_version": version.name if version else "",
             "latency_ms": row.latency_ms or 0.0,
             "error": row.error,
+            "spot_check": row.spot_check,
         }
 
 

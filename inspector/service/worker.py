@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from inspector.engine import Engine, Verdict
 from inspector.errors import InspectorError, UnknownProductError
 from inspector.images import DRAFT_SIZE, load_image
-from inspector.recorder import Capture, Recorder, stored_outcome
+from inspector.recorder import Capture, Recorder, spot_checked, stored_outcome
 from inspector.service.metrics import ServiceMetrics
 from inspector.service.spool import Job, Spool
 
@@ -59,6 +59,7 @@ class Outcome:
     model_version: str = ""
     latency_ms: float = 0.0
     error: str | None = None
+    spot_check: bool = False  # an accepted part picked at random for review: the line may pull it for the audit
 
 
 @dataclass
@@ -347,6 +348,7 @@ class InspectionWorker:
                 reason=res.reason,
                 image_only=res.image_only,
                 flags=res.flags,
+                spot_check=res.verdict == "accept" and spot_checked(job.id, recorder.spot_check_share),
                 **base,
             )
         return Outcome(verdict="error", error=str(res), **base)

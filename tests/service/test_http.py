@@ -9,6 +9,8 @@ from inspector.service.worker import QueueFullError
 from inspector.store import Inspection
 from tests.service.conftest import png_bytes
 
+HEADERS = {"Content-Type": "image/png"}
+
 
 def rows(service):
     from inspector.store.session import session_factory
@@ -123,3 +125,26 @@ def test_spooled_jobs_of_a_crashed_run_are_inspected_at_start(service_settings, 
     second.worker.stop(drain=True)
     assert sorted(r.uuid for r in rows(second)) == [f"crash-{i}" for i in range(5)]
     assert len(second.worker.spool) == 0
+
+
+def test_the_answer_says_which_accepted_parts_are_spot_checks_as_stored(service_settings, trained_model):
+    from fastapi.testclient import TestClient
+
+    from inspector.service.app import asgi_app, build_service
+
+    service_settings.verdict.spot_check_share = 1.0  # every accepted part, so both kinds show
+    service = build_service(service_settings, trained_model, max_batch=8, max_wait_ms=20)
+    with TestClient(asgi_app(service)) as client:
+        answers = [
+            client.post(
+                f"/v1/inspect?product=washer&request_id=p{i}", content=png_bytes(kind, i), headers=HEADERS
+            ).json()
+            for i, kind in enumerate(["ok", "scratch"] * 3)
+        ]
+        replayed = client.post("/v1/inspect?product=washer&request_id=p0", content=png_bytes("ok", 0), headers=HEADERS)
+    stored = {r.uuid: r.spot_check for r in rows(service)}
+    assert {a["verdict"] for a in answers} >= {"accept", "reject"}
+    for a in answers:
+        assert a["spot_check"] == (a["verdict"] == "accept") == stored[a["inspection_id"]]
+    assert replayed.json()["spot_check"] == answers[0]["spot_check"]  # a retry is answered as stored
+    service.db_engine.dispose()
