@@ -13,6 +13,13 @@ from inspector.store.base import Base, BigId, Json, UTCDateTime, utcnow
 # the line's decision (models.calibration.Thresholds.verdict) or error; a review labels the part itself
 VERDICTS = ("accept", "review", "reject", "error")
 REVIEW_LABELS = ("ok", "defect")
+# the parts the review queue offers an operator, by kind -> (verdict, SQL its partial index and its
+# query share: SQLite uses a partial index only for a query holding the very same terms)
+OPEN_FOR_REVIEW = {
+    "review": ("review", "verdict = 'review' AND reviewed_at IS NULL"),
+    "spot_check": ("accept", "spot_check AND reviewed_at IS NULL"),
+    "reject": ("reject", "verdict = 'reject' AND reviewed_at IS NULL"),
+}
 
 
 class Inspection(Base):
@@ -22,11 +29,18 @@ class Inspection(Base):
         Index("ix_inspections_product_captured", "product_id", "captured_at"),
         Index("ix_inspections_line_captured", "line", "captured_at"),
         Index("ix_inspections_verdict_captured", "verdict", "captured_at"),
-        Index(
-            "ix_inspections_spot_check_captured",
-            "captured_at",
-            postgresql_where=text("spot_check"),
-            sqlite_where=text("spot_check"),
+        # the review queue, one index per kind: only parts no operator has judged, so it never walks
+        # what was judged (60,000 judged review verdicts took 270 ms on PostgreSQL before); keyed
+        # by verdict too, as SQLite otherwise prefers ix_inspections_verdict_captured
+        *(
+            Index(
+                f"ix_inspections_open_{kind}",
+                "verdict",
+                "captured_at",
+                postgresql_where=text(where),
+                sqlite_where=text(where),
+            )
+            for kind, (_, where) in OPEN_FOR_REVIEW.items()
         ),
     )
 
@@ -62,6 +76,8 @@ class Inspection(Base):
     late: Mapped[bool] = mapped_column(default=False, server_default=false())
     # an accepted part picked at random for an operator to look at: what the station ships, measured
     spot_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # when an operator last judged the part (its latest review): set with every review
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Review(Base):

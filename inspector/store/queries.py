@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, ColumnElement, and_, cast, exists, func, select
+from sqlalchemy import BigInteger, ColumnElement, and_, cast, exists, func, select, text
 from sqlalchemy.orm import Session
 
 from inspector.store.catalog import ManualVersion, Product
-from inspector.store.inspections import Inspection, Review
+from inspector.store.inspections import OPEN_FOR_REVIEW, Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.rollup import InspectionCount, hour_of
 from inspector.store.signals import InspectionSignal
@@ -193,20 +193,17 @@ def review_queue(session: Session, limit: int = 50, product: str | None = None) 
     Spot checks come before rejects: a line rejects more parts than operators can look at, and
     the spot checks, a few accepted parts picked at random, are the one measurement of the
     defects the station ships; newest first, while the part can still be found. One query per
-    kind, each walking an index on ``captured_at`` in order and stopping at ``limit``: a single
-    query ordered by a CASE expression would sort every such row of the table first.
+    kind, each walking its partial index of parts no operator has judged (``reviewed_at``) in
+    order and stopping at ``limit``: a single query ordered by a CASE expression would sort every
+    such row of the table first, and a test for a review row would walk every judged part.
     """
     c, out = Inspection, []
-    unreviewed = ~exists().where(Review.inspection_id == c.id)
-    kinds = (
-        ((c.verdict == "review",), c.captured_at),
-        ((c.spot_check.is_(True),), c.captured_at.desc()),
-        ((c.verdict == "reject",), c.captured_at),
-    )
-    for where, order in kinds:
+    kinds = (("review", c.captured_at), ("spot_check", c.captured_at.desc()), ("reject", c.captured_at))
+    for kind, order in kinds:
         if len(out) >= limit:
             break
-        where = (*where, unreviewed, *((c.product_id == product,) if product else ()))
+        verdict, waiting = OPEN_FOR_REVIEW[kind]
+        where = (text(waiting), c.verdict == verdict, *((c.product_id == product,) if product else ()))
         stmt = select(c).where(*where).order_by(order, c.id).limit(limit - len(out))
         out += [_row(r) for r in session.scalars(stmt)]
     return out

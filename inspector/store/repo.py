@@ -186,11 +186,15 @@ def add_review(
         raise InvalidRecordError("reviewer name must be 1-100 characters")
     if label == "ok" and defect_type:
         raise InvalidRecordError("an 'ok' review cannot name a defect type")
-    if session.get(Inspection, inspection_id) is None:
+    inspection = session.get(Inspection, inspection_id)
+    if inspection is None:
         raise InvalidRecordError(f"inspection {inspection_id} does not exist")
+    now = utcnow()
     review = Review(
-        inspection_id=inspection_id, reviewer=reviewer, label=label, defect_type=defect_type, comment=comment
-    )
+        inspection_id=inspection_id, reviewer=reviewer, label=label, defect_type=defect_type, comment=comment,
+        created_at=now,
+    )  # fmt: skip
+    inspection.reviewed_at = now  # off the review queue, in the same transaction as the review
     session.add(review)
     audit(session, reviewer, "review", f"inspection:{inspection_id}", {"label": label, "defect_type": defect_type})
     session.flush()

@@ -134,3 +134,42 @@ def test_0008_renames_stored_verdicts_and_counts_to_the_one_vocabulary(fresh_db_
     with engine.connect() as conn:
         assert sorted(conn.scalars(select(meta.tables["inspections"].c.verdict))) == sorted(old)
     engine.dispose()
+
+
+def test_0011_takes_parts_an_operator_judged_off_the_review_queue(fresh_db_url):
+    """A part reviewed before 0011 gets its latest review's time, and the queue no longer offers it."""
+    from datetime import timedelta
+
+    from inspector.store.queries import review_queue
+    from inspector.store.session import session_factory
+
+    upgrade(fresh_db_url, "0010")
+    engine = make_engine(fresh_db_url)
+    meta = MetaData()
+    meta.reflect(engine)
+    now = datetime.now(UTC)
+    base = {"captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
+            "product_id": "tile", "image_only": False, "golden": False, "verdict": "review"}  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
+        )
+        conn.execute(insert(meta.tables["inspections"]), [{**base, "uuid": "judged"}, {**base, "uuid": "waiting"}])
+        judged = conn.scalar(
+            select(meta.tables["inspections"].c.id).where(meta.tables["inspections"].c.uuid == "judged")
+        )
+        later = now + timedelta(minutes=5)
+        conn.execute(
+            insert(meta.tables["reviews"]),
+            [{"inspection_id": judged, "reviewer": "anna", "label": "ok", "created_at": t} for t in (now, later)],
+        )
+    upgrade(fresh_db_url)
+    from inspector.store import Inspection
+
+    with engine.connect() as conn:
+        got = dict(conn.execute(select(Inspection.uuid, Inspection.reviewed_at)).all())
+    assert got["waiting"] is None and abs(got["judged"] - later) < timedelta(milliseconds=1)
+    with session_factory(engine)() as s:
+        assert [q["uuid"] for q in review_queue(s)] == ["waiting"]
+    downgrade(fresh_db_url, "0010")
+    engine.dispose()

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from inspector.store import AuditEntry, Inspection, ModelVersion
+from inspector.store import AuditEntry, Inspection, ModelVersion, Review
 from inspector.store.queries import latest_reviews
 from inspector.store.repo import (
     InvalidRecordError,
@@ -76,6 +76,10 @@ def test_reviews_latest_wins_and_bad_reviews_refused(Session):
         s.commit()
         [row] = latest_reviews(s)
         assert (row["id"], row["review_label"], row["reviewer"]) == (first, "ok", "ben")
+        # the part carries its latest review's time: the review queue's indexes leave it out
+        latest = s.scalars(select(Review.created_at).where(Review.reviewer == "ben")).one()
+        assert s.get(Inspection, first).reviewed_at == latest
+        assert s.scalars(select(Inspection.reviewed_at).where(Inspection.id != first)).all() == [None] * 4
         with pytest.raises(InvalidRecordError, match="cannot name a defect"):
             add_review(s, first, "anna", "ok", "crack")
         with pytest.raises(InvalidRecordError, match="does not exist"):
