@@ -9,6 +9,20 @@ from inspector.store.migrate import current_revision, downgrade, head_revision, 
 from inspector.store.session import make_engine
 
 
+def at_revision(url: str, revision: str):
+    """The database migrated to ``revision`` with product 'tile' in it -> (engine, its tables then, now)."""
+    upgrade(url, revision)
+    engine = make_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
+        )
+    return engine, meta, now
+
+
 def test_upgrade_downgrade_upgrade(fresh_db_url):
     upgrade(fresh_db_url)
     downgrade(fresh_db_url, "base")
@@ -28,15 +42,8 @@ def test_models_and_migrations_agree(db_url):
 
 
 def test_upgrade_keeps_every_row(fresh_db_url):
-    upgrade(fresh_db_url, "0001")
-    engine = make_engine(fresh_db_url)
-    meta = MetaData()
-    meta.reflect(engine)
-    now = datetime.now(UTC)
+    engine, meta, now = at_revision(fresh_db_url, "0001")
     with engine.begin() as conn:
-        conn.execute(
-            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
-        )
         conn.execute(
             insert(meta.tables["inspections"]),
             [
@@ -68,18 +75,11 @@ def test_upgrade_keeps_every_row(fresh_db_url):
 
 def test_0007_keeps_the_classifier_score_under_its_real_name(fresh_db_url):
     """Before 0007 ``anomaly_score`` held the classifier's P(defect), the score the thresholds cut."""
-    upgrade(fresh_db_url, "0006")
-    engine = make_engine(fresh_db_url)
-    meta = MetaData()
-    meta.reflect(engine)
-    now = datetime.now(UTC)
+    engine, meta, now = at_revision(fresh_db_url, "0006")
     row = {"uuid": "u1", "captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
            "product_id": "tile", "verdict": "defect", "image_only": False, "golden": False,
            "anomaly_score": 0.73}  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(
-            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
-        )
         conn.execute(insert(meta.tables["inspections"]), [row])
     upgrade(fresh_db_url)
     from inspector.store import Inspection
@@ -101,18 +101,11 @@ def test_0008_renames_stored_verdicts_and_counts_to_the_one_vocabulary(fresh_db_
     import pytest
     from sqlalchemy.exc import IntegrityError
 
-    upgrade(fresh_db_url, "0007")
-    engine = make_engine(fresh_db_url)
-    meta = MetaData()
-    meta.reflect(engine)
-    now = datetime.now(UTC)
+    engine, meta, now = at_revision(fresh_db_url, "0007")
     base = {"captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
             "product_id": "tile", "image_only": False, "golden": False}  # fmt: skip
     old = ["ok", "uncertain", "defect", "error"]
     with engine.begin() as conn:
-        conn.execute(
-            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
-        )
         conn.execute(insert(meta.tables["inspections"]), [{**base, "uuid": f"u{v}", "verdict": v} for v in old])
         hour = now.replace(minute=0, second=0, microsecond=0)
         conn.execute(
@@ -143,17 +136,10 @@ def test_0011_takes_parts_an_operator_judged_off_the_review_queue(fresh_db_url):
     from inspector.store.queries import review_queue
     from inspector.store.session import session_factory
 
-    upgrade(fresh_db_url, "0010")
-    engine = make_engine(fresh_db_url)
-    meta = MetaData()
-    meta.reflect(engine)
-    now = datetime.now(UTC)
+    engine, meta, now = at_revision(fresh_db_url, "0010")
     base = {"captured_at": now, "received_at": now, "line": "L1", "station": "S", "camera": "c",
             "product_id": "tile", "image_only": False, "golden": False, "verdict": "review"}  # fmt: skip
     with engine.begin() as conn:
-        conn.execute(
-            insert(meta.tables["products"]), [{"id": "tile", "name": "Tile", "active": True, "created_at": now}]
-        )
         conn.execute(insert(meta.tables["inspections"]), [{**base, "uuid": "judged"}, {**base, "uuid": "waiting"}])
         judged = conn.scalar(
             select(meta.tables["inspections"].c.id).where(meta.tables["inspections"].c.uuid == "judged")
