@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--views", type=int, help="frozen mode: cached views per train image, 1 clean + augmented (default 2)"
     )
+    t.add_argument(
+        "--heads", type=int, help="frozen mode: classifier heads from different seeds, logits averaged (default 1)"
+    )
     t.add_argument("--shots", type=int, help="use at most this many train images per (product, class)")
     t.add_argument("--target-frr", type=float, help="false-reject rate promised on good parts (default 0.01)")
     t.add_argument("--json", type=Path, metavar="OUT", help="also write the model card (with metrics) here")
@@ -357,6 +360,7 @@ def _apply(s: Settings, args: argparse.Namespace) -> Settings:
         "lr": ("train", "lr"),
         "seed": ("train", "seed"),
         "views": ("train", "views"),
+        "heads": ("train", "heads"),
         "target_frr": ("verdict", "target_frr"),
     }.items():
         value = getattr(args, opt, None)

@@ -37,6 +37,11 @@ class TrainSettings(BaseModel):
     patience: int = Field(6, ge=1)
     seed: int = 0
     views: int = Field(2, ge=1)  # frozen mode: cached views per train image (1 clean + augmented)
+    # frozen mode: classifier heads trained from seeds seed, seed+1000, ... on the same features,
+    # their logits averaged. Opt-in: on the demo 3 heads ranked poly's cells better (classifier val
+    # AUROC +0.02) but the station's val escape moved -2.5 points on poly and +2.4 on mono over
+    # three seeds (docs/RESULTS.md). Fine-tuning trains one: each head would need its own backbone
+    heads: int = Field(1, ge=1)
     # k >= 2: the deciding parts are chosen on val's defects and the train defects, each scored by
     # parts refitted without its fold (whole physical parts per fold; inspector/selection.py).
     # Off: on magnetic-tile it chose worse sets (test escape 61 vs 46 %, three seeds) at 2-3x the

@@ -10,6 +10,7 @@ else; test is only reported.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ from inspector.selection import out_of_fold, refits_segmentation
 from inspector.settings import Settings, VerdictSettings
 from inspector.text_bank import TextBank
 from models import (
+    Classifier,
+    ClassifierEnsemble,
     CrossModalClassifier,
     FineTuneModel,
     FusionConfig,
@@ -211,7 +214,7 @@ def _counts(samples: list[Sample]) -> dict:
 
 @dataclass
 class TrainedClassifier:
-    model: CrossModalClassifier
+    model: Classifier
     encoder: ImageEncoder
     spec: ClassifierSpec
     record: dict  # training configuration and history, for the card
@@ -232,8 +235,6 @@ def train_classifier(
         hidden_dim=settings.model.hidden_dim,
         image_only=settings.model.text_source == "ids",
     )
-    torch.manual_seed(t.seed)
-    classifier = CrossModalClassifier(cfg)
     loop_cfg = TrainConfig(
         epochs=t.epochs,
         batch_size=t.batch_size,
@@ -244,6 +245,8 @@ def train_classifier(
         progress=progress,
     )
     encoder = prep.cache.encoder
+    torch.manual_seed(t.seed)
+    classifier = CrossModalClassifier(cfg)
     if finetune:
         encoder.freeze(t.trainable_stages)
         model = FineTuneModel(encoder, classifier)
@@ -265,30 +268,45 @@ def train_classifier(
         val_set, val_samples = prep.features(prep.ds.split("val"), 1, progress)
     prep.ds.check_bad_share(settings.train.max_bad_share)
     keys = [(s.product, s.defect_type) for s in train_samples]
-    history = train(model, prep.step(model), train_set, val_set if len(val_set) else None, keys, loop_cfg)
+    val = val_set if len(val_set) else None
+    history = train(model, prep.step(model), train_set, val, keys, loop_cfg)
+    members, member_epochs = [classifier], [history["best_epoch"]]
+    for k in range(1, 1 if finetune else t.heads):  # the same features, another seed
+        seed = t.seed + 1000 * k
+        torch.manual_seed(seed)
+        member = CrossModalClassifier(cfg)
+        h = train(member, prep.step(member), train_set, val, keys, dataclasses.replace(loop_cfg, seed=seed))
+        members.append(member.eval())
+        member_epochs.append(h["best_epoch"])
+    head: Classifier = classifier if len(members) == 1 else ClassifierEnsemble.of(members)
+    if not finetune:
+        model = head
     model.eval()
     if len(val_set):
         loader = DataLoader(val_set, batch_size=128, num_workers=loop_cfg.num_workers)
         pred = predict(model, prep.step(model), loader, prep.device)
-        classifier.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
+        head.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
         defective = (pred["target"] != 0).float()
-        classifier.defect_temperature.fill_(fit_temperature(pred["defect_logit"], defective, binary=True))
+        head.defect_temperature.fill_(fit_temperature(pred["defect_logit"], defective, binary=True))
     spec = ClassifierSpec(
         backbone=encoder.name,
         input_size=encoder.input_size,
         mode=t.mode,
         trainable_stages=t.trainable_stages if finetune else 0,
         fusion=cfg,
-        class_temperature=float(classifier.class_temperature),
-        defect_temperature=float(classifier.defect_temperature),
+        class_temperature=float(head.class_temperature),
+        defect_temperature=float(head.defect_temperature),
+        members=len(members),
     )
     record = {
         **loop_cfg.to_dict(),
         **{k: v for k, v in history.items() if k != "history"},
         "epochs_run": len(history["history"]),
         "train_used": len(train_samples),
+        "heads": len(members),
+        "heads_best_epochs": member_epochs,
     }
-    return TrainedClassifier(classifier.eval(), encoder.eval(), spec, record, finetune)
+    return TrainedClassifier(head.eval(), encoder.eval(), spec, record, finetune)
 
 
 def _fit_fold(settings: Settings, prep: Prepared, keep: list[Sample]) -> Part:

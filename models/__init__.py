@@ -5,7 +5,7 @@ No database, no files beyond checkpoints, nothing from ``inspector`` or ``dashbo
 
 from models.calibration import Thresholds, calibrate_thresholds, defect_score, fit_temperature
 from models.card import CardError, ModelCard, load_card
-from models.classifier import CrossModalClassifier, FineTuneModel
+from models.classifier import Classifier, ClassifierEnsemble, CrossModalClassifier, FineTuneModel, build_classifier
 from models.encoders import (
     IMAGE_ENCODERS,
     TEXT_ENCODERS,
@@ -24,6 +24,8 @@ __all__ = [
     "IMAGE_ENCODERS",
     "TEXT_ENCODERS",
     "CardError",
+    "Classifier",
+    "ClassifierEnsemble",
     "ClassifierOutput",
     "CrossModalClassifier",
     "FineTuneModel",
@@ -35,6 +37,7 @@ __all__ = [
     "TextEncoder",
     "Thresholds",
     "WeightsUnavailableError",
+    "build_classifier",
     "calibrate_thresholds",
     "create_fusion",
     "create_image_encoder",

@@ -20,7 +20,7 @@ from models.types import FusionConfig
 # 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
 # 7: a decision names the calibration parts its reject threshold stands on
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 7
+CARD_FORMAT = 8
 
 
 class CardError(ValueError):
@@ -41,6 +41,7 @@ class ClassifierSpec(_Strict):
     fusion: FusionConfig
     class_temperature: float = 1.0
     defect_temperature: float = 1.0
+    members: int = Field(1, ge=1)  # heads trained from different seeds, their logits averaged
 
 
 class AnomalyView(_Strict):
@@ -251,7 +252,14 @@ def _upgrade_6(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 7}
 
 
-UPGRADES = {1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6}
+def _upgrade_7(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 7 -> 8: nothing moved; its classifier was one head."""
+    return {**d, "format": 8}
+
+
+UPGRADES = {
+    1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
+}  # fmt: skip
 
 
 def parse_card(data: dict[str, Any], source: str = "card") -> ModelCard:

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.card import ClassifierSpec, ModelCard, load_card
-from models.classifier import CrossModalClassifier
+from models.classifier import Classifier, build_classifier
 
 WEIGHTS, ANOMALY, CARD = "model.safetensors", "anomaly.safetensors", "card.json"
 
@@ -43,7 +43,7 @@ def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_checkpoint(
     directory: Path,
     card: ModelCard,
-    classifier: CrossModalClassifier | None = None,
+    classifier: Classifier | None = None,
     extra: dict[str, torch.Tensor] | None = None,
     anomaly: dict[str, torch.Tensor] | None = None,
     write_more: Callable[[Path], None] | None = None,
@@ -88,12 +88,12 @@ def read_card(directory: Path) -> ModelCard:
 
 def load_classifier(
     directory: Path, spec: ClassifierSpec, device: str = "cpu"
-) -> tuple[CrossModalClassifier, dict[str, torch.Tensor]]:
+) -> tuple[Classifier, dict[str, torch.Tensor]]:
     """-> (classifier in eval mode with the card's temperatures, extra tensors)."""
     path = Path(directory) / WEIGHTS
     if not path.exists():
         raise FileNotFoundError(f"{directory}: the card names a classifier but {WEIGHTS} is missing")
-    model = CrossModalClassifier(spec.fusion)
+    model = build_classifier(spec.fusion, spec.members)
     tensors = load_file(path, device=device)
     extra = {k.removeprefix("extra."): v for k, v in tensors.items() if k.startswith("extra.")}
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("extra.")}, strict=True)

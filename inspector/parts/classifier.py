@@ -8,7 +8,7 @@ import torch
 
 from inspector.manual import Manual
 from inspector.text_bank import TextBank
-from models import CrossModalClassifier, ImageEncoder
+from models import Classifier, ImageEncoder
 from models.inference import channels_last, inference_copy
 from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
@@ -19,9 +19,7 @@ CLASSIFIER, DEFECT_HEAD = "classifier", "defect_head"  # the names of its two sc
 class ClassifierPart:
     name = "classifier"
 
-    def __init__(
-        self, model: CrossModalClassifier, encoder: ImageEncoder, bank: TextBank, device: torch.device
-    ) -> None:
+    def __init__(self, model: Classifier, encoder: ImageEncoder, bank: TextBank, device: torch.device) -> None:
         # a copy with batch norms folded and NHWC weights (a fifth off lite0's CPU time; tensor
         # cores want NHWC too); the trained encoder stays as it was, to be saved or fine-tuned
         self.model, self.encoder, self.bank, self.device = model, inference_copy(encoder), bank, device
