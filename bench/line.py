@@ -86,23 +86,24 @@ def run(
         try:
             r = simulate_line(endpoint, images, rate, int(rate * seconds) + 1, seconds, "plc-bench", password, product,
                               cycle_ms=cycle_ms)  # fmt: skip
-            infer = infer_ms(http)
+            stages = stage_ms(http)
         finally:
             proc.terminate()
             proc.wait(60)
-    return {"window_ms": window_ms, "plc_cycle_ms": cycle_ms, "infer_ms_per_batch": infer, **r.to_dict()}
+    return {"window_ms": window_ms, "plc_cycle_ms": cycle_ms, "infer_ms_per_batch": stages.get("infer"),
+            "stage_ms": stages, **r.to_dict()}  # fmt: skip
 
 
-def infer_ms(http: int) -> float | None:
-    """The model's own mean time per batch, from the station's /metrics: what the PLC's reads cost
-    the model shows here, apart from the handshake's latency."""
-    total = count = None
+def stage_ms(http: int) -> dict[str, float]:
+    """Each station stage's mean time (decode per image; infer and store per batch), from its
+    /metrics: where a part's trigger-to-result time goes, apart from the handshake's own share."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
     for line in httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text.splitlines():
-        if line.startswith('inspector_stage_seconds_sum{stage="infer"}'):
-            total = float(line.split()[-1])
-        elif line.startswith('inspector_stage_seconds_count{stage="infer"}'):
-            count = float(line.split()[-1])
-    return round(1000 * total / count, 1) if total is not None and count else None
+        for prefix, into in (("inspector_stage_seconds_sum", sums), ("inspector_stage_seconds_count", counts)):
+            if line.startswith(prefix + '{stage="'):
+                into[line.split('"')[1]] = float(line.split()[-1])
+    return {k: round(1000 * sums[k] / counts[k], 1) for k in sums if counts.get(k)}
 
 
 def main() -> None:
