@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--views", type=int, help="frozen mode: cached views per train image, 1 clean + augmented (default 2)"
     )
     t.add_argument(
-        "--heads", type=int, help="frozen mode: classifier heads from different seeds, logits averaged (default 1)"
+        "--heads", type=int, help="frozen mode: heads from different seeds, probabilities averaged (default 1)"
     )
     t.add_argument("--shots", type=int, help="use at most this many train images per (product, class)")
     t.add_argument("--target-frr", type=float, help="false-reject rate promised on good parts (default 0.01)")

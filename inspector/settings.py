@@ -38,9 +38,10 @@ class TrainSettings(BaseModel):
     seed: int = 0
     views: int = Field(2, ge=1)  # frozen mode: cached views per train image (1 clean + augmented)
     # frozen mode: classifier heads trained from seeds seed, seed+1000, ... on the same features,
-    # their logits averaged. Opt-in: on the demo 3 heads ranked poly's cells better (classifier val
-    # AUROC +0.02) but the station's val escape moved -2.5 points on poly and +2.4 on mono over
-    # three seeds (docs/RESULTS.md). Fine-tuning trains one: each head would need its own backbone
+    # each at its own temperature, their probabilities averaged. Opt-in: on the demo 3 heads ranked
+    # poly's cells better (classifier val AUROC +0.02) but the station's val escape moved by -1.0
+    # points on poly and +1.6 on mono over three seeds (docs/RESULTS.md). Fine-tuning trains one:
+    # each head would need its own backbone
     heads: int = Field(1, ge=1)
     # k >= 2: the deciding parts are chosen on val's defects and the train defects, each scored by
     # parts refitted without its fold (whole physical parts per fold; inspector/selection.py).

@@ -278,16 +278,13 @@ def train_classifier(
         h = train(member, prep.step(member), train_set, val, keys, dataclasses.replace(loop_cfg, seed=seed))
         members.append(member.eval())
         member_epochs.append(h["best_epoch"])
-    head: Classifier = classifier if len(members) == 1 else ClassifierEnsemble.of(members)
-    if not finetune:
-        model = head
+    if len(members) > 1:  # each member at its own temperature, then the mean at its own
+        for member in members:
+            fit_temperatures(prep, member, member, val_set, loop_cfg.num_workers)
+        model = ClassifierEnsemble.of(members)
+    head: Classifier = model if len(members) > 1 else classifier
     model.eval()
-    if len(val_set):
-        loader = DataLoader(val_set, batch_size=128, num_workers=loop_cfg.num_workers)
-        pred = predict(model, prep.step(model), loader, prep.device)
-        head.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
-        defective = (pred["target"] != 0).float()
-        head.defect_temperature.fill_(fit_temperature(pred["defect_logit"], defective, binary=True))
+    fit_temperatures(prep, model, head, val_set, loop_cfg.num_workers)
     spec = ClassifierSpec(
         backbone=encoder.name,
         input_size=encoder.input_size,
@@ -307,6 +304,20 @@ def train_classifier(
         "heads_best_epochs": member_epochs,
     }
     return TrainedClassifier(head.eval(), encoder.eval(), spec, record, finetune)
+
+
+def fit_temperatures(
+    prep: Prepared, model: torch.nn.Module, head: Classifier, val_set: TorchDataset, num_workers: int
+) -> None:
+    """Fit ``head``'s temperatures on val through ``model`` (the head itself, or the fine-tuned
+    encoder with it)."""
+    if not len(val_set):
+        return
+    loader = DataLoader(val_set, batch_size=128, num_workers=num_workers)
+    pred = predict(model.eval(), prep.step(model), loader, prep.device)
+    head.class_temperature.fill_(fit_temperature(pred["class_logits"], pred["target"]))
+    defective = (pred["target"] != 0).float()
+    head.defect_temperature.fill_(fit_temperature(pred["defect_logit"], defective, binary=True))
 
 
 def _fit_fold(settings: Settings, prep: Prepared, keep: list[Sample]) -> Part:

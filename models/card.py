@@ -41,7 +41,7 @@ class ClassifierSpec(_Strict):
     fusion: FusionConfig
     class_temperature: float = 1.0
     defect_temperature: float = 1.0
-    members: int = Field(1, ge=1)  # heads trained from different seeds, their logits averaged
+    members: int = Field(1, ge=1)  # heads trained from different seeds, their probabilities averaged
 
 
 class AnomalyView(_Strict):

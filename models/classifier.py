@@ -42,10 +42,11 @@ class CrossModalClassifier(nn.Module):
 
 
 class ClassifierEnsemble(nn.Module):
-    """Several classifiers trained from different seeds on the same frozen features, their logits
-    averaged. A small head trained on a few hundred parts ranks the odd part differently from seed
-    to seed; the mean smooths that for the cost of a few heads over one backbone pass (on the demo's
-    poly cells classifier AUROC +0.02 on val; the station's escape did not follow, docs/RESULTS.md)."""
+    """Several classifiers trained from different seeds on the same frozen features, their
+    probabilities averaged. A small head trained on a few hundred parts ranks the odd part
+    differently from seed to seed; the mean smooths that for the cost of a few heads over one
+    backbone pass (on the demo's poly cells classifier AUROC +0.02 on val; the station's escape
+    did not follow, docs/RESULTS.md)."""
 
     def __init__(self, cfg: FusionConfig, members: int) -> None:
         super().__init__()
@@ -64,16 +65,27 @@ class ClassifierEnsemble(nn.Module):
     def forward(
         self, tokens: torch.Tensor, pooled: torch.Tensor, text: torch.Tensor, mask: torch.Tensor
     ) -> ClassifierOutput:
+        """Logits whose softmax (sigmoid) is the mean of the members' probabilities, each at its
+        own temperature: members whose logits differ in scale count alike."""
         outs = [m(tokens, pooled, text, mask) for m in self.members]
+        probs = torch.stack(
+            [
+                torch.softmax(o.class_logits.float() / m.class_temperature, -1)
+                for o, m in zip(outs, self.members, strict=True)
+            ]
+        ).mean(0)
         attention = None if outs[0].attention is None else torch.stack([o.attention for o in outs]).mean(0)
-        return ClassifierOutput(
-            torch.stack([o.class_logits for o in outs]).mean(0),  # -inf padding stays -inf
-            torch.stack([o.defect_logit for o in outs]).mean(0),
-            attention,
-        )
+        defect = self._mean_sigmoid([o.defect_logit for o in outs])
+        return ClassifierOutput(probs.log(), defect, attention)  # padded classes: p = 0, log = -inf
 
     def image_only_defect_logit(self, pooled: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m.image_only_defect_logit(pooled) for m in self.members]).mean(0)
+        return self._mean_sigmoid([m.image_only_defect_logit(pooled) for m in self.members])
+
+    def _mean_sigmoid(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        p = torch.stack(
+            [torch.sigmoid(d.float() / m.defect_temperature) for d, m in zip(logits, self.members, strict=True)]
+        )
+        return torch.logit(p.mean(0), eps=1e-6)
 
 
 Classifier = CrossModalClassifier | ClassifierEnsemble

@@ -19,20 +19,28 @@ def members(n: int) -> list[CrossModalClassifier]:
     return out
 
 
-def test_the_ensemble_scores_the_mean_of_its_members_and_keeps_padded_classes_out():
+def test_the_ensemble_scores_the_mean_of_its_members_probabilities_and_keeps_padded_classes_out():
     heads = members(3)
+    for i, h in enumerate(heads):  # each member at its own temperature
+        h.class_temperature.fill_(0.5 + i)
+        h.defect_temperature.fill_(2.0 - 0.5 * i)
     ensemble = ClassifierEnsemble.of(heads).eval()
     x = batch()
     outs = [h(*x) for h in heads]
     got = ensemble(*x)
-    want = torch.stack([o.class_logits for o in outs]).mean(0)
-    torch.testing.assert_close(got.class_logits, want)
+    want = torch.stack(
+        [torch.softmax(o.class_logits / h.class_temperature, -1) for o, h in zip(outs, heads, strict=True)]
+    )
+    torch.testing.assert_close(torch.softmax(got.class_logits, -1), want.mean(0))
     assert torch.isneginf(got.class_logits[1, 3])  # row 1's product has one class fewer
-    torch.testing.assert_close(got.defect_logit, torch.stack([o.defect_logit for o in outs]).mean(0))
+    defect = torch.stack(
+        [torch.sigmoid(o.defect_logit / h.defect_temperature) for o, h in zip(outs, heads, strict=True)]
+    )
+    torch.testing.assert_close(torch.sigmoid(got.defect_logit), defect.mean(0))
     torch.testing.assert_close(got.attention, torch.stack([o.attention for o in outs]).mean(0))
     pooled = x[1]
-    alone = torch.stack([h.image_only_defect_logit(pooled) for h in heads]).mean(0)
-    torch.testing.assert_close(ensemble.image_only_defect_logit(pooled), alone)
+    alone = torch.stack([torch.sigmoid(h.image_only_defect_logit(pooled) / h.defect_temperature) for h in heads])
+    torch.testing.assert_close(torch.sigmoid(ensemble.image_only_defect_logit(pooled)), alone.mean(0))
     assert isinstance(build_classifier(CFG), CrossModalClassifier)
 
 
