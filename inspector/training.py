@@ -278,12 +278,11 @@ def train_classifier(
         h = train(member, prep.step(member), train_set, val, keys, dataclasses.replace(loop_cfg, seed=seed))
         members.append(member.eval())
         member_epochs.append(h["best_epoch"])
-    if len(members) > 1:  # each member at its own temperature, then the mean at its own
+    head: Classifier = classifier
+    if len(members) > 1:  # frozen only: each member at its own temperature, then the mean at its own
         for member in members:
             fit_temperatures(prep, member, member, val_set, loop_cfg.num_workers)
-        model = ClassifierEnsemble.of(members)
-    head: Classifier = model if len(members) > 1 else classifier
-    model.eval()
+        head = model = ClassifierEnsemble.of(members)
     fit_temperatures(prep, model, head, val_set, loop_cfg.num_workers)
     spec = ClassifierSpec(
         backbone=encoder.name,
