@@ -92,7 +92,7 @@ def queries(Session, engine, rows: int) -> dict:
     end = START + timedelta(seconds=rows * STEP_S)
     day, week = InspectionFilter(since=end - timedelta(days=1)), InspectionFilter(since=end - timedelta(days=7))
     with Session() as s:
-        ids = [r["id"] for r in list_inspections(s, InspectionFilter(verdict="review"), page_size=200).rows]
+        ids = [r.id for r in list_inspections(s, InspectionFilter(verdict="review"), page_size=200).rows]
         for i in ids[:100]:
             add_review(s, i, "bench", "defect", "crack")
         s.commit()

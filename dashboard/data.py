@@ -18,6 +18,7 @@ from inspector.errors import InspectorError
 from inspector.services import Account, authenticate, current
 from inspector.settings import Settings
 from inspector.store.files import ImageStore
+from inspector.store.rows import InspectionRow
 from inspector.store.session import DatabaseError, make_engine, session_factory
 
 PERIODS = {"last 24 hours": timedelta(days=1), "last 7 days": timedelta(days=7), "last 30 days": timedelta(days=30)}
@@ -41,10 +42,10 @@ def images() -> ImageStore:
     return ImageStore(settings().images_dir)
 
 
-def image_bytes(row: dict) -> bytes | None:
+def image_bytes(row: InspectionRow) -> bytes | None:
     """The stored image of an inspection, or None when it was never stored or retention removed it."""
     try:
-        return images().read(row["image_sha256"]) if row["image_sha256"] else None
+        return images().read(row.image_sha256) if row.image_sha256 else None
     except FileNotFoundError:
         return None
 
@@ -156,6 +157,6 @@ def filters_bar(key: str) -> tuple[str, str | None, str | None]:
     known = query(streams)
     c1, c2, c3 = st.columns(3)
     period = c1.selectbox("Period", list(PERIODS), index=1, key=f"{key}_period")
-    product = c2.selectbox("Product", ["all", *known["products"]], key=f"{key}_product")
-    line = c3.selectbox("Line", ["all", *known["lines"]], key=f"{key}_line")
+    product = c2.selectbox("Product", ["all", *known.products], key=f"{key}_product")
+    line = c3.selectbox("Line", ["all", *known.lines], key=f"{key}_line")
     return period, None if product == "all" else product, None if line == "all" else line

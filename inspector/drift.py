@@ -40,6 +40,7 @@ from inspector.store.monitoring import (
 )
 from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import latest_reviews
+from inspector.store.rows import ReviewedPart
 from models.calibration import frr_chance
 from models.drift import IMAGE_STATS, mmd_test, psi, psi_of_counts, rate_rise_test
 
@@ -152,13 +153,13 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
     return out
 
 
-def review_disagreement(reviews: list[dict], cfg: DriftSettings) -> Finding | None:
+def review_disagreement(reviews: list[ReviewedPart], cfg: DriftSettings) -> Finding | None:
     """Share of accepted or rejected parts the operator's review overturned (parts the line sent
     to review are not counted: the line made no call on them)."""
-    judged = [r for r in reviews if r["verdict"] in ("accept", "reject")]
+    judged = [r for r in reviews if r.part.verdict in ("accept", "reject")]
     if len(judged) < cfg.min_reviews:
         return None
-    wrong = sum((r["verdict"] == "accept") != (r["review_label"] == "ok") for r in judged)
+    wrong = sum((r.part.verdict == "accept") != (r.review.label == "ok") for r in judged)
     return grade(
         "review_disagreement",
         wrong / len(judged),
@@ -288,7 +289,7 @@ def check_stream(
     if len(baseline) >= cfg.min_baseline:
         findings += output_drift(window, baseline, cfg)
     since = utcnow() - timedelta(days=cfg.lookback_days)
-    reviews = [r for r in latest_reviews(session, product, since) if r["line"] == line]
+    reviews = [r for r in latest_reviews(session, product, since) if r.part.line == line]
     disagreement = review_disagreement(reviews, cfg)
     if disagreement:
         findings.append(disagreement)

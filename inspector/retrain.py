@@ -82,9 +82,9 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
     for s in original.samples:
         by_product[s.product].append(_row(s.path, s.product, s.defect_type, s.split, "original", s.group))
     for r in latest_reviews(session):
-        product = r["product_id"]
-        defect = "ok" if r["review_label"] == "ok" else (r["review_defect_type"] or r["defect_type"])
-        path = images.path(r["image_sha256"]) if r["image_sha256"] else None
+        part, product = r.part, r.part.product_id
+        defect = "ok" if r.review.label == "ok" else (r.review.defect_type or part.defect_type)
+        path = images.path(part.image_sha256) if part.image_sha256 else None
         why = (
             "product not in the training data"
             if product not in by_product
@@ -97,8 +97,8 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
         if why:
             counts["skipped"][why] = counts["skipped"].get(why, 0) + 1
             continue
-        u = _unit(r["uuid"])
-        if r["golden"]:
+        u = _unit(part.uuid)
+        if part.golden:
             split, source = "test", "golden"
             counts["golden_reviewed"] += 1
         elif u < holdout:
@@ -107,7 +107,7 @@ def write_run_dataset(session: Session, images: ImageStore, roots: list[Path], r
         else:  # some production parts calibrate the thresholds: the promised FRR is about production
             split, source = ("val" if u < holdout + VAL_SHARE else "train"), "review"
         counts["reviewed"] += 1
-        by_product[product].append(_row(path, product, defect, split, f"{source}:{r['uuid']}"))
+        by_product[product].append(_row(path, product, defect, split, f"{source}:{part.uuid}"))
     stored = latest_manuals(session)  # operators may have edited a manual since the data was written
     manuals = {p: stored[p][1] if p in stored else m.text for p, m in original.manuals.items()}
     for product, rows in by_product.items():

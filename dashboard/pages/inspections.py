@@ -19,8 +19,8 @@ st.header("Inspections")
 known = data.query(streams)
 with st.expander("Filters", expanded=True):
     c = st.columns(4)
-    product = c[0].selectbox("Product", ["all", *known["products"]])
-    line = c[1].selectbox("Line", ["all", *known["lines"]])
+    product = c[0].selectbox("Product", ["all", *known.products])
+    line = c[1].selectbox("Line", ["all", *known.lines])
     verdict = c[2].selectbox("Verdict", ["all", "accept", "review", "reject", "error"])
     reviewed = c[3].selectbox("Reviewed", ["either", "yes", "no"])
     c = st.columns(4)
@@ -51,7 +51,7 @@ if page.rows:
     st.dataframe(data.readable(table), hide_index=True, width="stretch")
 
 st.subheader("Detail")
-chosen = st.number_input("Inspection id", min_value=0, value=page.rows[0]["id"] if page.rows else 0, step=1)
+chosen = st.number_input("Inspection id", min_value=0, value=page.rows[0].id if page.rows else 0, step=1)
 detail = data.query(inspection_detail, int(chosen)) if chosen else None
 if chosen and detail is None:
     st.warning(f"Inspection {chosen} does not exist.")
@@ -62,47 +62,43 @@ elif detail:
         if raw is None:
             st.info("The image file is no longer kept (retention) or was never stored; the verdict stays.")
         else:
-            has_map = detail["anomaly_map"] is not None
+            has_map = detail.anomaly_map is not None
             label = "Where the part differs from good parts" if has_map else "Where the model looked"
-            show_map = st.toggle(label, value=has_map or detail["attention"] is not None)
-            heat = overlay(raw, detail["attention"], anomaly_map=detail["anomaly_map"])
+            show_map = st.toggle(label, value=has_map or detail.attention is not None)
+            heat = overlay(raw, detail.attention, anomaly_map=detail.anomaly_map)
             st.image(heat if show_map else raw, width="stretch")
     with right:
         st.markdown(
-            f"**{detail['verdict'].upper()}** {detail['defect_type'] or ''} · confidence "
-            f"{detail['confidence'] if detail['confidence'] is not None else '–'} · "
-            f"{detail['product_id']} on {detail['line'] or '–'} at {detail['captured_at']:%Y-%m-%d %H:%M:%S}"
+            f"**{detail.verdict.upper()}** {detail.defect_type or ''} · confidence "
+            f"{detail.confidence if detail.confidence is not None else '–'} · "
+            f"{detail.product_id} on {detail.line or '–'} at {detail.captured_at:%Y-%m-%d %H:%M:%S}"
         )
-        if detail["error"]:
-            st.error(detail["error"])
-        if detail["late"]:
+        if detail.error:
+            st.error(detail.error)
+        if detail.late:
             st.warning(
                 "Late: the PLC's inspect window passed before this verdict, so the line rejected the part "
                 "fail-safe (result code 101). The verdict above is the model's, stored when it came."
             )
-        if detail["class_scores"]:
-            st.bar_chart(pd.Series(detail["class_scores"], name="probability"))
-        if detail["defect_type"] and detail["manual_text"]:
+        if detail.class_scores:
+            st.bar_chart(pd.Series(detail.class_scores, name="probability"))
+        if detail.defect_type and detail.manual_text:
             try:
-                section = parse_manual(detail["manual_text"], "manual", detail["product_id"]).defects.get(
-                    detail["defect_type"]
-                )
+                section = parse_manual(detail.manual_text, "manual", detail.product_id).defects.get(detail.defect_type)
             except Exception:  # noqa: BLE001 - an unparsable old manual still shows the verdict
                 section = None
             if section:
-                st.markdown(f"**Manual (version {detail['manual_version']}): {section.name}**")
+                st.markdown(f"**Manual (version {detail.manual_version}): {section.name}**")
                 st.markdown(section.text)
         if account.role == "engineer":
             golden = st.checkbox(
                 "In the golden set",
                 help="Every new model is checked against the golden set; a part needs a review as its label.",
-                value=detail["golden"],
-                key=f"golden_{detail['id']}",
-                disabled=not detail["reviews"] and not detail["golden"],
+                value=detail.golden,
+                key=f"golden_{detail.id}",
+                disabled=not detail.reviews and not detail.golden,
             )
-            if golden != detail["golden"] and data.act(set_golden, account, detail["id"], golden, success="Saved"):
+            if golden != detail.golden and data.act(set_golden, account, detail.id, golden, success="Saved"):
                 st.rerun()
-        for r in detail["reviews"]:
-            st.caption(
-                f"review by {r['reviewer']} at {r['created_at']:%Y-%m-%d %H:%M}: {r['label']} {r['defect_type'] or ''}"
-            )
+        for r in detail.reviews:
+            st.caption(f"review by {r.reviewer} at {r.created_at:%Y-%m-%d %H:%M}: {r.label} {r.defect_type or ''}")

@@ -62,9 +62,9 @@ def live() -> None:
         cols = st.columns(4)
         for i, r in enumerate(rows):
             with cols[i % 4]:
-                caption = f"#{r['id']} {r['defect_type'] or ''} · {r['captured_at']:%H:%M}"
+                caption = f"#{r.id} {r.defect_type or ''} · {r.captured_at:%H:%M}"
                 try:
-                    st.image(str(store.thumbnail(r["image_sha256"])), caption=caption)
+                    st.image(str(store.thumbnail(r.image_sha256)), caption=caption)
                 except Exception:  # noqa: BLE001 - a purged or missing image must not break the page
                     st.caption(f"{caption} (image not kept)")
 

@@ -14,7 +14,7 @@ from inspector.store.queries import inspection_detail, review_queue, streams
 
 account = data.user()
 st.header("Review queue")
-products = data.query(streams)["products"]
+products = data.query(streams).products
 product = st.selectbox("Product", ["all", *products], key="review_product")
 queue = data.query(review_queue, 20, None if product == "all" else product)
 
@@ -31,7 +31,7 @@ if not queue:
     st.success("Nothing to review: every part sent to review, spot-checked or rejected has been reviewed.")
     st.stop()
 
-item = data.query(inspection_detail, queue[0]["id"])
+item = data.query(inspection_detail, queue[0].id)
 st.caption(
     f"{len(queue)}{'+' if len(queue) == 20 else ''} waiting · sent to review first, then spot checks (newest first), "
     "then rejected"
@@ -42,40 +42,40 @@ with left:
     if raw is None:
         st.info("The image file is no longer kept; review from the verdict and the line's records.")
     else:
-        st.image(overlay(raw, item["attention"], anomaly_map=item["anomaly_map"]), width="stretch")
-        if item["anomaly_map"]:
+        st.image(overlay(raw, item.attention, anomaly_map=item.anomaly_map), width="stretch")
+        if item.anomaly_map:
             st.caption("red: where the part differs from good parts; full red: beyond good parts at the promised FRR")
 with right:
-    kind = "SPOT CHECK of an accepted part" if item["spot_check"] else item["verdict"].upper()
+    kind = "SPOT CHECK of an accepted part" if item.spot_check else item.verdict.upper()
     st.markdown(
-        f"### #{item['id']} · {kind} {item['defect_type'] or ''}\n"
-        f"{item['product_id']} · line {item['line'] or '–'} · {item['captured_at']:%Y-%m-%d %H:%M:%S} · "
-        f"confidence {item['confidence'] if item['confidence'] is not None else '–'}"
+        f"### #{item.id} · {kind} {item.defect_type or ''}\n"
+        f"{item.product_id} · line {item.line or '–'} · {item.captured_at:%Y-%m-%d %H:%M:%S} · "
+        f"confidence {item.confidence if item.confidence is not None else '–'}"
     )
     defect_types: list[str] = []
     section_text = None
-    if item["manual_text"]:
+    if item.manual_text:
         try:
-            manual = parse_manual(item["manual_text"], "manual", item["product_id"])
+            manual = parse_manual(item.manual_text, "manual", item.product_id)
             defect_types = list(manual.defects)
-            if item["defect_type"] in manual.defects:
-                section_text = manual.defects[item["defect_type"]].text
+            if item.defect_type in manual.defects:
+                section_text = manual.defects[item.defect_type].text
         except Exception:  # noqa: BLE001 - an unparsable manual must not block reviewing
             pass
     if section_text:
         with st.expander("Manual", expanded=False):
             st.markdown(section_text)
-    comment = st.text_input("Comment (optional)", key=f"comment_{item['id']}")
-    options = defect_types or ([item["defect_type"]] if item["defect_type"] else [])
-    default = options.index(item["defect_type"]) if item["defect_type"] in options else 0
-    chosen_type = st.selectbox("Defect type", options, index=default, key=f"type_{item['id']}") if options else None
+    comment = st.text_input("Comment (optional)", key=f"comment_{item.id}")
+    options = defect_types or ([item.defect_type] if item.defect_type else [])
+    default = options.index(item.defect_type) if item.defect_type in options else 0
+    chosen_type = st.selectbox("Defect type", options, index=default, key=f"type_{item.id}") if options else None
 
     def save(label: str, defect_type: str | None) -> None:
-        rid = data.act(review, account, item["id"], label, defect_type, comment, success=f"#{item['id']}: {label}")
+        rid = data.act(review, account, item.id, label, defect_type, comment, success=f"#{item.id}: {label}")
         if rid is not None:
             st.session_state["last_review"] = {
                 "review": rid,
-                "inspection": item["id"],
+                "inspection": item.id,
                 "label": label,
                 "defect_type": defect_type,
             }

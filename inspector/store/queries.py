@@ -1,5 +1,6 @@
-"""Read-only queries: the only SQL the dashboard and retraining use. They return plain
-dataclasses and dicts, never ORM objects, so nothing lazy-loads outside a session."""
+"""Read-only queries: the only SQL the dashboard and retraining use. They return the frozen rows
+of ``inspector.store.rows`` (and plain counts), never ORM objects, so nothing lazy-loads outside
+a session."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ from inspector.store.catalog import ManualVersion, Product
 from inspector.store.inspections import OPEN_FOR_REVIEW, Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.rollup import InspectionCount, hour_of
+from inspector.store.rows import (
+    InspectionDetail,
+    InspectionRow,
+    ManualVersionRow,
+    ProductOverview,
+    ReviewedPart,
+    ReviewRow,
+    Streams,
+)
 from inspector.store.signals import InspectionSignal
 
 Bucket = Literal["hour", "shift", "day"]
-INSPECTION_COLUMNS = [c.key for c in Inspection.__table__.columns]
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,10 @@ class InspectionFilter:
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[dict[str, Any]]
+    rows: list[InspectionRow]
     total: int
     page: int
     page_size: int
-
-
-def _row(obj: Inspection) -> dict[str, Any]:
-    return {k: getattr(obj, k) for k in INSPECTION_COLUMNS}
 
 
 def list_inspections(
@@ -82,7 +87,7 @@ def list_inspections(
         .offset(page * page_size)
         .limit(page_size)
     ).all()
-    return Page([_row(r) for r in rows], total, page, page_size)
+    return Page([InspectionRow.of(r) for r in rows], total, page, page_size)
 
 
 BUCKET_SECONDS = {"hour": 3600, "shift": 8 * 3600, "day": 86400}  # shifts start 00:00, 08:00, 16:00 UTC
@@ -186,7 +191,7 @@ def defect_pareto(session: Session, flt: InspectionFilter = InspectionFilter()) 
     return [(t, n) for t, n in session.execute(stmt)]
 
 
-def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[dict[str, Any]]:
+def review_queue(session: Session, limit: int = 50, product: str | None = None) -> list[InspectionRow]:
     """Unreviewed parts sent to review first (oldest first), then spot checks (newest first), then
     rejected ones (oldest first).
 
@@ -197,7 +202,7 @@ def review_queue(session: Session, limit: int = 50, product: str | None = None) 
     order and stopping at ``limit``: a single query ordered by a CASE expression would sort every
     such row of the table first, and a test for a review row would walk every judged part.
     """
-    c, out = Inspection, []
+    c, out = Inspection, list[InspectionRow]()
     kinds = (("review", c.captured_at), ("spot_check", c.captured_at.desc()), ("reject", c.captured_at))
     for kind, order in kinds:
         if len(out) >= limit:
@@ -205,11 +210,11 @@ def review_queue(session: Session, limit: int = 50, product: str | None = None) 
         verdict, waiting = OPEN_FOR_REVIEW[kind]
         where = (text(waiting), c.verdict == verdict, *((c.product_id == product,) if product else ()))
         stmt = select(c).where(*where).order_by(order, c.id).limit(limit - len(out))
-        out += [_row(r) for r in session.scalars(stmt)]
+        out += [InspectionRow.of(r) for r in session.scalars(stmt)]
     return out
 
 
-def latest_reviews(session: Session, product: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+def latest_reviews(session: Session, product: str | None = None, since: datetime | None = None) -> list[ReviewedPart]:
     """Reviewed inspections with their latest review (the label retraining learns from)."""
     latest = (
         select(Review.inspection_id, func.max(Review.id).label("review_id")).group_by(Review.inspection_id).subquery()
@@ -224,16 +229,7 @@ def latest_reviews(session: Session, product: str | None = None, since: datetime
         stmt = stmt.where(Inspection.product_id == product)
     if since:
         stmt = stmt.where(Review.created_at >= since)
-    return [
-        {
-            **_row(i),
-            "review_label": r.label,
-            "review_defect_type": r.defect_type,
-            "reviewer": r.reviewer,
-            "reviewed_at": r.created_at,
-        }
-        for i, r in session.execute(stmt)
-    ]
+    return [ReviewedPart(InspectionRow.of(i), ReviewRow.of(r)) for i, r in session.execute(stmt)]
 
 
 def model_history(session: Session) -> list[dict[str, Any]]:
@@ -252,36 +248,33 @@ def model_history(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def inspection_detail(session: Session, inspection_id: int) -> dict[str, Any] | None:
+def inspection_detail(session: Session, inspection_id: int) -> InspectionDetail | None:
     """One inspection with its reviews (newest first), manual text, attention grid and anomaly map."""
     obj = session.get(Inspection, inspection_id)
     if obj is None:
         return None
-    out = _row(obj)
     reviews = session.scalars(
         select(Review).where(Review.inspection_id == inspection_id).order_by(Review.created_at.desc(), Review.id.desc())
     )
-    out["reviews"] = [
-        {k: getattr(r, k) for k in ("id", "reviewer", "label", "defect_type", "comment", "created_at")} for r in reviews
-    ]
     manual = session.get(ManualVersion, obj.manual_version_id) if obj.manual_version_id else None
-    out["manual_text"] = manual.text if manual else None
-    out["manual_version"] = manual.version if manual else None
     sig = session.get(InspectionSignal, obj.uuid)
-    out["attention"] = sig.attention if sig else None
-    out["anomaly_map"] = sig.anomaly_map if sig else None
-    return out
+    return InspectionDetail.of(
+        obj,
+        reviews=[ReviewRow.of(r) for r in reviews],
+        manual_text=manual.text if manual else None,
+        manual_version=manual.version if manual else None,
+        attention=sig.attention if sig else None,
+        anomaly_map=sig.anomaly_map if sig else None,
+    )
 
 
-def products_overview(session: Session) -> list[dict[str, Any]]:
+def products_overview(session: Session) -> list[ProductOverview]:
     """Products with their manual versions (newest first, full text)."""
-    versions: dict[str, list[dict[str, Any]]] = {}
+    versions: dict[str, list[ManualVersionRow]] = {}
     for m in session.scalars(select(ManualVersion).order_by(ManualVersion.product_id, ManualVersion.version.desc())):
-        versions.setdefault(m.product_id, []).append(
-            {"version": m.version, "text": m.text, "author": m.author, "created_at": m.created_at, "sha256": m.sha256}
-        )
+        versions.setdefault(m.product_id, []).append(ManualVersionRow.of(m))
     return [
-        {"id": p.id, "name": p.name, "active": p.active, "manuals": versions.get(p.id, [])}
+        ProductOverview(p.id, p.name, p.active, versions.get(p.id, []))
         for p in session.scalars(select(Product).order_by(Product.id))
     ]
 
@@ -299,8 +292,8 @@ def latest_manuals(session: Session) -> dict[str, tuple[str, str]]:
     return {p: (sha, text) for p, sha, text in session.execute(stmt)}
 
 
-def streams(session: Session) -> dict[str, list[str]]:
+def streams(session: Session) -> Streams:
     """Known products and lines, for the dashboard's filters."""
     products = list(session.scalars(select(Product.id).order_by(Product.id)))
     lines = sorted({line for (line,) in session.execute(select(InspectionCount.line).distinct())})
-    return {"products": products, "lines": lines}
+    return Streams(products, lines)

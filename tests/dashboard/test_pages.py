@@ -75,7 +75,7 @@ def test_inspection_detail_shows_the_anomaly_map_where_there_is_one(station):
     at = page("inspections")
     newest = max(station["rows"], key=lambda r: r["captured_at"])  # seeded with an anomaly map
     assert at.toggle[0].label == "Where the part differs from good parts"
-    assert at.number_input[1].value == next(r for r in _page_rows(station) if r["uuid"] == newest["uuid"])["id"]
+    assert at.number_input[1].value == next(r for r in _page_rows(station) if r.uuid == newest["uuid"]).id
 
 
 def _page_rows(station):
@@ -242,7 +242,7 @@ def test_a_missing_image_file_is_a_message(station):
     with sessions() as s:
         first = review_queue(s, 1)[0]
     engine.dispose()
-    ImageStore(station["home"] / "images").delete(first["image_sha256"])
+    ImageStore(station["home"] / "images").delete(first.image_sha256)
     at = page("review")
     assert not at.exception
     assert any("no longer kept" in i.value for i in at.info)

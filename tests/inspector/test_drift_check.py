@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -15,6 +16,7 @@ from inspector.settings import DriftSettings
 from inspector.store.files import ImageStore
 from inspector.store.migrate import upgrade
 from inspector.store.monitoring import drift_events
+from inspector.store.rows import InspectionRow, ReviewedPart, ReviewRow
 from inspector.store.session import make_engine, session_factory
 from tests.helpers.shifts import darker
 from tests.helpers.synthetic import make_image
@@ -92,10 +94,15 @@ def test_output_drift_sees_reject_rate_confidence_and_review_share():
     assert bad["defect_type_psi"] == "high"
 
 
+def _reviewed(verdict: str, label: str) -> ReviewedPart:
+    part = InspectionRow(**{f.name: None for f in fields(InspectionRow)} | {"verdict": verdict})
+    return ReviewedPart(part, ReviewRow(0, 0, "anna", label, None, None, datetime.now(UTC)))
+
+
 def test_review_disagreement():
     cfg = DriftSettings(min_reviews=10)
-    agree = [{"verdict": "accept", "review_label": "ok"}] * 18 + [{"verdict": "reject", "review_label": "ok"}] * 2
+    agree = [_reviewed("accept", "ok")] * 18 + [_reviewed("reject", "ok")] * 2
     assert review_disagreement(agree, cfg).severity == "warn"  # 10 % overturned
-    overturned = [{"verdict": "accept", "review_label": "defect"}] * 10 + agree
+    overturned = [_reviewed("accept", "defect")] * 10 + agree
     assert review_disagreement(overturned, cfg).severity == "high"
     assert review_disagreement(agree[:5], cfg) is None  # too few to say

@@ -99,12 +99,12 @@ def _produce(engine: Engine, recorder: Recorder, n: int = 40) -> list[str]:
 
 def _review(sessions, kinds: list[str], corrupt: bool) -> None:
     with sessions() as s:
-        rows = sorted(list_inspections(s, page_size=1000).rows, key=lambda r: r["captured_at"])
+        rows = sorted(list_inspections(s, page_size=1000).rows, key=lambda r: r.captured_at)
         for row, kind in zip(rows, kinds, strict=True):
             defect = kind == "spot"
             if corrupt:
                 defect = not defect
-            add_review(s, row["id"], "anna", "defect" if defect else "ok", "spot" if defect else None)
+            add_review(s, row.id, "anna", "defect" if defect else "ok", "spot" if defect else None)
         s.commit()
 
 

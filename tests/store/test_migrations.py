@@ -156,6 +156,6 @@ def test_0011_takes_parts_an_operator_judged_off_the_review_queue(fresh_db_url):
         got = dict(conn.execute(select(Inspection.uuid, Inspection.reviewed_at)).all())
     assert got["waiting"] is None and abs(got["judged"] - later) < timedelta(milliseconds=1)
     with session_factory(engine)() as s:
-        assert [q["uuid"] for q in review_queue(s)] == ["waiting"]
+        assert [q.uuid for q in review_queue(s)] == ["waiting"]
     downgrade(fresh_db_url, "0010")
     engine.dispose()

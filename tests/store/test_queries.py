@@ -36,7 +36,7 @@ def test_filtered_pagination_newest_first(Session):
         page = list_inspections(s, InspectionFilter(product="tile", verdict="reject"), page=1, page_size=10)
     assert page.total == len(want)
     expected = sorted(want, key=lambda r: r["captured_at"], reverse=True)[10:20]
-    assert [r["uuid"] for r in page.rows] == [r["uuid"] for r in expected]
+    assert [r.uuid for r in page.rows] == [r["uuid"] for r in expected]
 
 
 def test_hourly_and_shift_rates_match_a_recount(Session):
@@ -82,17 +82,17 @@ def test_review_queue_review_first_then_spot_checks_newest_first_then_rejects_un
         add_review(s, newest_spot.id, "anna", "defect", "crack")
         s.commit()
         queue = review_queue(s, limit=1000)
-    verdicts = [q["verdict"] for q in queue]
+    verdicts = [q.verdict for q in queue]
     n_review = sum(r["verdict"] == "review" for r in rows) - 1
     spots = [r["uuid"] for r in reversed(accepted[::40][:-1])]
     assert verdicts == ["review"] * n_review + ["accept"] * len(spots) + ["reject"] * (
         len(queue) - n_review - len(spots)
     )
-    assert [q["uuid"] for q in queue[n_review : n_review + len(spots)]] == spots and all(
-        q["spot_check"] for q in queue[n_review : n_review + len(spots)]
+    assert [q.uuid for q in queue[n_review : n_review + len(spots)]] == spots and all(
+        q.spot_check for q in queue[n_review : n_review + len(spots)]
     )
-    assert oldest_review.uuid not in {q["uuid"] for q in queue}
-    times = [q["captured_at"] for q in queue[:n_review]]
+    assert oldest_review.uuid not in {q.uuid for q in queue}
+    times = [q.captured_at for q in queue[:n_review]]
     assert times == sorted(times)
 
 
@@ -142,3 +142,12 @@ def test_rates_from_hourly_counters_equal_a_scan_of_the_rows(Session):
                     for k, c in scanned.items()
                 }
                 assert got == want, (flt, bucket, by)
+
+
+def test_an_inspection_row_holds_every_column_of_the_table():
+    # a migration that adds a column must add it to the row the dashboard reads, or it is never shown
+    from dataclasses import fields
+
+    from inspector.store.rows import InspectionRow
+
+    assert [f.name for f in fields(InspectionRow)] == [c.key for c in Inspection.__table__.columns]

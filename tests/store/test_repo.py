@@ -75,7 +75,7 @@ def test_reviews_latest_wins_and_bad_reviews_refused(Session):
         add_review(s, first, "ben", "ok", comment="just dust")
         s.commit()
         [row] = latest_reviews(s)
-        assert (row["id"], row["review_label"], row["reviewer"]) == (first, "ok", "ben")
+        assert (row.part.id, row.review.label, row.review.reviewer) == (first, "ok", "ben")
         # the part carries its latest review's time: the review queue's indexes leave it out
         latest = s.scalars(select(Review.created_at).where(Review.reviewer == "ben")).one()
         assert s.get(Inspection, first).reviewed_at == latest

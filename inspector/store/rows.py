@@ -1,0 +1,118 @@
+"""What the store's read queries return: frozen rows read by attribute, never ORM objects (nothing
+lazy-loads outside a session) and never dicts (a renamed column fails where it is read, in a type
+check or at import, not as a KeyError on a dashboard page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Self
+
+from inspector.store.catalog import ManualVersion
+from inspector.store.inspections import Inspection, Review
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionRow:
+    """One inspection as stored: every column of ``inspections``."""
+
+    id: int
+    uuid: str
+    captured_at: datetime
+    received_at: datetime
+    line: str
+    station: str
+    camera: str
+    product_id: str
+    part_serial: str | None
+    image_uri: str | None
+    image_sha256: str | None
+    image_size: int | None
+    image_purged_at: datetime | None
+    verdict: str
+    defect_type: str | None
+    confidence: float | None
+    defect_score: float | None
+    classifier_score: float | None
+    anomaly_score: float | None
+    class_scores: dict[str, Any] | None
+    image_only: bool
+    golden: bool
+    model_version_id: int | None
+    manual_version_id: int | None
+    latency_ms: float | None
+    error: str | None
+    late: bool
+    spot_check: bool
+    reviewed_at: datetime | None
+
+    @classmethod
+    def of(cls, obj: Inspection, **extra: Any) -> Self:
+        """The row of ``obj``; a subclass's own fields come as ``extra``."""
+        return cls(**{f.name: getattr(obj, f.name) for f in fields(InspectionRow)}, **extra)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRow:
+    """An operator's label for an inspection."""
+
+    id: int
+    inspection_id: int
+    reviewer: str
+    label: str
+    defect_type: str | None
+    comment: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, obj: Review) -> ReviewRow:
+        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionDetail(InspectionRow):
+    """One inspection with what its detail view shows: reviews (newest first), the manual it was
+    judged against, and the attention grid and anomaly map (encoded as ``inspection_signals``)."""
+
+    reviews: list[ReviewRow]
+    manual_text: str | None
+    manual_version: int | None
+    attention: bytes | None
+    anomaly_map: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewedPart:
+    """A reviewed inspection and its latest review: the label retraining and drift learn from."""
+
+    part: InspectionRow
+    review: ReviewRow
+
+
+@dataclass(frozen=True, slots=True)
+class ManualVersionRow:
+    version: int
+    text: str
+    author: str
+    created_at: datetime
+    sha256: str
+
+    @classmethod
+    def of(cls, obj: ManualVersion) -> ManualVersionRow:
+        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class ProductOverview:
+    id: str
+    name: str
+    active: bool
+    manuals: list[ManualVersionRow]  # newest first
+
+
+@dataclass(frozen=True, slots=True)
+class Streams:
+    """The products and lines the store knows, for filters."""
+
+    products: list[str]
+    lines: list[str]
