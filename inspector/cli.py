@@ -620,8 +620,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"rolled back; champion: {mv.id} {mv.name}")
         else:
             for m in model_history(s):
-                when = m["promoted_at"].strftime("%Y-%m-%d %H:%M") if m["promoted_at"] else "-"
-                print(f"{m['id']:4} {m['status']:9} promoted {when:16} {m['name']}")
+                when = m.promoted_at.strftime("%Y-%m-%d %H:%M") if m.promoted_at else "-"
+                print(f"{m.id:4} {m.status:9} promoted {when:16} {m.name}")
     return 0
 
 

@@ -50,7 +50,7 @@ def live() -> None:
             width="stretch",
         )
     st.subheader("Retraining triggered by drift")
-    runs = [r for r in data.query(retrain_runs, 50) if r["trigger"].startswith("drift")]
+    runs = [r for r in data.query(retrain_runs, 50) if r.trigger.startswith("drift")]
     if runs:
         runs = pd.DataFrame(runs)[["started_at", "trigger", "status", "decision", "reason"]]
         st.dataframe(data.readable(runs), hide_index=True)

@@ -22,8 +22,8 @@ account = data.user()
 st.header("Retraining & models")
 
 models = data.query(model_history)
-champion = next((m for m in models if m["status"] == "champion"), None)
-st.metric("Champion", champion["name"] if champion else "none yet")
+champion = next((m for m in models if m.status == "champion"), None)
+st.metric("Champion", champion.name if champion else "none yet")
 
 
 def _pct(v) -> str:
@@ -50,7 +50,7 @@ def held_out(metrics: dict) -> pd.DataFrame | None:
 
 
 if champion:
-    table = held_out(champion["metrics"])
+    table = held_out(champion.metrics)
     if table is not None:
         st.caption("The champion on its held-out test split (thresholds from its calibration split):")
         st.dataframe(table, hide_index=True)
@@ -147,7 +147,7 @@ def setter(b: PromiseBasis, s: Setter, key: str) -> None:
 
 if champion:
     st.subheader("On the line")
-    line = on_the_line(data.query(drift_events, metric=list(SAID), limit=1000), champion["name"])
+    line = on_the_line(data.query(drift_events, metric=list(SAID), limit=1000), champion.name)
     if line is None:
         st.caption(
             "No drift check has seen a reviewed reject or spot check of the champion yet. The review queue "
@@ -162,7 +162,7 @@ if champion:
         st.dataframe(line, hide_index=True)
 
 if champion:
-    bases = data.query(promise_basis, champion["id"])
+    bases = data.query(promise_basis, champion.id)
     st.subheader("What the promise stands on")
     if not bases:
         st.caption("The champion's stored card names no threshold basis (registered by an older version).")
@@ -193,14 +193,14 @@ runs = data.query(retrain_runs, 50)
 if not runs:
     st.caption("No retraining run yet.")
 for r in runs:
-    title = f"#{r['id']} {r['started_at']:%Y-%m-%d %H:%M} · {r['trigger']} · {r['status']} · {r['decision'] or ''}"
+    title = f"#{r.id} {r.started_at:%Y-%m-%d %H:%M} · {r.trigger} · {r.status} · {r.decision or ''}"
     with st.expander(title, expanded=r is runs[0]):
-        if r["reason"]:
-            st.write(r["reason"])
+        if r.reason:
+            st.write(r.reason)
         rows = []
         for which in ("golden", "recent"):
-            for product, m in (r["champion_metrics"] or {}).get(which, {}).items():
-                new = (r["challenger_metrics"] or {}).get(which, {}).get(product, {})
+            for product, m in (r.champion_metrics or {}).get(which, {}).items():
+                new = (r.challenger_metrics or {}).get(which, {}).get(product, {})
                 rows.append(
                     {
                         "set": which,
@@ -212,10 +212,10 @@ for r in runs:
                 )
         if rows:
             st.dataframe(data.readable(pd.DataFrame(rows)), hide_index=True)
-        if r["challenger_id"] is not None:
-            for b in data.query(promise_basis, r["challenger_id"]):
+        if r.challenger_id is not None:
+            for b in data.query(promise_basis, r.challenger_id):
                 st.caption(stands_on(b, "The challenger's"))
-        st.caption(f"data: {r['data_counts']} · {r['duration_s'] or 0:.0f} s")
+        st.caption(f"data: {r.data_counts} · {r.duration_s or 0:.0f} s")
 
 st.subheader("Versions")
 if models:
@@ -233,9 +233,9 @@ if data.engineer_only(account):
             except Exception as exc:  # noqa: BLE001
                 st.error(str(exc))
     with c2:
-        candidates = [m for m in models if m["status"] != "champion"]
+        candidates = [m for m in models if m.status != "champion"]
         pick = st.selectbox(
-            "Model to promote", [m["id"] for m in candidates], format_func=lambda i: f"#{i}", key="promote_pick"
+            "Model to promote", [m.id for m in candidates], format_func=lambda i: f"#{i}", key="promote_pick"
         )
         sure = st.checkbox("I checked its metrics", key="confirm_promote")
         if st.button("Promote", key="promote", disabled=not (pick and sure)):

@@ -20,6 +20,7 @@ from inspector.store.rows import (
     InspectionDetail,
     InspectionRow,
     ManualVersionRow,
+    ModelVersionRow,
     ProductOverview,
     ReviewedPart,
     ReviewRow,
@@ -232,20 +233,10 @@ def latest_reviews(session: Session, product: str | None = None, since: datetime
     return [ReviewedPart(InspectionRow.of(i), ReviewRow.of(r)) for i, r in session.execute(stmt)]
 
 
-def model_history(session: Session) -> list[dict[str, Any]]:
+def model_history(session: Session) -> list[ModelVersionRow]:
+    """Every registered model version, newest first."""
     rows = session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
-    return [
-        {
-            "id": m.id,
-            "name": m.name,
-            "status": m.status,
-            "artifact_path": m.artifact_path,
-            "metrics": m.metrics,
-            "created_at": m.created_at,
-            "promoted_at": m.promoted_at,
-        }
-        for m in rows
-    ]
+    return [ModelVersionRow.of(m) for m in rows]
 
 
 def inspection_detail(session: Session, inspection_id: int) -> InspectionDetail | None:

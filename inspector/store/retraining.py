@@ -14,8 +14,7 @@ from inspector.store.modeling import ModelVersion, RetrainRun
 from inspector.store.monitoring import champion_row
 from inspector.store.operations import DriftEvent
 from inspector.store.repo import InvalidRecordError, audit, promote_model
-
-RUN_COLUMNS = [c.key for c in RetrainRun.__table__.columns]
+from inspector.store.rows import RetrainRunRow
 
 
 def start_run(session: Session, trigger: str, champion_id: int | None) -> int:
@@ -73,9 +72,10 @@ def high_drift_since(session: Session, since: datetime | None) -> list[dict[str,
     ]
 
 
-def retrain_runs(session: Session, limit: int = 100) -> list[dict[str, Any]]:
+def retrain_runs(session: Session, limit: int = 100) -> list[RetrainRunRow]:
+    """The latest runs, newest first."""
     stmt = select(RetrainRun).order_by(RetrainRun.started_at.desc(), RetrainRun.id.desc()).limit(limit)
-    return [{k: getattr(r, k) for k in RUN_COLUMNS} for r in session.scalars(stmt)]
+    return [RetrainRunRow.of(r) for r in session.scalars(stmt)]
 
 
 def rollback_model(session: Session, actor: str) -> ModelVersion:

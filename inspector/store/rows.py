@@ -10,6 +10,7 @@ from typing import Any, Self
 
 from inspector.store.catalog import ManualVersion
 from inspector.store.inspections import Inspection, Review
+from inspector.store.modeling import ModelVersion, RetrainRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +117,43 @@ class Streams:
 
     products: list[str]
     lines: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionRow:
+    """A registered model version (its card stays in the store, not in the listing)."""
+
+    id: int
+    name: str
+    status: str
+    artifact_path: str
+    metrics: dict[str, Any]
+    created_at: datetime
+    promoted_at: datetime | None
+
+    @classmethod
+    def of(cls, obj: ModelVersion) -> ModelVersionRow:
+        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainRunRow:
+    """One retraining run: what it learnt from, both models' metrics and the promotion decision."""
+
+    id: int
+    trigger: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    data_counts: dict[str, Any]
+    champion_id: int | None
+    challenger_id: int | None
+    champion_metrics: dict[str, Any]
+    challenger_metrics: dict[str, Any]
+    decision: str | None
+    reason: str | None
+    duration_s: float | None
+
+    @classmethod
+    def of(cls, obj: RetrainRun) -> RetrainRunRow:
+        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})

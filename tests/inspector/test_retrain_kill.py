@@ -31,7 +31,7 @@ def test_sigkill_mid_training_leaves_the_champion(trained_model, tmp_path, monke
         while time.monotonic() < deadline:
             with sessions() as s:
                 runs = retrain_runs(s)
-            if runs and (tmp_path / "retrain" / f"run-{runs[0]['id']}").is_dir():
+            if runs and (tmp_path / "retrain" / f"run-{runs[0].id}").is_dir():
                 break
             assert proc.poll() is None, "the retrain process ended before it could be killed"
             time.sleep(0.2)
@@ -43,7 +43,7 @@ def test_sigkill_mid_training_leaves_the_champion(trained_model, tmp_path, monke
         proc.kill()
     with sessions() as s:
         assert champion(s) == before
-        assert retrain_runs(s)[0]["status"] == "running"  # as the killed process left it
+        assert retrain_runs(s)[0].status == "running"  # as the killed process left it
 
     time.sleep(3.5)  # the killed run's lease (3 s) lapses: the next run may start
     monkeypatch.setattr("inspector.training.train_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
@@ -53,4 +53,4 @@ def test_sigkill_mid_training_leaves_the_champion(trained_model, tmp_path, monke
         runs = retrain_runs(s)
         assert champion(s) == before
     db.dispose()
-    assert [r["status"] for r in runs] == ["failed", "interrupted"]
+    assert [r.status for r in runs] == ["failed", "interrupted"]

@@ -58,6 +58,6 @@ def test_after_the_line_reviews_checks_drift_and_decides_a_retrain(service, serv
     assert "drift check:" in out
     assert "/demo: good parts rejected >= " in out and "reviewed rejects were good; promised 1%)" in out
     assert "/demo: defects shipped ~ " in out and "spot checks defective; the test split's model accepted" in out
-    assert len(runs) == 1 and runs[0]["trigger"] == f"demo: {len(flagged)} operator reviews"
-    assert runs[0]["status"] in ("finished", "failed") and runs[0]["reason"]
+    assert len(runs) == 1 and runs[0].trigger == f"demo: {len(flagged)} operator reviews"
+    assert runs[0].status in ("finished", "failed") and runs[0].reason
     assert "retraining" in out or "challenger #" in out
