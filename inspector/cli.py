@@ -4,6 +4,7 @@ retrain, scheduler, users."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -664,8 +665,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print("no retrain due (use --now to force one)")
         return 0
     result = run_retrain(settings, sessions, trigger=trigger, actor=os.environ.get("USER", "cli"))
-    print(json.dumps(result, indent=2, default=str))
-    return 0 if result["status"] in ("finished", "skipped") else 1
+    print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+    return 0 if result.status in ("finished", "skipped") else 1
 
 
 def cmd_onboard(args: argparse.Namespace) -> int:

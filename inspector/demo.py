@@ -192,12 +192,12 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
             print(line)
     print("retraining: a challenger learns from those reviews and is promoted only if measurably better ...")
     run = run_retrain(settings, sessions, trigger=f"demo: {n} operator reviews", actor="engineer")
-    if run["status"] == "finished":
-        verdict = "promoted" if run["promoted"] else "kept as a candidate, the champion stays"
-        print(f"  challenger #{run['challenger']} {verdict}: {run['reason']}")
-        print("  took " + ", ".join(f"{k} {v:.0f} s" for k, v in run["seconds"].items()))
+    if run.status == "finished":
+        verdict = "promoted" if run.promoted else "kept as a candidate, the champion stays"
+        print(f"  challenger #{run.challenger} {verdict}: {run.reason}")
+        print("  took " + ", ".join(f"{k} {v:.0f} s" for k, v in run.seconds.items()))
     else:
-        print(f"  retraining {run['status']}: {run['reason']}")
+        print(f"  retraining {run.status}: {run.reason}")
 
 
 def on_the_line(events: list[dict]) -> list[str]:

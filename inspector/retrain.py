@@ -28,8 +28,10 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -63,6 +65,20 @@ log = logging.getLogger(__name__)
 LEASE = "retrain"
 VAL_SHARE = 0.15  # of reviewed images, beside the held-out share
 FIELDS = ["image", "product", "label", "defect_type", "split", "mask", "source", "group"]
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What one call of ``run_retrain`` did, for the CLI, the scheduler, the demo and the dashboard."""
+
+    status: Literal["finished", "failed", "skipped"]
+    reason: str
+    run: int | None = None  # the retrain_runs row; None when skipped
+    promoted: bool = False
+    challenger: int | None = None  # the registered model version
+    counts: dict[str, Any] = field(default_factory=dict)  # images learnt from, by source
+    metrics: dict[str, Any] = field(default_factory=dict)  # champion and challenger on golden and recent parts
+    seconds: dict[str, float] = field(default_factory=dict)  # dataset, training, comparison
 
 
 def holder_id() -> str:
@@ -214,13 +230,13 @@ def _settings_like(settings: Settings, card: ModelCard) -> Settings:
 
 def run_retrain(
     settings: Settings, sessions: sessionmaker[Session], trigger: str = "manual", actor: str = "retrain"
-) -> dict:
-    """One retraining run (see the module's doc). -> the run's summary; never raises for a failed run."""
+) -> RetrainOutcome:
+    """One retraining run (see the module's doc). -> what it did; never raises for a failed run."""
     holder = holder_id()
     ttl = settings.retrain.lease_minutes * 60
     with sessions() as s:
         if not acquire_lease(s, LEASE, holder, ttl):
-            return {"status": "skipped", "reason": "another retraining run holds the lease"}
+            return RetrainOutcome("skipped", "another retraining run holds the lease")
         mark_interrupted(s)
         champ = champion(s)
         run_id = start_run(s, trigger, champ["id"] if champ else None)
@@ -233,7 +249,7 @@ def run_retrain(
         log.exception("retraining run %s failed", run_id)
         with sessions() as s:
             finish_run(s, run_id, status="failed", decision="none", reason=f"{type(exc).__name__}: {exc}"[:2000])
-        return {"run": run_id, "status": "failed", "reason": str(exc)}
+        return RetrainOutcome("failed", str(exc), run=run_id)
     finally:
         beat.set()
         with sessions() as s:
@@ -305,8 +321,7 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
             decision="promoted" if promote else "kept_candidate",
             reason=reason,
         )
-    return {"run": run_id, "status": "finished", "promoted": promote, "reason": reason, "challenger": mv.id,
-            "counts": counts, "metrics": metrics, "seconds": seconds}  # fmt: skip
+    return RetrainOutcome("finished", reason, run_id, promote, mv.id, counts, metrics, seconds)
 
 
 def _source_is(sample: Sample, source: str) -> bool:

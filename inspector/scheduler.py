@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -20,6 +21,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from inspector.settings import Settings
 from inspector.store.session import make_engine, session_factory
+
+if TYPE_CHECKING:  # imported when a job runs: the scheduler process starts without the ML stack
+    from inspector.retrain import RetrainOutcome
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def drift_job(config: dict) -> int:
         engine.dispose()
 
 
-def trigger_job(config: dict) -> dict | None:
+def trigger_job(config: dict) -> RetrainOutcome | None:
     from inspector.retrain import due_trigger, run_retrain
 
     settings, engine, sessions = _open(config)
@@ -58,7 +62,7 @@ def trigger_job(config: dict) -> dict | None:
         engine.dispose()
 
 
-def nightly_job(config: dict) -> dict:
+def nightly_job(config: dict) -> RetrainOutcome:
     from inspector.retrain import run_retrain
 
     settings, engine, sessions = _open(config)

@@ -123,20 +123,20 @@ def test_retrain_promotes_only_a_better_challenger(line_model, tmp_path, corrupt
         after = champion(s)
         run = retrain_runs(s)[0]
     db.dispose()
-    assert result["status"] == "finished", result
+    assert result.status == "finished", result
     assert run.trigger == "test" and run.status == "finished" and run.duration_s > 0
     assert run.data_counts["reviewed"] == 120 and run.data_counts["recent"] > 0
     assert set(run.champion_metrics) == {"golden", "recent"}
     assert set(run.challenger_metrics) == {"golden", "recent", "vs_champion"}
     if corrupt:
-        assert result["promoted"] is False and "golden" in result["reason"], result["reason"]
+        assert result.promoted is False and "golden" in result.reason, result.reason
         assert after["id"] == before["id"]
         assert run.decision == "kept_candidate"
     else:
-        m = result["metrics"]
+        m = result.metrics
         assert m["challenger"]["recent"]["washer"]["score"] > m["champion"]["recent"]["washer"]["score"]
-        assert result["promoted"] is True, (result["reason"], m)
-        assert after["id"] == result["challenger"] != before["id"]
+        assert result.promoted is True, (result.reason, m)
+        assert after["id"] == result.challenger != before["id"]
         assert run.decision == "promoted"
 
 
@@ -155,14 +155,14 @@ def test_a_crash_during_training_leaves_the_champion_serving(trained_model, tmp_
         run = retrain_runs(s)[0]
         assert acquire_lease(s, "retrain", "next", 60)  # the failed run let go of the lease
     db.dispose()
-    assert result["status"] == "failed" and run.status == "failed" and "out of memory" in run.reason
+    assert result.status == "failed" and run.status == "failed" and "out of memory" in run.reason
 
 
 def test_only_one_retrain_at_a_time(trained_model, tmp_path):
     settings, db, sessions, _, _ = _station(tmp_path, trained_model)
     with sessions() as s:
         assert acquire_lease(s, "retrain", "other-station", 600)
-    assert run_retrain(settings, sessions)["status"] == "skipped"
+    assert run_retrain(settings, sessions).status == "skipped"
     with sessions() as s:
         assert retrain_runs(s) == []
         release_lease(s, "retrain", "other-station")

@@ -48,7 +48,7 @@ def test_sigkill_mid_training_leaves_the_champion(trained_model, tmp_path, monke
     time.sleep(3.5)  # the killed run's lease (3 s) lapses: the next run may start
     monkeypatch.setattr("inspector.training.train_model", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("stop")))
     settings.retrain.lease_minutes = 0.05
-    assert run_retrain(settings, sessions, trigger="after-crash")["status"] == "failed"
+    assert run_retrain(settings, sessions, trigger="after-crash").status == "failed"
     with sessions() as s:
         runs = retrain_runs(s)
         assert champion(s) == before

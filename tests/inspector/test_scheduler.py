@@ -49,6 +49,6 @@ def test_two_schedulers_firing_at_once_run_one_retrain(trained_model, tmp_path):
     with sessions() as s:
         runs = retrain_runs(s)
     db.dispose()
-    assert sorted(r["status"] for r in results) == ["finished", "skipped"], results
+    assert sorted(r.status for r in results) == ["finished", "skipped"], results
     assert len(runs) == 1 and runs[0].trigger == "nightly"
     assert runs[0].decision == "kept_candidate" and "no held-out reviewed" in runs[0].reason
