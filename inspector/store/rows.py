@@ -13,6 +13,11 @@ from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion, RetrainRun
 
 
+def _columns(cls: type, obj: object) -> dict[str, Any]:
+    """The values of ``obj`` (an ORM row) for the fields of the dataclass ``cls``."""
+    return {f.name: getattr(obj, f.name) for f in fields(cls)}
+
+
 @dataclass(frozen=True, slots=True)
 class InspectionRow:
     """One inspection as stored: every column of ``inspections``."""
@@ -50,7 +55,7 @@ class InspectionRow:
     @classmethod
     def of(cls, obj: Inspection, **extra: Any) -> Self:
         """The row of ``obj``; a subclass's own fields come as ``extra``."""
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(InspectionRow)}, **extra)
+        return cls(**_columns(InspectionRow, obj), **extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,7 @@ class ReviewRow:
 
     @classmethod
     def of(cls, obj: Review) -> ReviewRow:
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+        return cls(**_columns(cls, obj))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,7 @@ class ManualVersionRow:
 
     @classmethod
     def of(cls, obj: ManualVersion) -> ManualVersionRow:
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+        return cls(**_columns(cls, obj))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +138,7 @@ class ModelVersionRow:
 
     @classmethod
     def of(cls, obj: ModelVersion) -> ModelVersionRow:
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+        return cls(**_columns(cls, obj))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,4 +161,4 @@ class RetrainRunRow:
 
     @classmethod
     def of(cls, obj: RetrainRun) -> RetrainRunRow:
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls)})
+        return cls(**_columns(cls, obj))
