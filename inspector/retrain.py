@@ -69,7 +69,7 @@ FIELDS = ["image", "product", "label", "defect_type", "split", "mask", "source",
 
 @dataclass(frozen=True)
 class RetrainOutcome:
-    """What one call of ``run_retrain`` did, for the CLI, the scheduler, the demo and the dashboard."""
+    """What one call of ``run_retrain`` did, for the CLI, the scheduler and the demo."""
 
     status: Literal["finished", "failed", "skipped"]
     reason: str
