@@ -116,9 +116,7 @@ def main() -> None:
                 "per_stream_ms": round(median / streams * 1000, 1),
                 "events_per_check": len(events),
                 "alarms": sorted(
-                    f"{e['product_id']}/{e['line']} {e['metric']} {e['severity']}"
-                    for e in events
-                    if e["severity"] != "ok"
+                    f"{e.product_id}/{e.line} {e.metric} {e.severity}" for e in events if e.severity != "ok"
                 ),
             },
             indent=2,

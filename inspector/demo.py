@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from inspector.dataset import hash_split
 from inspector.errors import DataError
+from inspector.store.rows import DriftEventRow
 
 MANUALS = Path(__file__).parent / "demo_manuals"
 PRODUCTS = {"mono": "solar-cell-mono", "poly": "solar-cell-poly"}
@@ -176,7 +177,7 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
         shipped = sum(truth[p] != "ok" for p, _ in checked)
         s.commit()
         events = run_drift_check(s, settings.drift)
-    alarms = [e for e in events if e["severity"] != "ok"]
+    alarms = [e for e in events if e.severity != "ok"]
     print(
         f"\noperator reviews: {len(flagged)} parts the line rejected or sent to review, and {len(checked)} spot checks "
         f"(accepted parts picked at random; {shipped} found defective)"
@@ -186,7 +187,7 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
     else:
         print(
             f"drift check: {len(events)} metrics checked, {len(alarms)} above threshold"
-            + "".join(f"\n  {e['severity']:5} {e['product_id']}/{e['line']} {e['metric']}" for e in alarms)
+            + "".join(f"\n  {e.severity:5} {e.product_id}/{e.line} {e.metric}" for e in alarms)
         )
         for line in on_the_line(events):
             print(line)
@@ -200,22 +201,22 @@ def after_the_line(settings, sessions, answered: list[tuple[Path, dict]], truth:
         print(f"  retraining {run.status}: {run.reason}")
 
 
-def on_the_line(events: list[dict]) -> list[str]:
+def on_the_line(events: list[DriftEventRow]) -> list[str]:
     """The drift check's two measurements of the promise and the escape on the line, in words."""
     out = []
     for e in events:
-        d = e["details"]
-        where = f"{e['product_id']}/{e['line']}"
-        if e["metric"] == "false_reject_promise":
+        d = e.details
+        where = f"{e.product_id}/{e.line}"
+        if e.metric == "false_reject_promise":
             out.append(
-                f"  {where}: good parts rejected >= {e['value']:.1%} ({d['false_rejects']} of {d['reviewed_rejects']} "
-                f"reviewed rejects were good; promised {d['promised']:.0%}): {e['severity']}"
+                f"  {where}: good parts rejected >= {e.value:.1%} ({d['false_rejects']} of {d['reviewed_rejects']} "
+                f"reviewed rejects were good; promised {d['promised']:.0%}): {e.severity}"
             )
-        elif e["metric"] == "escape_on_line":
+        elif e.metric == "escape_on_line":
             out.append(
-                f"  {where}: defects shipped ~ {e['value']:.0%} ({d['shipped_defects']} of "
+                f"  {where}: defects shipped ~ {e.value:.0%} ({d['shipped_defects']} of "
                 f"{d['reviewed_spot_checks']} spot checks defective; the test split's model accepted "
-                f"{d['test_escape']:.0%}): {e['severity']}"
+                f"{d['test_escape']:.0%}): {e.severity}"
             )
     return out
 

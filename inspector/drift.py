@@ -40,7 +40,7 @@ from inspector.store.monitoring import (
 )
 from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import latest_reviews
-from inspector.store.rows import ReviewedPart
+from inspector.store.rows import DriftEventRow, ReviewedPart
 from models.calibration import frr_chance
 from models.drift import IMAGE_STATS, mmd_test, psi, psi_of_counts, rate_rise_test
 
@@ -301,19 +301,19 @@ def check_stream(
     return findings, window
 
 
-def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None = None) -> list[dict]:
+def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None = None) -> list[DriftEventRow]:
     """Check every stream of the champion; write and return the drift events. Commits."""
     champ = champion(session)
     if champ is None:
         return []
-    reference = load_reference(Path(champ["artifact_path"]))
-    promises = {b.product: b for b in promise_basis(session, champ["id"])}
-    escapes = held_out_escape(session, champ["id"])
+    reference = load_reference(Path(champ.artifact_path))
+    promises = {b.product: b for b in promise_basis(session, champ.id)}
+    escapes = held_out_escape(session, champ.id)
     now = now or utcnow()
     events = []
-    for product, line in monitored_streams(session, champ["id"], now - timedelta(days=cfg.lookback_days)):
+    for product, line in monitored_streams(session, champ.id, now - timedelta(days=cfg.lookback_days)):
         findings, window = check_stream(
-            session, reference, product, line, champ["id"], cfg, promises.get(product), escapes.get(product)
+            session, reference, product, line, champ.id, cfg, promises.get(product), escapes.get(product)
         )
         for f in findings:
             events.append(
@@ -326,10 +326,10 @@ def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None =
                     "severity": f.severity,
                     "window_start": window[0]["captured_at"],
                     "window_end": window[-1]["captured_at"],
-                    "details": {**f.details, "model": champ["name"], "window": len(window)},
+                    "details": {**f.details, "model": champ.name, "window": len(window)},
                     "created_at": now,
                 }
             )
-    record_drift_events(session, events)
+    stored = record_drift_events(session, events)
     session.commit()
-    return events
+    return stored

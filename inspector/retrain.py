@@ -239,7 +239,7 @@ def run_retrain(
             return RetrainOutcome("skipped", "another retraining run holds the lease")
         mark_interrupted(s)
         champ = champion(s)
-        run_id = start_run(s, trigger, champ["id"] if champ else None)
+        run_id = start_run(s, trigger, champ.id if champ else None)
     beat = threading.Event()
     threading.Thread(target=_heartbeat, args=(sessions, holder, ttl, beat), daemon=True).start()
     try:
@@ -271,7 +271,7 @@ def _run(settings: Settings, sessions, run_id: int, champ: dict | None, trigger:
 
     if champ is None:
         raise InspectorError("no champion model to retrain: run the station (or `inspector models promote`) first")
-    champ_dir = Path(champ["artifact_path"])
+    champ_dir = Path(champ.artifact_path)
     champ_engine = Engine(champ_dir, settings.model.device, settings.max_image_pixels, settings.cache_dir)
     roots = settings.retrain.data or [Path(r) for r in champ_engine.card.data.get("roots", [])]
     if not roots:

@@ -41,11 +41,9 @@ def drift_job(config: dict) -> int:
     try:
         with sessions() as s:
             events = run_drift_check(s, settings.drift)
-        alarms = [e for e in events if e["severity"] != "ok"]
+        alarms = [e for e in events if e.severity != "ok"]
         for e in alarms:
-            log.warning(
-                "drift %s on %s/%s: %s=%.4g", e["severity"], e["product_id"], e["line"], e["metric"], e["value"]
-            )
+            log.warning("drift %s on %s/%s: %s=%.4g", e.severity, e.product_id, e.line, e.metric, e.value)
         return len(events)
     finally:
         engine.dispose()

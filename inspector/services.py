@@ -29,6 +29,7 @@ from inspector.store.repo import (
     promote_model,
 )
 from inspector.store.retraining import rollback_model
+from inspector.store.rows import UserRow
 
 _hasher = PasswordHasher()
 
@@ -75,11 +76,8 @@ def create_user(session: Session, username: str, password: str, role: str) -> No
     session.flush()
 
 
-def list_users(session: Session) -> list[dict]:
-    return [
-        {"username": u.username, "role": u.role, "active": u.active}
-        for u in session.scalars(select(User).order_by(User.username))
-    ]
+def list_users(session: Session) -> list[UserRow]:
+    return [UserRow.of(u) for u in session.scalars(select(User).order_by(User.username))]
 
 
 def authenticate(session: Session, username: str, password: str) -> Account | None:

@@ -3,6 +3,8 @@ the retraining runs they triggered."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import streamlit as st
 
@@ -26,7 +28,7 @@ def live() -> None:
     if not events:
         st.info("No drift checks in this period. The scheduler checks every 15 minutes (`inspector scheduler`).")
         return
-    df = pd.DataFrame(events)
+    df = pd.DataFrame([dataclasses.asdict(e) for e in events])
     df["stream"] = df["product_id"].fillna("") + " / " + df["line"].fillna("")
     alarms = df[df["severity"] != "ok"]
     c = st.columns(3)

@@ -17,6 +17,7 @@ from inspector.store.monitoring import drift_events
 from inspector.store.promise import PromiseBasis, Setter, promise_basis
 from inspector.store.queries import model_history
 from inspector.store.retraining import retrain_runs
+from inspector.store.rows import DriftEventRow
 
 account = data.user()
 st.header("Retraining & models")
@@ -65,24 +66,24 @@ SAID = {
 }
 
 
-def _said(e: dict) -> str:
-    d, judged = e["details"], SAID[e["metric"]].get(e["severity"], e["severity"])
-    if e["metric"] == "false_reject_promise":
+def _said(e: DriftEventRow) -> str:
+    d, judged = e.details, SAID[e.metric].get(e.severity, e.severity)
+    if e.metric == "false_reject_promise":
         seen = f"{d['false_rejects']} of {d['reviewed_rejects']} reviewed, {d['judged']:,} parts"
-        return f"≥ {_pct(e['value'])} ({seen}): {judged}"
+        return f"≥ {_pct(e.value)} ({seen}): {judged}"
     tested = f"test split: {_pct(d['test_escape'])} accepted"
     seen = f"{d['shipped_defects']} of {d['reviewed_spot_checks']} defective; {tested}"
-    return f"≈ {_pct(e['value'])} ({seen}): {judged}"
+    return f"≈ {_pct(e.value)} ({seen}): {judged}"
 
 
-def on_the_line(events: list[dict], model: str) -> pd.DataFrame | None:
+def on_the_line(events: list[DriftEventRow], model: str) -> pd.DataFrame | None:
     """Per product and line, what the newest drift check found of the model's promise (the floor
     the reviews of rejects put under its false-reject rate) and of its escape rate (from the
     spot checks, against the share of test defects it accepted)."""
-    newest: dict[tuple[str, str], dict[str, dict]] = {}
+    newest: dict[tuple[str, str], dict[str, DriftEventRow]] = {}
     for e in events:  # newest first
-        if e["metric"] in SAID and (e["details"] or {}).get("model") == model:
-            newest.setdefault((e["product_id"], e["line"]), {}).setdefault(e["metric"], e)
+        if e.metric in SAID and (e.details or {}).get("model") == model:
+            newest.setdefault((e.product_id, e.line), {}).setdefault(e.metric, e)
     rows = [
         {
             "Product": product,

@@ -81,8 +81,8 @@ def build_service(
     if model_dir is None:
         with sessions() as s:
             champ = champion(s)
-        if champ and Path(champ["artifact_path"]).is_dir():
-            model_dir, champ_id = Path(champ["artifact_path"]), champ["id"]
+        if champ and Path(champ.artifact_path).is_dir():
+            model_dir, champ_id = Path(champ.artifact_path), champ.id
     engine = load(model_dir or settings.default_model)
     worker = InspectionWorker(
         engine,

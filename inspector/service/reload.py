@@ -75,7 +75,7 @@ class ChampionWatcher:
             champ = champion(s)
         if champ is None:
             return False
-        path = Path(champ["artifact_path"]).resolve()
+        path = Path(champ.artifact_path).resolve()
         current = self.worker.pending_model_dir() or self.worker.engine.model_dir.resolve()
         if path == current or str(path) in self.failed:
             return False
@@ -83,7 +83,7 @@ class ChampionWatcher:
             engine: Engine = self.load_engine(path)
             self.sync_manuals(engine)
             share = self.worker.recorder.spot_check_share
-            recorder = Recorder(self.sessions, self.images, engine, model_id=champ["id"], spot_check_share=share)
+            recorder = Recorder(self.sessions, self.images, engine, model_id=champ.id, spot_check_share=share)
         except Exception as exc:  # noqa: BLE001 - a bad artifact must not stop the line: keep the old model
             self.failed[str(path)] = f"{type(exc).__name__}: {exc}"
             log.error("champion %s could not be loaded (%s); still serving %s", path, exc, current)

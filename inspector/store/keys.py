@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inspector.store.base import utcnow
 from inspector.store.operations import ApiKey
 from inspector.store.repo import InvalidRecordError, audit
+from inspector.store.rows import ApiKeyRow
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,8 @@ def revoke_api_key(session: Session, name: str, actor: str = "cli") -> None:
     audit(session, actor, "api_key_revoke", name)
 
 
-def list_api_keys(session: Session) -> list[dict]:
-    return [
-        {"name": k.name, "prefix": k.prefix, "lines": k.lines, "created_at": k.created_at, "revoked_at": k.revoked_at}
-        for k in session.scalars(select(ApiKey).order_by(ApiKey.id))
-    ]
+def list_api_keys(session: Session) -> list[ApiKeyRow]:
+    return [ApiKeyRow.of(k) for k in session.scalars(select(ApiKey).order_by(ApiKey.id))]
 
 
 class KeyChecker:

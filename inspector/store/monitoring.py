@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.operations import DriftEvent
+from inspector.store.rows import DriftEventRow, ModelVersionRow
 from inspector.store.signals import InspectionSignal
 
 WINDOW_COLUMNS = (
@@ -33,9 +34,9 @@ def champion_row(session: Session) -> ModelVersion | None:
     return session.scalars(select(ModelVersion).where(ModelVersion.status == "champion")).first()
 
 
-def champion(session: Session) -> dict[str, Any] | None:
+def champion(session: Session) -> ModelVersionRow | None:
     m = champion_row(session)
-    return None if m is None else {"id": m.id, "name": m.name, "artifact_path": m.artifact_path}
+    return None if m is None else ModelVersionRow.of(m)
 
 
 def monitored_streams(session: Session, model_version_id: int, since: datetime) -> list[tuple[str, str]]:
@@ -151,9 +152,12 @@ def held_out_escape(session: Session, model_version_id: int) -> dict[str, HeldOu
     return out
 
 
-def record_drift_events(session: Session, events: list[dict[str, Any]]) -> None:
-    session.add_all(DriftEvent(**e) for e in events)
+def record_drift_events(session: Session, events: list[dict[str, Any]]) -> list[DriftEventRow]:
+    """Store events given as their columns' values -> the stored rows."""
+    stored = [DriftEvent(**e) for e in events]
+    session.add_all(stored)
     session.flush()
+    return [DriftEventRow.of(e) for e in stored]
 
 
 def drift_events(
@@ -164,7 +168,7 @@ def drift_events(
     since: datetime | None = None,
     min_severity: str | None = None,
     limit: int = 1000,
-) -> list[dict[str, Any]]:
+) -> list[DriftEventRow]:
     """Newest first; ``min_severity='warn'`` leaves out the checks that found nothing."""
     c = DriftEvent
     stmt = select(c).order_by(c.created_at.desc(), c.id.desc()).limit(limit)
@@ -178,4 +182,4 @@ def drift_events(
         stmt = stmt.where(c.created_at >= since)
     if min_severity:
         stmt = stmt.where(c.severity.in_(("warn", "high") if min_severity == "warn" else ("high",)))
-    return [{k.key: getattr(e, k.key) for k in c.__table__.columns} for e in session.scalars(stmt)]
+    return [DriftEventRow.of(e) for e in session.scalars(stmt)]

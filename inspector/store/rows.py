@@ -11,6 +11,7 @@ from typing import Any, Self
 from inspector.store.catalog import ManualVersion
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion, RetrainRun
+from inspector.store.operations import ApiKey, DriftEvent, User
 
 
 def _columns(cls: type, obj: object) -> dict[str, Any]:
@@ -161,4 +162,54 @@ class RetrainRunRow:
 
     @classmethod
     def of(cls, obj: RetrainRun) -> RetrainRunRow:
+        return cls(**_columns(cls, obj))
+
+
+@dataclass(frozen=True, slots=True)
+class DriftEventRow:
+    """One drift check of one stream and metric; ``details`` says what the metric saw (its keys
+    differ by metric: docs/drift.md)."""
+
+    id: int
+    product_id: str | None
+    line: str | None
+    metric: str
+    value: float
+    threshold: float
+    severity: str
+    window_start: datetime
+    window_end: datetime
+    details: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, obj: DriftEvent) -> DriftEventRow:
+        return cls(**_columns(cls, obj))
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as listed: its name, the first characters that identify it, never the key."""
+
+    name: str
+    prefix: str
+    lines: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, obj: ApiKey) -> ApiKeyRow:
+        return cls(**_columns(cls, obj))
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A dashboard user as listed (never the password hash)."""
+
+    username: str
+    role: str
+    active: bool
+
+    @classmethod
+    def of(cls, obj: User) -> UserRow:
         return cls(**_columns(cls, obj))

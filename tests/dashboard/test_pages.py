@@ -175,7 +175,7 @@ def test_an_engineer_promotes_with_confirmation(station):
     at.button(key="promote").click().run()
     engine, sessions = db(station)
     with sessions() as s:
-        assert champion(s)["id"] == 3
+        assert champion(s).id == 3
         assert (
             s.scalar(select(AuditEntry).where(AuditEntry.action == "promote").order_by(AuditEntry.id.desc())).actor
             == "erik"
@@ -378,11 +378,11 @@ def test_a_retraining_run_names_the_parts_its_challengers_threshold_stands_on(st
     engine, sessions = db(station)
     with sessions() as s:
         champ = champion(s)
-        card = s.get(ModelVersion, champ["id"]).card
+        card = s.get(ModelVersion, champ.id).card
         card["products"]["tile"]["decision"]["basis"]["set_by"] = [{"image": "/r/p9.png", "part": "p9", "score": 1.3}]
         challenger = register_model(s, "challenger-4@2026-12-04", "/models/c4", card)
         s.commit()
-        run = start_run(s, "nightly", champ["id"])
+        run = start_run(s, "nightly", champ.id)
         finish_run(s, run, status="finished", challenger_id=challenger.id, decision="kept", reason="not better")
     engine.dispose()
     at = page("models", OPERATOR)

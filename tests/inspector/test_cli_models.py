@@ -29,13 +29,13 @@ def test_promote_and_rollback(tmp_path, capsys):
     home = ["--home", str(tmp_path)]
     assert main(["models", "promote", str(b.id), "--actor", "eve", *home]) == 0
     with sessions() as s:
-        assert champion(s)["id"] == b.id
+        assert champion(s).id == b.id
     assert main(["models", "rollback", "--actor", "eve", *home]) == 0
     assert main(["models", "list", *home]) == 0
     out = capsys.readouterr().out
     assert "champion: 2 b@2" in out and "rolled back; champion: 1 a@1" in out
     with sessions() as s:
-        assert champion(s)["id"] == a.id
+        assert champion(s).id == a.id
         actions = [(e.actor, e.action) for e in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert ("eve", "promote") in actions and ("eve", "rollback") in actions
     engine.dispose()

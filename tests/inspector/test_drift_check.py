@@ -62,13 +62,14 @@ def test_drift_check_flags_the_darkened_line_only(trained_model, tmp_path):
         stored = drift_events(s)
     db.dispose()
     assert len(stored) == len(events) > 0
-    by_line = {line: {e["metric"]: e for e in events if e["line"] == line} for line in ("L1", "L2")}
-    assert by_line["L2"]["psi_brightness"]["severity"] == "high"
-    assert "embedding_mmd" not in by_line["L2"] or by_line["L2"]["embedding_mmd"]["severity"] != "ok"
-    assert [m for m, e in by_line["L1"].items() if e["severity"] == "high"] == []
+    assert sorted(stored, key=lambda e: e.id) == events  # what the check returns is what it stored
+    by_line = {line: {e.metric: e for e in events if e.line == line} for line in ("L1", "L2")}
+    assert by_line["L2"]["psi_brightness"].severity == "high"
+    assert "embedding_mmd" not in by_line["L2"] or by_line["L2"]["embedding_mmd"].severity != "ok"
+    assert [m for m, e in by_line["L1"].items() if e.severity == "high"] == []
     assert {"psi_brightness", "psi_contrast", "psi_sharpness", "defect_rate_cusum"} <= set(by_line["L1"])
     e = by_line["L2"]["psi_brightness"]
-    assert e["window_start"] == T0 + timedelta(seconds=1100) and e["details"]["window"] == 60
+    assert e.window_start == T0 + timedelta(seconds=1100) and e.details["window"] == 60
 
 
 def _rows(n, defect_share, conf=0.9, review_share=0.0, rng=None):

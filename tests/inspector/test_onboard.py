@@ -40,7 +40,7 @@ def test_onboarded_product_is_inspected_and_an_unseen_defect_rejected(trained_mo
     assert "promoted to champion" in out
     db = make_engine(f"sqlite:///{home / 'inspector.db'}")
     with session_factory(db)() as s:
-        model_dir = Path(champion(s)["artifact_path"])
+        model_dir = Path(champion(s).artifact_path)
     db.dispose()
     assert model_dir.parent == home / "models" and model_dir.name.startswith("onboard-plate-")
 

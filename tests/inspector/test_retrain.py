@@ -130,13 +130,13 @@ def test_retrain_promotes_only_a_better_challenger(line_model, tmp_path, corrupt
     assert set(run.challenger_metrics) == {"golden", "recent", "vs_champion"}
     if corrupt:
         assert result.promoted is False and "golden" in result.reason, result.reason
-        assert after["id"] == before["id"]
+        assert after.id == before.id
         assert run.decision == "kept_candidate"
     else:
         m = result.metrics
         assert m["challenger"]["recent"]["washer"]["score"] > m["champion"]["recent"]["washer"]["score"]
         assert result.promoted is True, (result.reason, m)
-        assert after["id"] == result.challenger != before["id"]
+        assert after.id == result.challenger != before.id
         assert run.decision == "promoted"
 
 

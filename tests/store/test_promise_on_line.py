@@ -131,12 +131,12 @@ def test_the_drift_check_says_where_the_promise_broke_on_the_line(Session):
         assert line_reviews(s, "washer", "L1", model_id, since) == LineReviews(2000, 1840, 160, 140, 131, 16, 36, 30, 6)
         assert line_reviews(s, "washer", "L1", model_id + 1, since) == LineReviews(0, 0, 0, 0, 0, 0, 0, 0, 0)
         checked = run_drift_check(s, CFG)
-    promise = {e["line"]: e for e in checked if e["metric"] == "false_reject_promise"}
-    assert promise["L1"]["severity"] == "high" and promise["L1"]["value"] == 131 / 1984
-    assert promise["L1"]["details"]["reviewed_rejects"] == 140 and promise["L1"]["details"]["promised"] == 0.01
-    assert promise["L2"]["severity"] == "ok" and promise["L2"]["value"] == 3 / 2000
-    escape = {e["line"]: e for e in checked if e["metric"] == "escape_on_line"}
-    assert escape["L1"]["severity"] == "high" and escape["L1"]["threshold"] == 0.1  # the test's accepted share
-    assert escape["L1"]["details"]["test_defect_parts"] == 40
-    assert escape["L1"]["details"]["shipped_defects"] == 6 and escape["L2"]["severity"] == "ok"
-    assert escape["L2"]["value"] == 0 and escape["L2"]["details"]["reviewed_spot_checks"] == 39
+    promise = {e.line: e for e in checked if e.metric == "false_reject_promise"}
+    assert promise["L1"].severity == "high" and promise["L1"].value == 131 / 1984
+    assert promise["L1"].details["reviewed_rejects"] == 140 and promise["L1"].details["promised"] == 0.01
+    assert promise["L2"].severity == "ok" and promise["L2"].value == 3 / 2000
+    escape = {e.line: e for e in checked if e.metric == "escape_on_line"}
+    assert escape["L1"].severity == "high" and escape["L1"].threshold == 0.1  # the test's accepted share
+    assert escape["L1"].details["test_defect_parts"] == 40
+    assert escape["L1"].details["shipped_defects"] == 6 and escape["L2"].severity == "ok"
+    assert escape["L2"].value == 0 and escape["L2"].details["reviewed_spot_checks"] == 39
