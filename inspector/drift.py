@@ -40,7 +40,7 @@ from inspector.store.monitoring import (
 )
 from inspector.store.promise import PromiseBasis, promise_basis
 from inspector.store.queries import latest_reviews
-from inspector.store.rows import DriftEventRow, ReviewedPart
+from inspector.store.rows import DriftEventRow, JudgedPart, ReviewedPart
 from models.calibration import frr_chance
 from models.drift import IMAGE_STATS, mmd_test, psi, psi_of_counts, rate_rise_test
 
@@ -96,15 +96,15 @@ def stat_drift(ref: np.ndarray, cur: np.ndarray, cfg: DriftSettings) -> list[Fin
     return out
 
 
-def _category(row: dict) -> str:
-    return (row["defect_type"] or "defect") if row["verdict"] == "reject" else row["verdict"]
+def _category(row: JudgedPart) -> str:
+    return (row.defect_type or "defect") if row.verdict == "reject" else row.verdict
 
 
-def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -> list[Finding]:
+def output_drift(window: list[JudgedPart], baseline: list[JudgedPart], cfg: DriftSettings) -> list[Finding]:
     """Reject rate, defect-type mix, confidence and review share of the window vs the baseline."""
     n, nb = len(window), len(baseline)
-    is_defect = np.array([r["verdict"] == "reject" for r in window])
-    k = sum(r["verdict"] == "reject" for r in baseline)
+    is_defect = np.array([r.verdict == "reject" for r in window])
+    k = sum(r.verdict == "reject" for r in baseline)
     cusum, p = rate_rise_test(is_defect, k, nb, cfg.permutations)
     out = [
         grade(
@@ -126,8 +126,8 @@ def output_drift(window: list[dict], baseline: list[dict], cfg: DriftSettings) -
             {"mix": {c: cw[c] / n for c in cats}, "baseline_mix": {c: cb[c] / nb for c in cats}},
         )
     )
-    conf_w = [r["confidence"] for r in window if r["confidence"] is not None]
-    conf_b = [r["confidence"] for r in baseline if r["confidence"] is not None]
+    conf_w = [r.confidence for r in window if r.confidence is not None]
+    conf_b = [r.confidence for r in baseline if r.confidence is not None]
     if conf_w and conf_b:
         drop = float(np.mean(conf_b) - np.mean(conf_w))
         out.append(
@@ -267,7 +267,7 @@ def check_stream(
     cfg: DriftSettings,
     promise: PromiseBasis | None = None,
     test_escape: HeldOutEscape | None = None,
-) -> tuple[list[Finding], list[dict]]:
+) -> tuple[list[Finding], list[JudgedPart]]:
     """-> findings (none while the window is short) and the window they are about."""
     rows = recent_judged(session, product, line, model_id, cfg.window + cfg.baseline)
     window, baseline = rows[-cfg.window :], rows[: -cfg.window]
@@ -276,13 +276,13 @@ def check_stream(
     findings: list[Finding] = []
     if reference is not None:
         ref_emb, ref_stats = reference.of(product)
-        accepted = [r for r in window if r["verdict"] == "accept" and r["embedding"] is not None]
+        accepted = [r for r in window if r.verdict == "accept" and r.embedding is not None]
         if len(ref_emb) >= cfg.min_window and len(accepted) >= cfg.min_window:
-            cur = np.stack([np.frombuffer(r["embedding"], "<f2").astype(np.float32) for r in accepted])
+            cur = np.stack([np.frombuffer(r.embedding, "<f2").astype(np.float32) for r in accepted])
             if cur.shape[1] == ref_emb.shape[1]:
                 findings.append(embedding_drift(ref_emb, cur, cfg))
         stats = np.array(
-            [[*(r[k] for k in IMAGE_STATS), r["width"] * r["height"]] for r in window if r["brightness"] is not None]
+            [[*(getattr(r, k) for k in IMAGE_STATS), r.width * r.height] for r in window if r.brightness is not None]
         )
         if len(ref_stats) >= cfg.min_window and len(stats) >= cfg.min_window:
             findings += stat_drift(ref_stats, stats, cfg)
@@ -324,8 +324,8 @@ def run_drift_check(session: Session, cfg: DriftSettings, now: datetime | None =
                     "value": f.value,
                     "threshold": f.threshold,
                     "severity": f.severity,
-                    "window_start": window[0]["captured_at"],
-                    "window_end": window[-1]["captured_at"],
+                    "window_start": window[0].captured_at,
+                    "window_end": window[-1].captured_at,
                     "details": {**f.details, "model": champ.name, "window": len(window)},
                     "created_at": now,
                 }

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from inspector.store.inspections import Inspection, Review
 from inspector.store.modeling import ModelVersion
 from inspector.store.operations import DriftEvent
-from inspector.store.rows import DriftEventRow, ModelVersionRow
+from inspector.store.rows import DriftEventRow, JudgedPart, ModelVersionRow
 from inspector.store.signals import InspectionSignal
 
 WINDOW_COLUMNS = (
@@ -50,7 +50,7 @@ def monitored_streams(session: Session, model_version_id: int, since: datetime) 
     return [(p, line) for p, line in session.execute(stmt)]
 
 
-def recent_judged(session: Session, product: str, line: str, model_version_id: int, limit: int) -> list[dict[str, Any]]:
+def recent_judged(session: Session, product: str, line: str, model_version_id: int, limit: int) -> list[JudgedPart]:
     """The newest ``limit`` judged (not error) inspections of one stream, oldest first, with signals."""
     stmt = (
         select(*WINDOW_COLUMNS)
@@ -64,7 +64,7 @@ def recent_judged(session: Session, product: str, line: str, model_version_id: i
         .order_by(Inspection.captured_at.desc(), Inspection.id.desc())
         .limit(limit)
     )
-    return [dict(r) for r in reversed(session.execute(stmt).mappings().all())]
+    return [JudgedPart(**r) for r in reversed(session.execute(stmt).mappings().all())]
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,24 @@ class RetrainRunRow:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgedPart:
+    """One judged inspection of a stream as the drift checks read it: the verdict and, where the
+    station stored them, its drift signals (the outer join leaves them None when it did not)."""
+
+    id: int
+    captured_at: datetime
+    verdict: str
+    defect_type: str | None
+    confidence: float | None
+    embedding: bytes | None  # float16, the champion's projection of the pooled image feature
+    brightness: float | None
+    contrast: float | None
+    sharpness: float | None
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class DriftEventRow:
     """One drift check of one stream and metric; ``details`` says what the metric saw (its keys
     differ by metric: docs/drift.md)."""

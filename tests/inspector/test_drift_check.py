@@ -16,7 +16,7 @@ from inspector.settings import DriftSettings
 from inspector.store.files import ImageStore
 from inspector.store.migrate import upgrade
 from inspector.store.monitoring import drift_events
-from inspector.store.rows import InspectionRow, ReviewedPart, ReviewRow
+from inspector.store.rows import InspectionRow, JudgedPart, ReviewedPart, ReviewRow
 from inspector.store.session import make_engine, session_factory
 from tests.helpers.shifts import darker
 from tests.helpers.synthetic import make_image
@@ -78,7 +78,8 @@ def _rows(n, defect_share, conf=0.9, review_share=0.0, rng=None):
     for _ in range(n):
         r = rng.random()
         verdict = "reject" if r < defect_share else "review" if r < defect_share + review_share else "accept"
-        out.append({"verdict": verdict, "defect_type": "scratch" if verdict == "reject" else None, "confidence": conf})
+        defect_type = "scratch" if verdict == "reject" else None
+        out.append(JudgedPart(len(out), T0, verdict, defect_type, conf, None, None, None, None, None, None))
     return out
 
 
