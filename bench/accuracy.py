@@ -35,10 +35,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inspector.anomaly_fit import FeatureMemo
 from inspector.dataset import product_folders
 from inspector.demo import build_demo
 from inspector.engine import Engine
+from inspector.feature_memo import FeatureMemo
 from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings, TrainSettings
 from inspector.training import prepare, train_model

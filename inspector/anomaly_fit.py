@@ -14,7 +14,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 from inspector.anomaly_views import check_sizes, distinct_views, image_sizes, parse_candidate, view_judges
 from inspector.dataset import CALIBRATION, Dataset, Sample
 from inspector.errors import DataError, ImageError
+from inspector.feature_memo import FeatureMemo, MemoExtractor, active_memo, digest
 from inspector.images import DRAFT_SIZE, load_image
 from inspector.parts.anomaly import AnomalyPart, view_of
 from inspector.settings import AnomalySettings
@@ -41,85 +41,6 @@ from models.anomaly import (
 )
 from models.card import AnomalySpec, AnomalyView
 from models.decision import auroc, low_frr_escape, win_rate
-
-
-class FeatureMemo:
-    """Patch features by input (float16, in memory) up to ``limit_mb``; past it, new inputs are
-    computed and not kept: evicting instead would, on the next pass over the same images in the
-    same order, drop each entry just before its reuse. ``limit_mb=None``: no limit (benchmarks)."""
-
-    def __init__(self, limit_mb: float | None = None) -> None:
-        self.limit = None if limit_mb is None else int(limit_mb * 2**20)
-        self.bytes, self.hits, self.misses = 0, 0, 0
-        self._kept: dict[tuple, torch.Tensor] = {}
-
-    def get(self, key: tuple) -> torch.Tensor | None:
-        found = self._kept.get(key)
-        self.hits += found is not None
-        self.misses += found is None
-        return found
-
-    def put(self, key: tuple, value: torch.Tensor) -> None:
-        size = value.numel() * value.element_size()
-        if key not in self._kept and (self.limit is None or self.bytes + size <= self.limit):
-            self._kept[key], self.bytes = value, self.bytes + size
-
-    def keys(self) -> list[tuple]:
-        return list(self._kept)
-
-    def forget(self, keys: list[tuple]) -> None:
-        for k in keys:
-            if (v := self._kept.pop(k, None)) is not None:
-                self.bytes -= v.numel() * v.element_size()
-
-
-_ACTIVE: FeatureMemo | None = None
-
-
-@contextmanager
-def remember_patch_features(limit_mb: float) -> Iterator[FeatureMemo | None]:
-    """Patch features extracted inside the block are kept for reuse inside it (an enclosing block's
-    memo is reused): a command that builds banks, scores the splits and, in the demo, retrains on
-    the same images extracts each image once per view. Never the station: it sees each image once."""
-    global _ACTIVE
-    if _ACTIVE is not None or limit_mb <= 0:
-        yield _ACTIVE
-        return
-    _ACTIVE = FeatureMemo(limit_mb)
-    try:
-        yield _ACTIVE
-    finally:
-        _ACTIVE = None
-
-
-def reuse_patch_features(part: object) -> None:
-    """Let a loaded model's anomaly part answer from the enclosing memo, if any: a retraining
-    scores its champion and challenger on images its training has just extracted."""
-    if _ACTIVE is not None and isinstance(part, AnomalyPart):
-        part.extractors = {
-            k: e if isinstance(e, MemoExtractor) else MemoExtractor(e, _ACTIVE) for k, e in part.extractors.items()
-        }
-
-
-class MemoExtractor(torch.nn.Module):
-    """A patch extractor that answers inputs it has seen from the memo. The extractor rounds its
-    features to float16 itself, so kept features are the numbers a fresh extraction gives."""
-
-    def __init__(self, inner: PatchExtractor, memo: FeatureMemo) -> None:
-        super().__init__()
-        self.inner, self.memo = inner, memo
-        self.name, self.dim, self.stride, self.multiple = inner.name, inner.dim, inner.stride, inner.multiple
-        self.mean, self.std = inner.mean, inner.std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keys = [(self.name, tuple(v.shape), _digest(v)) for v in x]
-        found = [self.memo.get(k) for k in keys]
-        todo = [i for i, f in enumerate(found) if f is None]
-        if todo:
-            for i, f in zip(todo, self.inner(x[todo]), strict=True):
-                found[i] = f.half().cpu()
-                self.memo.put(keys[i], found[i])
-        return torch.stack(found).to(x.device).float()  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -230,17 +151,13 @@ def coreset_bank(
     the banks of products whose good images did not change; seconds on the demo's cells)."""
     x = torch.cat(pools)
     n = n or min(cfg.bank_size, max(16, round(cfg.coreset_ratio * len(x))))
-    key = ("coreset", n, seed, _digest(x), None if start is None else _digest(start)) if memo is not None else None
+    key = ("coreset", n, seed, digest(x), None if start is None else digest(start)) if memo is not None else None
     idx = memo.get(key) if memo is not None else None
     if idx is None:
         idx = greedy_coreset(x, n, seed=seed, start=start)
         if memo is not None:
             memo.put(key, idx.cpu())
     return x[idx].cpu(), idx.to(x.device)
-
-
-def _digest(t: torch.Tensor) -> bytes:
-    return hashlib.blake2b(t.detach().cpu().contiguous().numpy().tobytes(), digest_size=16).digest()
 
 
 def deal_folds(samples: list[Sample], k: int) -> list[list[Sample]]:
@@ -375,7 +292,7 @@ def fit_anomaly(
     """A bank for every product with enough good train parts; None when no product has any.
     ``memo``: keep patch features across calls (default: the enclosing ``remember_patch_features``).
     ``seed``: the banks' random choices (which patches are pooled, the coreset's path)."""
-    memo = memo if memo is not None else _ACTIVE
+    memo = memo if memo is not None else active_memo()
     extractors: dict[str, PatchExtractor] = {}
     banks: dict[str, MemoryBanks] = {}
     specs: dict[str, AnomalySpec] = {}

@@ -36,12 +36,12 @@ from typing import Any, Literal
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from inspector.anomaly_fit import remember_patch_features, reuse_patch_features
 from inspector.checkpoint import model_name
 from inspector.corrections import read_corrections
 from inspector.dataset import Sample, load_dataset, product_folders
 from inspector.engine import Engine
 from inspector.errors import DataError, InspectorError
+from inspector.feature_memo import remember_patch_features, reuse_patch_features
 from inspector.settings import Settings
 from inspector.store.base import utcnow
 from inspector.store.files import ImageStore

@@ -23,12 +23,13 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from inspector.anomaly_fit import FeatureMemo, fit_anomaly, fit_type_heads, remember_patch_features
+from inspector.anomaly_fit import fit_anomaly, fit_type_heads
 from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
 from inspector.dataset import CALIBRATION, Dataset, Sample, load_dataset
 from inspector.decisions import fallback_decision, fit_decision, product_card
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc
+from inspector.feature_memo import FeatureMemo, remember_patch_features
 from inspector.features import FeatureCache, Features, view_tensor
 from inspector.manual import Manual
 from inspector.outputs import SplitOutputs, collect, collect_cross_fit

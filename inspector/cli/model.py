@@ -231,8 +231,8 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from inspector.anomaly_fit import remember_patch_features
     from inspector.demo import run_demo
+    from inspector.feature_memo import remember_patch_features
 
     settings = command_settings(args)
     with remember_patch_features(settings.anomaly.memo_mb):  # the retraining reuses the training's features

@@ -8,7 +8,7 @@ import hashlib
 import torch
 
 from inspector import training
-from inspector.anomaly_fit import FeatureMemo, MemoExtractor, remember_patch_features
+from inspector.feature_memo import FeatureMemo, MemoExtractor, remember_patch_features
 from inspector.settings import Settings
 from models.anomaly import PatchExtractor, create_patch_extractor
 
