@@ -41,7 +41,8 @@ from inspector.engine import Engine
 from inspector.feature_memo import FeatureMemo
 from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings, TrainSettings
-from inspector.training import prepare, train_model
+from inspector.training import train_model
+from inspector.training_data import prepare
 
 # Issue #13's targets (test split, default settings, CPU): (product, metric, goal, "max" | "min").
 TARGETS = [
