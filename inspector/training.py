@@ -338,6 +338,18 @@ def train_model(
     return card
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """A saved model judged on one split: per product the station's decision and the image-only
+    one (``decision_metrics``, the card's metrics format), and the rows that could not be used."""
+
+    model: str
+    split: str
+    data: list[str]
+    bad_rows: list[str]
+    metrics: dict[str, dict]
+
+
 def evaluate_checkpoint(
     settings: Settings,
     model_dir: Path,
@@ -345,7 +357,7 @@ def evaluate_checkpoint(
     split: str = "test",
     products: list[str] | None = None,
     progress: bool = True,
-) -> dict:
+) -> Evaluation:
     """Metrics of a saved model on one split of the data, with the decisions in its card (products
     the model was not built for are judged as the station would: uncalibrated)."""
     device = resolve_device(settings.model.device)
@@ -368,10 +380,4 @@ def evaluate_checkpoint(
             out[product]["pixel_auroc"] = px
     if not out:
         raise DataError(f"no usable '{split}' images in {', '.join(map(str, roots))}")
-    return {
-        "model": str(model_dir),
-        "split": split,
-        "data": [str(r) for r in roots],
-        "bad_rows": [str(b) for b in ds.bad],
-        "metrics": out,
-    }
+    return Evaluation(str(model_dir), split, [str(r) for r in roots], [str(b) for b in ds.bad], out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -175,14 +176,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     s = command_settings(args)
     model = args.model or s.default_model
     result = evaluate_checkpoint(s, model, args.data, args.split, args.product, progress=not args.quiet)
-    for b in result["bad_rows"][:10]:
+    for b in result.bad_rows[:10]:
         print(f"skipped {b}")
-    print(metrics_table(result["metrics"], f"{args.split} split"))
-    if basis := threshold_basis(read_card(model), list(result["metrics"])):
+    print(metrics_table(result.metrics, f"{args.split} split"))
+    if basis := threshold_basis(read_card(model), list(result.metrics)):
         print(f"\n{basis}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(dataclasses.asdict(result), indent=2))
         print(f"wrote {args.json}")
     return 0
 

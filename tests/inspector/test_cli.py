@@ -57,6 +57,7 @@ def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys)
         == 0
     )
     result = json.loads(out.read_text())
+    assert set(result) == {"model", "split", "data", "bad_rows", "metrics"}  # the JSON a script reads
     assert result["split"] == "test" and result["metrics"]["washer"]["n"] > 0
     printed = capsys.readouterr().out
     assert "escape" in printed and "washer: reject >" in printed and "is set by" in printed
