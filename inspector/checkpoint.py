@@ -88,7 +88,7 @@ def load_model(model_dir: Path, device: torch.device, cache_dir: Path | None) ->
         if extra:  # fine-tuned checkpoints carry their own backbone weights
             encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in extra.items()}, strict=True)
             finetuned = True
-        parts["classifier"] = ClassifierPart(model, encoder.to(device).eval(), text, device)
+        parts["classifier"] = ClassifierPart(model, encoder.to(device).eval(), text, device, spec.precision)
     if card.anomaly_backbones:
         parts["anomaly"] = anomaly_part(card, load_anomaly(model_dir, str(device)), text, device)
     return LoadedModel(card, parts, text, finetuned)

@@ -48,6 +48,7 @@ from models import (
     save_checkpoint,
 )
 from models.card import ClassifierSpec, Decision, ModelCard
+from models.inference import precision_for
 from models.training.loop import TrainConfig, predict, train
 
 
@@ -140,6 +141,7 @@ def train_classifier(
         class_temperature=float(head.class_temperature),
         defect_temperature=float(head.defect_temperature),
         members=len(members),
+        precision=precision_for(prep.device),  # what val and calibration score it with (ClassifierPart)
     )
     record = {
         **loop_cfg.to_dict(),

@@ -14,13 +14,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from models.calibration import Thresholds
+from models.inference import Precision
 from models.types import FusionConfig
 
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
 # 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
-# 7: a decision names the calibration parts its reject threshold stands on
+# 7: a decision names the calibration parts its reject threshold stands on; 8: several classifier
+# heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 8
+CARD_FORMAT = 9
 
 
 class CardError(ValueError):
@@ -42,6 +44,8 @@ class ClassifierSpec(_Strict):
     class_temperature: float = 1.0
     defect_temperature: float = 1.0
     members: int = Field(1, ge=1)  # heads trained from different seeds, their probabilities averaged
+    # the numerics its temperatures and thresholds were fitted with; it runs with them on any device
+    precision: Precision = "float32"
 
 
 class AnomalyView(_Strict):
@@ -257,8 +261,18 @@ def _upgrade_7(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 8}
 
 
+def _upgrade_8(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 8 -> 9: its classifier was scored in the device's own numerics, bf16 on CUDA."""
+    classifier = d.get("classifier")
+    if classifier is not None:
+        cuda = str(d.get("train", {}).get("device", "cpu")).startswith("cuda")
+        classifier = {**classifier, "precision": "bfloat16" if cuda else "float32"}
+    return {**d, "classifier": classifier, "format": 9}
+
+
 UPGRADES = {
     1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
+    8: _upgrade_8,
 }  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import torch
 from inspector.manual import Manual
 from inspector.text_bank import TextBank
 from models import Classifier, ImageEncoder
-from models.inference import channels_last, inference_copy
+from models.inference import Precision, autocast, channels_last, inference_copy, precision_for
 from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
 
@@ -19,11 +19,21 @@ CLASSIFIER, DEFECT_HEAD = "classifier", "defect_head"  # the names of its two sc
 class ClassifierPart:
     name = "classifier"
 
-    def __init__(self, model: Classifier, encoder: ImageEncoder, bank: TextBank, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Classifier,
+        encoder: ImageEncoder,
+        bank: TextBank,
+        device: torch.device,
+        precision: Precision | None = None,
+    ) -> None:
+        """``precision``: the numerics its card was calibrated with (default: the device's own, as
+        when it is being trained and calibrated here)."""
         # a copy with batch norms folded and NHWC weights (a fifth off lite0's CPU time; tensor
         # cores want NHWC too); the trained encoder stays as it was, to be saved or fine-tuned
         self.model, self.encoder, self.bank, self.device = model, inference_copy(encoder), bank, device
         self.input_size = encoder.input_size
+        self.precision = precision or precision_for(device)
         self.cuda = device.type == "cuda"
         if self.cuda:  # the input size is fixed: tune once
             torch.backends.cudnn.benchmark = True
@@ -42,7 +52,7 @@ class ClassifierPart:
         # uint8 crosses to the GPU (a quarter of float32's bytes); the float work happens there
         x = to_float((batch.pin_memory() if self.cuda else batch).to(self.device, non_blocking=True))
         x = channels_last(normalize(x, self.encoder.mean, self.encoder.std))
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+        with autocast(self.precision, self.device):
             tokens, pooled = self.encoder(x)
             head = self._defect_head(pooled)
             pooled_np = pooled.float().cpu().numpy()

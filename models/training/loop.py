@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from tqdm.auto import tqdm
 
+from models.inference import autocast, precision_for
 from models.losses import DefectLoss
 from models.types import ClassifierOutput
 
@@ -57,11 +58,8 @@ def balanced_weights(keys: list[tuple]) -> torch.Tensor:
     return torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
 
 
-def _autocast(device: torch.device):
-    # bf16 needs no loss scaling; CPU autocast is slower than fp32 on small matmuls, so fp32 there
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def _autocast(device: torch.device) -> torch.autocast:
+    return autocast(precision_for(device), device)
 
 
 def _to(batch: Batch, device: torch.device) -> Batch:

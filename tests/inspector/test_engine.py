@@ -169,3 +169,29 @@ def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_mod
         assert c.class_scores != a.class_scores  # two parts that type differently, or the test tells nothing
         for d in ("scratch", "spot"):  # P(defect) * P(type): the defect score does not depend on the typing
             assert b.class_scores[d] == pytest.approx((c.class_scores[d] + a.class_scores[d]) / 2, abs=2e-6)
+
+
+def test_a_classifier_calibrated_in_bfloat16_is_scored_in_bfloat16_on_any_device(engine, trained_model, tmp_path):
+    """Its thresholds hold only for the numbers they were set on: a model trained on a GPU (bf16)
+    and served on a CPU, or the other way round, keeps the numerics written in its card."""
+    import json
+    import shutil
+
+    from inspector.parts.classifier import ClassifierPart
+
+    folder = tmp_path / "bf16"
+    shutil.copytree(trained_model, folder)
+    card = json.loads((folder / "card.json").read_text())
+    assert card["classifier"]["precision"] == "float32"  # trained here, on the CPU
+    card["classifier"]["precision"] = "bfloat16"
+    (folder / "card.json").write_text(json.dumps(card))
+    served = Engine(folder, "cpu", cache_dir=tmp_path / "cache").inspect_arrays("washer", images("spot", 3))
+    part = engine.parts["classifier"]
+    views = [part.view(im, "washer") for im in images("spot", 3)]
+    told = ClassifierPart(part.model, part.encoder, part.bank, part.device, precision="bfloat16")
+    by_hand = told.run(views, "washer", engine.manual("washer"))
+    in_float32 = part.run(views, "washer", engine.manual("washer"))
+    got = np.array([v.classifier_score for v in served])
+    bf16, fp32 = (np.array([o.scores["classifier"] for o in run]) for run in (by_hand, in_float32))
+    # bf16 kernels round differently from run to run (about 1e-3 here), so: nearer bf16 than float32
+    assert np.abs(got - bf16).max() < np.abs(got - fp32).max()

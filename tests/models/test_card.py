@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 8 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 9 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -93,8 +93,14 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     assert basis.set_by[0].part == "tile177" and basis.reject_without == 1.5 and basis.val_escape is None
     head = {k: v for k, v in seven["classifier"].items() if k != "members"}
     assert parse_card({**seven, "format": 7, "classifier": head}).classifier.members == 1  # one head then
-    with pytest.raises(CardError, match="card format 9 is newer"):
-        parse_card({**seven, "format": 9})
+    eight = {**parse_card(seven).model_dump(), "format": 8}
+    del eight["classifier"]["precision"]
+    assert parse_card(eight).classifier.precision == "float32"  # trained on the CPU, scored in float32
+    on_gpu = {**eight, "train": {"device": "cuda:0"}}
+    assert parse_card(on_gpu).classifier.precision == "bfloat16"  # CUDA scored it under bf16 autocast
+    assert parse_card({**eight, "classifier": None}).classifier is None
+    with pytest.raises(CardError, match="card format 10 is newer"):
+        parse_card({**seven, "format": 10})
 
 
 def _write(folder, data) -> object:
