@@ -170,7 +170,7 @@ def fit_temperatures(
 
 def _fit_fold(settings: Settings, prep: Prepared, keep: list[Sample]) -> Part:
     c = train_classifier(settings, prep, keep, progress=False)
-    return ClassifierPart(c.model.to(prep.device), c.encoder, prep.text, prep.device)
+    return ClassifierPart(c.model.to(prep.device), c.encoder, prep.text, prep.device, c.spec.precision)
 
 
 def product_report(
@@ -223,7 +223,9 @@ def train_model(
     trained = None
     if settings.model.classifier and any(s.is_defect for s in train_samples):
         trained = train_classifier(settings, prep, train_samples, progress)
-        parts["classifier"] = ClassifierPart(trained.model.to(device), trained.encoder, prep.text, device)
+        parts["classifier"] = ClassifierPart(
+            trained.model.to(device), trained.encoder, prep.text, device, trained.spec.precision
+        )
     # the banks' images, val and calibration parts are extracted once, not again when scored
     with remember_patch_features(settings.anomaly.memo_mb):
         anomaly = None

@@ -9,7 +9,7 @@ import torch
 from inspector.manual import Manual
 from inspector.text_bank import TextBank
 from models import Classifier, ImageEncoder
-from models.inference import Precision, autocast, channels_last, inference_copy, precision_for
+from models.inference import Precision, autocast, channels_last, inference_copy
 from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
 
@@ -25,15 +25,14 @@ class ClassifierPart:
         encoder: ImageEncoder,
         bank: TextBank,
         device: torch.device,
-        precision: Precision | None = None,
+        precision: Precision,
     ) -> None:
-        """``precision``: the numerics its card was calibrated with (default: the device's own, as
-        when it is being trained and calibrated here)."""
+        """``precision``: the numerics its card's temperatures and thresholds were fitted with."""
         # a copy with batch norms folded and NHWC weights (a fifth off lite0's CPU time; tensor
         # cores want NHWC too); the trained encoder stays as it was, to be saved or fine-tuned
         self.model, self.encoder, self.bank, self.device = model, inference_copy(encoder), bank, device
         self.input_size = encoder.input_size
-        self.precision = precision or precision_for(device)
+        self.precision = precision
         self.cuda = device.type == "cuda"
         if self.cuda:  # the input size is fixed: tune once
             torch.backends.cudnn.benchmark = True
