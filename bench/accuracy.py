@@ -286,7 +286,8 @@ def assessment(r: dict) -> list[str]:
     tables = {**r.get("main", {}), **r.get("demo", {})}
     targets = list(TARGETS)
     for product, f in finetuned(r).items():  # not the default settings: its own rows, named so
-        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px)"
+        stages = f.get("trainable_stages", 2)  # sections written before 2026-12-05 learnt two
+        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px{f', {stages} stages' if stages != 2 else ''})"
         tables[name] = f["table"]
         targets += [(name, k, g, h) for p, k, g, h in TARGETS if p == product]
     L = ["## Against the targets", "", "| product | metric | target | measured | met |", "|---|---|---|---|---|"]
@@ -356,12 +357,15 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
     return [*(p for p in product_folders(data) if p.name != "pcb"), folder]
 
 
-def product_size(text: str) -> tuple[str, int, int | None]:
-    """'pcb:128' or 'magnetic-tile:320:12' (product, input side, epochs: None = the default)."""
-    product, size, *epochs = text.split(":")
-    if not product or not size.isdigit() or len(epochs) > 1 or not all(e.isdigit() for e in epochs):
-        raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX[:EPOCHS], e.g. pcb:128")
-    return product, int(size), int(epochs[0]) if epochs else None
+def product_size(text: str) -> tuple[str, int, int | None, int | None]:
+    """'pcb:128', 'magnetic-tile:320:12' or 'pcb:224::4' (product, input side, epochs, stages that
+    learn; None = the default)."""
+    product, _, tail = text.partition(":")
+    size, *rest = tail.split(":")
+    if not product or not size.isdigit() or len(rest) > 2 or not all(e.isdigit() for e in rest if e):
+        raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX[:EPOCHS[:STAGES]], e.g. pcb:128 or pcb:224::4")
+    epochs, stages = (*(int(e) if e else None for e in rest), None, None)[:2]
+    return product, int(size), epochs, stages
 
 
 def main() -> None:
@@ -393,10 +397,10 @@ def main() -> None:
         "--finetune",
         nargs="+",
         type=product_size,
-        default=[("pcb", 128, None)],
-        metavar="PRODUCT:PX[:EPOCHS]",
-        help="products fine-tuned (last two backbone stages learn), their classifier input side and epochs "
-        f"(default pcb:128, {TrainSettings().epochs} epochs)",
+        default=[("pcb", 128, None, None)],
+        metavar="PRODUCT:PX[:EPOCHS[:STAGES]]",
+        help="products fine-tuned, their classifier input side, epochs and backbone stages that learn "
+        f"(default pcb:128, {TrainSettings().epochs} epochs, {TrainSettings().trainable_stages} stages)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
@@ -486,19 +490,23 @@ def main() -> None:
             save()
     if "finetune" not in args.skip:
         result["finetune"] = finetuned(result) if args.only else {}
-        for product, size, epochs in args.finetune:
+        for product, size, epochs, stages in args.finetune:
             log(f"fine-tuning on {product} at {size} px")
             f = base.model_copy(deep=True)
             f.train.mode, f.model.input_size = "finetune", size
             f.train.epochs = epochs or f.train.epochs
+            f.train.trainable_stages = stages or f.train.trainable_stages
             t = time.time()
             fruns = [run(f, roots, None, s, products=[product]) for s in args.seeds]
             result[f"raw_finetune_{product}"] = fruns
             result["finetune"][product] = {
                 "command": f"inspector train --data {' --data '.join(os.path.relpath(r, ROOT) for r in roots)} "
-                f"--product {product} --mode finetune --input-size {size}" + (f" --epochs {epochs}" if epochs else ""),
+                f"--product {product} --mode finetune --input-size {size}"
+                + (f" --epochs {epochs}" if epochs else "")
+                + (f" --trainable-stages {stages}" if stages else ""),
                 "input_size": size,
                 "epochs": f.train.epochs,
+                "trainable_stages": f.train.trainable_stages,
                 "minutes": (time.time() - t) / 60 / len(fruns),  # per seed
                 "seeds": args.seeds,
                 "table": summary(fruns)[product],

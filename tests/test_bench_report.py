@@ -1,7 +1,10 @@
 """The accuracy report claims no target on a split its caveat says flatters every model."""
 
+import argparse
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
@@ -32,3 +35,12 @@ def test_the_report_says_what_a_reject_threshold_stands_on():
     assert table["tile"]["basis"] == basis
     text = accuracy._basis(table["tile"]["basis"])  # the line each product's section opens with
     assert "set by 2 good calibration image(s) of tile177; were they defective, val would let 38 %" in text
+
+
+def test_a_fine_tuning_names_its_size_epochs_and_stages_and_a_bad_one_is_refused():
+    assert accuracy.product_size("pcb:128") == ("pcb", 128, None, None)
+    assert accuracy.product_size("magnetic-tile:320:12") == ("magnetic-tile", 320, 12, None)
+    assert accuracy.product_size("pcb:224::4") == ("pcb", 224, None, 4)
+    for bad in ("pcb", "pcb:big", "pcb:224:1:2:3", ":224"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            accuracy.product_size(bad)
