@@ -359,12 +359,15 @@ def data_roots(data: Path, deeppcb: Path | None, home: Path) -> list[Path]:
 
 def product_size(text: str) -> tuple[str, int, int | None, int | None]:
     """'pcb:128', 'magnetic-tile:320:12' or 'pcb:224::4' (product, input side, epochs, stages that
-    learn; None = the default)."""
+    learn; an empty field keeps the default). A zero is refused: it would train nothing."""
     product, _, tail = text.partition(":")
     size, *rest = tail.split(":")
-    if not product or not size.isdigit() or len(rest) > 2 or not all(e.isdigit() for e in rest if e):
+    given = [size, *(x for x in rest if x)]  # the size is required, an empty epochs or stages is not
+    positive = all(x.isdigit() and int(x) > 0 for x in given)
+    if not product or not positive or len(rest) > 2:
         raise argparse.ArgumentTypeError(f"'{text}': use PRODUCT:PX[:EPOCHS[:STAGES]], e.g. pcb:128 or pcb:224::4")
-    epochs, stages = (*(int(e) if e else None for e in rest), None, None)[:2]
+    epochs = int(rest[0]) if rest and rest[0] else None
+    stages = int(rest[1]) if len(rest) > 1 and rest[1] else None
     return product, int(size), epochs, stages
 
 

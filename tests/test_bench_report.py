@@ -1,4 +1,5 @@
-"""The accuracy report claims no target on a split its caveat says flatters every model."""
+"""The accuracy report: no target claimed on a split its caveat says flatters every model, the
+basis of each reject threshold named, and a fine-tuning spec read or refused at the door."""
 
 import argparse
 import sys
@@ -41,6 +42,6 @@ def test_a_fine_tuning_names_its_size_epochs_and_stages_and_a_bad_one_is_refused
     assert accuracy.product_size("pcb:128") == ("pcb", 128, None, None)
     assert accuracy.product_size("magnetic-tile:320:12") == ("magnetic-tile", 320, 12, None)
     assert accuracy.product_size("pcb:224::4") == ("pcb", 224, None, 4)
-    for bad in ("pcb", "pcb:big", "pcb:224:1:2:3", ":224"):
+    for bad in ("pcb", "pcb:big", "pcb:224:1:2:3", ":224", "pcb:0", "pcb:224:0", "pcb:224::0", "pcb::12"):
         with pytest.raises(argparse.ArgumentTypeError):
             accuracy.product_size(bad)
