@@ -97,11 +97,22 @@ def summary(runs: list[dict]) -> dict:
         table["parts"] = chosen[0] if len(set(chosen)) == 1 else " / ".join(str(c) for c in chosen)
         by_type = [r.get("escape_by_type", {}) for r in rows]
         table["escape_by_type"] = {t: float(np.mean([b[t] for b in by_type if t in b])) for t in by_type[0]}
-        table["typing"] = runs[0]["products"][product]["decision"]["typing"]
+        typed = [_typing(r["products"][product]["decision"]) for r in runs]
+        table["typing"] = typed[0] if len(set(typed)) == 1 else " / ".join(typed)
         if basis := runs[0]["products"][product]["decision"].get("basis"):
             table["basis"] = basis  # the first seed's: what its reject threshold stands on
         out[product] = table
     return out
+
+
+def _typing(decision: dict) -> str:
+    return decision["typing"] + (" over the part's mirrors" if decision.get("mirrored_types") else "")
+
+
+def _view_alone(m: dict) -> str:
+    """Where seeds typed over mirrors: what the view alone named, on the seeds that did."""
+    alone = m.get("defect_type_macro_f1_view_alone")
+    return f" (type-F1 from the view alone on those seeds: {fmt(alone)})" if alone else ""
 
 
 def _basis(b: dict) -> str:
@@ -116,7 +127,8 @@ def _basis(b: dict) -> str:
 
 def _agg(rows: list[dict]) -> dict:
     out = {}
-    for k in [*KEYS, "escape_low", "escape_high", "defect_parts", "target_frr", "n", "n_defect"]:
+    for k in [*KEYS, "escape_low", "escape_high", "defect_parts", "target_frr", "n", "n_defect",
+              "defect_type_macro_f1_view_alone"]:  # fmt: skip
         vals = [r[k] for r in rows if r.get(k) is not None]
         if vals:
             out[k] = [float(np.mean(vals)), float(np.std(vals)), len(vals)]
@@ -196,7 +208,7 @@ def markdown(r: dict) -> str:
                 f"### {product}",
                 "",
                 f"Station decision: **{t['parts']}** (chosen on val; per seed where they differ), "
-                f"defect type from **{t['typing']}**; "
+                f"defect type from **{t['typing']}**{_view_alone(t['station'])}; "
                 f"{sp.get('ms_per_image', '–')} ms per image on this CPU ({sp.get('images_per_s', '–')} images/s). "
                 "Station escape by defect type: "
                 + (", ".join(f"{k} {100 * e:.0f} %" for k, e in t.get("escape_by_type", {}).items()) or "–")
@@ -287,7 +299,8 @@ def assessment(r: dict) -> list[str]:
     targets = list(TARGETS)
     for product, f in finetuned(r).items():  # not the default settings: its own rows, named so
         stages = f.get("trainable_stages", 2)  # sections written before 2026-12-05 learnt two
-        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px{f', {stages} stages' if stages != 2 else ''})"
+        default = stages == TrainSettings().trainable_stages  # named only where not the default
+        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px{'' if default else f', {stages} stages'})"
         tables[name] = f["table"]
         targets += [(name, k, g, h) for p, k, g, h in TARGETS if p == product]
     L = ["## Against the targets", "", "| product | metric | target | measured | met |", "|---|---|---|---|---|"]

@@ -21,6 +21,7 @@ from inspector.checkpoint import load_model, model_name, resolve_device
 from inspector.errors import ManualError, UnknownProductError
 from inspector.images import DRAFT_SIZE, load_image
 from inspector.manual import Manual, parse_manual
+from inspector.parts.classifier import ClassifierPart
 from inspector.reference import load_reference
 from models.card import Decision, ModelCard
 from models.decision import combine, probability, type_probs
@@ -178,7 +179,7 @@ class Engine:
         manual = self.manual(product)
         outputs = self.part_outputs(product, prepared, manual)
         stats = image_statistics(to_float(torch.stack([p[STATS_VIEW] for p in prepared]))).numpy()
-        verdicts = self.decide(product, manual, outputs)
+        verdicts = self.decide(product, manual, outputs, prepared)
         ms = (time.perf_counter() - start) * 1000 / len(prepared)
         pooled = [o.pooled for o in outputs.get("classifier", [])]
         embedding = self.reference.projection(np.stack(pooled)) if self.reference and pooled else None
@@ -189,7 +190,15 @@ class Engine:
         return verdicts
 
     # -- from part outputs to verdicts --------------------------------------------------------------------
-    def decide(self, product: str, manual: Manual | None, outputs: dict[str, list[PartOutput]]) -> list[Verdict]:
+    def decide(
+        self,
+        product: str,
+        manual: Manual | None,
+        outputs: dict[str, list[PartOutput]],
+        prepared: list[Prepared] | None = None,
+    ) -> list[Verdict]:
+        """``prepared``: the views the outputs came from, for a decision that types over mirrors
+        (without them it types from the view alone)."""
         if not outputs:
             raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
         decision, flags = self.decision(product, manual)
@@ -208,6 +217,8 @@ class Engine:
         score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
+        if decision.mirrored_types and manual is not None and prepared is not None:
+            self._type_over_mirrors(product, manual, outputs, prepared, np.flatnonzero(score > th.warn))
         classifier, anomaly = outputs.get("classifier"), outputs.get("anomaly")
         map_ref = self._map_reference(product)
         verdicts = []
@@ -226,6 +237,24 @@ class Engine:
                     v.anomaly_map = anomaly[i].anomaly_map / map_ref
             verdicts.append(v)
         return verdicts
+
+    def _type_over_mirrors(
+        self,
+        product: str,
+        manual: Manual,
+        outputs: dict[str, list[PartOutput]],
+        prepared: list[Prepared],
+        rows: np.ndarray,
+    ) -> None:
+        """The classifier's type probabilities of ``rows`` (the parts not accepted: an accepted
+        part names no type) replaced by their mean over the part's mirrors."""
+        part, said = self.parts.get("classifier"), outputs.get("classifier")
+        if not isinstance(part, ClassifierPart) or said is None or not len(rows):
+            return
+        views = [prepared[i]["classifier"] for i in rows]
+        mirrored = part.types_over_mirrors(views, product, manual, [said[i].type_probs for i in rows])
+        for i, types in zip(rows, mirrored, strict=True):
+            said[i].type_probs = types
 
     def _map_reference(self, product: str) -> float | None:
         info = self.card.products.get(product)

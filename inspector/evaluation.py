@@ -12,7 +12,7 @@ from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
 from models.calibration import frr_bound, frr_chance, good_shift_p
 from models.card import Decision
-from models.decision import combine, type_probs
+from models.decision import combine
 from models.metrics import escape_interval, expected_calibration_error
 
 
@@ -59,12 +59,17 @@ def decision_metrics(
             calib_parts = np.array([s.unit for s in calib.samples])[~calib.is_defect]
             calib_good = combine(calib.scores, parts, decision.pooling)[~calib.is_defect]
             m["good_shift_p"] = good_shift_p(calib_good, score[~defect], calib_parts, units[~defect])
-    types = type_probs(decision.typing, out.types)
+    types = out.decided_types(decision)
     if types is not None and defect.any():
         truth, pred = out.target[defect] - 1, types[defect].argmax(1)
         m["defect_type_macro_f1"] = float(
             f1_score(truth, pred, labels=sorted(set(truth.tolist())), average="macro", zero_division=0)
         )
+        if decision.mirrored_types:  # what the view alone named, to see what the mirrors bought
+            alone = out.types_for(decision.typing)[defect].argmax(1)  # type: ignore[index]
+            m["defect_type_macro_f1_view_alone"] = float(
+                f1_score(truth, alone, labels=sorted(set(truth.tolist())), average="macro", zero_division=0)
+            )
         station = np.where(score > th.reject, types.argmax(1) + 1, 0)  # what the line decides, type included
         m["macro_f1"] = float(
             f1_score(out.target, station, labels=sorted(set(out.target.tolist())), average="macro", zero_division=0)

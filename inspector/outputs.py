@@ -7,7 +7,7 @@ calibrated and reported here are the station's numbers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ from inspector.dataset import BadRow, Sample
 from inspector.errors import ImageError
 from inspector.manual import Manual
 from inspector.parts import Part
+from inspector.parts.classifier import ClassifierPart
+from models.card import Decision
+from models.decision import type_probs
 
 
 @dataclass
@@ -31,6 +34,7 @@ class SplitOutputs:
     types: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M, T] P(type | defective)
     class_probs: np.ndarray | None = None  # [M, C] the classifier's, for accuracy and ECE
     maps: list[np.ndarray] | None = None  # anomaly maps [h, w] per image
+    mirrored_types: np.ndarray | None = None  # [M, T] the classifier's types over the view and its mirrors
 
     @property
     def is_defect(self) -> np.ndarray:
@@ -47,13 +51,26 @@ class SplitOutputs:
             {k: v[idx] for k, v in self.types.items()},
             None if self.class_probs is None else self.class_probs[idx],
             None if self.maps is None else [self.maps[i] for i in idx],
+            None if self.mirrored_types is None else self.mirrored_types[idx],
         )
+
+    def types_for(self, typing: str, mirrored: bool = False) -> np.ndarray | None:
+        """P(type | defective) [M, T] as a decision with this ``typing`` names them, the classifier's
+        over mirrors where ``mirrored`` (they must have been collected: the station's types, or none)."""
+        if not mirrored:
+            return type_probs(typing, self.types)
+        if self.mirrored_types is None:
+            raise ValueError(f"{self.product}: the decision types over mirrors; collect them (mirrored_types=True)")
+        return type_probs(typing, {**self.types, "classifier": self.mirrored_types})
+
+    def decided_types(self, decision: Decision) -> np.ndarray | None:
+        return self.types_for(decision.typing, decision.mirrored_types)
 
 
 def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
     """One product's outputs from several runs over disjoint samples, in the given order, with the
     scores and type probabilities every run has (a head may have been fitted in some runs only)."""
-    first = outputs[0]
+    first, mirrored = outputs[0], [o.mirrored_types for o in outputs]
     return SplitOutputs(
         first.product,
         [s for o in outputs for s in o.samples],
@@ -66,6 +83,7 @@ def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
         {k: np.concatenate([o.types[k] for o in outputs]) for k in first.types if all(k in o.types for o in outputs)},
         None if first.class_probs is None else np.concatenate([o.class_probs for o in outputs]),  # type: ignore[misc]
         None if first.maps is None else [m for o in outputs for m in o.maps],  # type: ignore[union-attr]
+        None if any(o.mirrored_types is None for o in outputs) else np.concatenate(mirrored),  # type: ignore[arg-type]
     )
 
 
@@ -102,13 +120,16 @@ def collect(
     batch_size: int = 16,
     progress: bool = False,
     bad: list[BadRow] | None = None,
+    mirrored_types: bool = False,
 ) -> SplitOutputs:
     """Every part that knows the product, over ``samples`` of one product (unreadable images
-    are left out and reported in ``bad``)."""
+    are left out and reported in ``bad``); ``mirrored_types``: the classifier's type
+    probabilities over each view's mirrors too (three more passes of the classifier)."""
     product = manual.product
     use = {k: p for k, p in parts.items() if p.knows(product)}
     kept: list[Sample] = []
     got: dict[str, list] = {k: [] for k in use}
+    mirrored: list[np.ndarray | None] = []
     bar = tqdm(total=len(samples), desc=f"score {product}", disable=not progress, leave=False)
     for start in range(0, len(samples), batch_size):
         chunk, images = [], []
@@ -124,7 +145,11 @@ def collect(
             continue
         kept += chunk
         for name, part in use.items():
-            got[name] += part.run([part.view(im, product) for im in images], product, manual)
+            views = [part.view(im, product) for im in images]
+            outs = part.run(views, product, manual)
+            got[name] += outs
+            if mirrored_types and isinstance(part, ClassifierPart):
+                mirrored += part.types_over_mirrors(views, product, manual, [o.type_probs for o in outs])
     bar.close()
     out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
     for name, outs in got.items():
@@ -136,4 +161,15 @@ def collect(
             out.class_probs = np.stack([o.class_probs for o in outs])
         if outs and outs[0].anomaly_map is not None:
             out.maps = [o.anomaly_map for o in outs]
+    if mirrored and all(t is not None for t in mirrored):
+        out.mirrored_types = np.stack(mirrored)  # type: ignore[arg-type]
     return out
+
+
+def with_mirrored_types(out: SplitOutputs, classifier: Part, manual: Manual, max_pixels: int) -> SplitOutputs:
+    """``out`` with the classifier's types over mirrors added: for a split scored before its
+    decision chose them (the same images, so the reported types are the station's)."""
+    again = collect({"classifier": classifier}, manual, out.samples, max_pixels, mirrored_types=True)
+    if [s.path for s in again.samples] != [s.path for s in out.samples]:
+        raise ValueError(f"{out.product}: images changed while being scored again over mirrors")
+    return replace(out, mirrored_types=again.mirrored_types)

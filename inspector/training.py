@@ -29,7 +29,7 @@ from inspector.decisions import fallback_decision, fit_decision, product_card
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc
 from inspector.feature_memo import remember_patch_features
-from inspector.outputs import SplitOutputs, collect, collect_cross_fit
+from inspector.outputs import SplitOutputs, collect, collect_cross_fit, with_mirrored_types
 from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
@@ -260,7 +260,9 @@ def train_model(
                     folds = anomaly.fold_parts(m.product, prep.text, device)
                     out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
                 else:
-                    out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
+                    # val chooses whether types over mirrors name defects better (test gets them if it did)
+                    out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
+                                  mirrored_types=settings.verdict.mirrored_types and split == "val")  # fmt: skip
                 outputs[split][m.product] = out if len(out.target) else None
         fit_fold = None
         if trained is not None:  # each fold's classifier trains as long as val let the full one
@@ -296,6 +298,9 @@ def train_model(
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)
         products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
+        test = outputs["test"][m.product]
+        if test is not None and decision.mirrored_types and "classifier" in parts:
+            outputs["test"][m.product] = with_mirrored_types(test, parts["classifier"], m, settings.max_image_pixels)
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
@@ -373,8 +378,10 @@ def evaluate_checkpoint(
         samples = [s for s in ds.split(split) if s.product == product]
         if not samples:
             continue
-        o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
         info = loaded.card.products.get(product)
+        mirrored = info is not None and (info.decision.mirrored_types or info.image_only.mirrored_types)
+        o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
+                    mirrored_types=mirrored)  # fmt: skip
         decision = info.decision if info else loaded.card.fallback
         image_only = info.image_only if info else loaded.card.fallback
         out[product] = decision_metrics(o, decision)

@@ -20,9 +20,10 @@ from models.types import FusionConfig
 # 3: an anomaly view may standardise grey levels; 4: a decision may pool its scores by their mean;
 # 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
 # 7: a decision names the calibration parts its reject threshold stands on; 8: several classifier
-# heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device
+# heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device; 10: a decision
+# may name defect types from the classifier over the part's mirrors
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 9
+CARD_FORMAT = 10
 
 
 class CardError(ValueError):
@@ -151,6 +152,9 @@ class Decision(_Strict):
     pooling: Literal["max", "mean"] = "max"  # how the scaled scores of the parts become one
     # which part names the defect type; "both": the mean of the two parts' type probabilities
     typing: Literal["classifier", "anomaly", "both"] = "classifier"
+    # the classifier's type probabilities averaged over the view and its three mirrors (left-right,
+    # top-bottom, both), where val named its defects better so; run only for parts not accepted
+    mirrored_types: bool = False
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
     selected_on: str = ""
@@ -270,9 +274,14 @@ def _upgrade_8(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "classifier": classifier, "format": 9}
 
 
+def _upgrade_9(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 9 -> 10: nothing moved; its defect types came from the view as it is."""
+    return {**d, "format": 10}
+
+
 UPGRADES = {
     1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
-    8: _upgrade_8,
+    8: _upgrade_8, 9: _upgrade_9,
 }  # fmt: skip
 
 

@@ -45,3 +45,16 @@ def test_a_fine_tuning_names_its_size_epochs_and_stages_and_a_bad_one_is_refused
     for bad in ("pcb", "pcb:big", "pcb:224:1:2:3", ":224", "pcb:0", "pcb:224:0", "pcb:224::0", "pcb::12"):
         with pytest.raises(argparse.ArgumentTypeError):
             accuracy.product_size(bad)
+
+
+def test_the_report_names_typing_over_mirrors_per_seed_and_what_the_view_alone_named():
+    plain = {"escape_rate": 0.02, "defect_type_macro_f1": 0.95, "parts": "classifier", "image_only": {}}
+    mirrored = {**plain, "defect_type_macro_f1": 0.97, "defect_type_macro_f1_view_alone": 0.96}
+    runs = [
+        {"test": {"pcb": m}, "products": {"pcb": {"decision": {"typing": "classifier", "mirrored_types": on}}}}
+        for m, on in ((mirrored, True), (plain, False))
+    ]
+    table = accuracy.summary(runs)["pcb"]
+    assert table["typing"] == "classifier over the part's mirrors / classifier"  # val chose per seed
+    assert accuracy._view_alone(table["station"]) == " (type-F1 from the view alone on those seeds: 0.960)"
+    assert accuracy._view_alone(accuracy.summary(runs[1:])["pcb"]["station"]) == ""

@@ -14,6 +14,7 @@ from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
 
 CLASSIFIER, DEFECT_HEAD = "classifier", "defect_head"  # the names of its two scores
+MIRRORS = ((-1,), (-2,), (-2, -1))  # left-right, top-bottom, both: the dims of a [3, h, w] view to flip
 
 
 class ClassifierPart:
@@ -73,6 +74,22 @@ class ClassifierPart:
             )
             for i, p in enumerate(probs)
         ]
+
+    def types_over_mirrors(
+        self, views: list[torch.Tensor], product: str, manual: Manual | None, own: list[np.ndarray | None]
+    ) -> list[np.ndarray | None]:
+        """``own`` (its type probabilities on ``views``) averaged with those on the views' three
+        mirrors. A mirrored defect is still the same defect; the classifier's guess at its type
+        wavers with the view, and the mean of four guesses errs less where val says so (pcb:
+        docs/RESULTS.md). Costs three more passes, so the engine asks only for parts it rejects
+        or sends to review."""
+        if manual is None or not views:
+            return own
+        seen: list[list[np.ndarray | None]] = [[t] for t in own]
+        for dims in MIRRORS:
+            for i, o in enumerate(self.run([torch.flip(v, dims) for v in views], product, manual)):
+                seen[i].append(o.type_probs)
+        return [None if any(t is None for t in ts) else np.mean(ts, axis=0) for ts in seen]
 
     def _defect_head(self, pooled: torch.Tensor) -> np.ndarray:
         logit = self.model.image_only_defect_logit(pooled).float() / self.model.defect_temperature

@@ -171,6 +171,47 @@ def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_mod
             assert b.class_scores[d] == pytest.approx((c.class_scores[d] + a.class_scores[d]) / 2, abs=2e-6)
 
 
+def test_a_decision_typed_over_mirrors_types_only_the_parts_it_does_not_accept_from_their_mirrors(
+    trained_model, tmp_path, monkeypatch
+):
+    """Three more classifier passes buy the mean of four guesses at a defect's type; an accepted
+    part names no type, so it must not pay for them, and its verdict is the same either way."""
+    import json
+    import shutil
+
+    from inspector.parts.classifier import ClassifierPart
+
+    for name, over_mirrors in (("plain", False), ("mirrored", True)):
+        shutil.copytree(trained_model, tmp_path / name)
+        card = json.loads((tmp_path / name / "card.json").read_text())
+        card["products"]["washer"]["decision"] |= {"typing": "classifier", "mirrored_types": over_mirrors}
+        (tmp_path / name / "card.json").write_text(json.dumps(card))
+    plain, mirrored = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "mirrored", "cpu")
+    batch = images("spot", 3) + images("scratch", 3) + images("ok", 4)
+    before = plain.inspect_arrays("washer", batch)
+    # the classifier's types on each image as it is and in its three mirrors, for the expected mean
+    manual = plain.manual("washer")
+    mirrors = [[np.ascontiguousarray(m) for m in (im, im[:, ::-1], im[::-1], im[::-1, ::-1])] for im in batch]
+    seen = [plain.part_outputs("washer", [plain.prepare(m, "washer") for m in four], manual) for four in mirrors]
+    types = [np.mean([o.type_probs for o in s["classifier"]], 0) for s in seen]
+    passes, run = [], ClassifierPart.run
+    monkeypatch.setattr(ClassifierPart, "run", lambda self, v, p, m: passes.append(len(v)) or run(self, v, p, m))
+    after = mirrored.inspect_arrays("washer", batch)
+    typed = [i for i, v in enumerate(after) if v.verdict != "accept"]
+    assert 0 < len(typed) < len(batch)  # parts of both kinds, or the test tells nothing
+    assert passes == [len(batch)] + [len(typed)] * 3
+    assert any(before[i].class_scores != after[i].class_scores for i in typed)  # the mirrors changed something
+    defects = ("scratch", "spot")
+    for i, (a, b) in enumerate(zip(before, after, strict=True)):
+        assert a.defect_score == b.defect_score and a.verdict == b.verdict
+        if i not in typed:
+            assert a.class_scores == b.class_scores
+            continue
+        p_defect = 1 - b.class_scores["ok"]  # class scores are P(defect) * P(type), rounded to 1e-6
+        assert [b.class_scores[d] for d in defects] == pytest.approx(p_defect * types[i], abs=2e-6)
+        assert b.defect_type == defects[int(np.argmax(types[i]))]
+
+
 def test_a_classifier_calibrated_in_bfloat16_is_scored_in_bfloat16_on_any_device(engine, trained_model, tmp_path):
     """Its thresholds hold only for the numbers they were set on: a model trained on a GPU (bf16)
     and served on a CPU, or the other way round, keeps the numerics written in its card."""
