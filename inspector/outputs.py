@@ -7,6 +7,7 @@ calibrated and reported here are the station's numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
         {k: np.concatenate([o.types[k] for o in outputs]) for k in first.types if all(k in o.types for o in outputs)},
         None if first.class_probs is None else np.concatenate([o.class_probs for o in outputs]),  # type: ignore[misc]
         None if first.maps is None else [m for o in outputs for m in o.maps],  # type: ignore[union-attr]
-        None if any(o.mirrored_types is None for o in outputs) else np.concatenate(mirrored),  # type: ignore[arg-type]
+        None if any(m is None for m in mirrored) else np.concatenate(mirrored),  # type: ignore[arg-type]
     )
 
 
@@ -130,19 +131,7 @@ def collect(
     kept: list[Sample] = []
     got: dict[str, list] = {k: [] for k in use}
     mirrored: list[np.ndarray | None] = []
-    bar = tqdm(total=len(samples), desc=f"score {product}", disable=not progress, leave=False)
-    for start in range(0, len(samples), batch_size):
-        chunk, images = [], []
-        for s in samples[start : start + batch_size]:
-            try:
-                images.append(decode(s, max_pixels))
-                chunk.append(s)
-            except ImageError as exc:
-                if bad is not None:
-                    bad.append(BadRow(str(s.path), str(exc)))
-        bar.update(min(batch_size, len(samples) - start))
-        if not chunk:
-            continue
+    for chunk, images in _decoded(samples, max_pixels, batch_size, f"score {product}", progress, bad):
         kept += chunk
         for name, part in use.items():
             views = [part.view(im, product) for im in images]
@@ -150,7 +139,6 @@ def collect(
             got[name] += outs
             if mirrored_types and isinstance(part, ClassifierPart):
                 mirrored += part.types_over_mirrors(views, product, manual, [o.type_probs for o in outs])
-    bar.close()
     out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
     for name, outs in got.items():
         for key in outs[0].scores if outs else []:
@@ -166,10 +154,43 @@ def collect(
     return out
 
 
-def with_mirrored_types(out: SplitOutputs, classifier: Part, manual: Manual, max_pixels: int) -> SplitOutputs:
+def with_mirrored_types(
+    out: SplitOutputs, classifier: ClassifierPart, manual: Manual, max_pixels: int, batch_size: int = 16
+) -> SplitOutputs:
     """``out`` with the classifier's types over mirrors added: for a split scored before its
-    decision chose them (the same images, so the reported types are the station's)."""
-    again = collect({"classifier": classifier}, manual, out.samples, max_pixels, mirrored_types=True)
-    if [s.path for s in again.samples] != [s.path for s in out.samples]:
+    decision chose them (the same images, so the reported types are the station's). The view's
+    own types are the ones ``out`` holds, so only the three mirrors run."""
+    own = out.types.get("classifier")
+    if own is None:
+        raise ValueError(f"{out.product}: no classifier types to average over mirrors")
+    mirrored: list[np.ndarray | None] = []
+    done = 0
+    for chunk, images in _decoded(out.samples, max_pixels, batch_size, f"mirror {out.product}", False, None):
+        if [s.path for s in chunk] != [s.path for s in out.samples[done : done + len(chunk)]]:
+            raise ValueError(f"{out.product}: images changed while being scored again over mirrors")
+        views = [classifier.view(im, out.product) for im in images]
+        mirrored += classifier.types_over_mirrors(views, out.product, manual, list(own[done : done + len(chunk)]))
+        done += len(chunk)
+    if done != len(out.samples) or any(t is None for t in mirrored):
         raise ValueError(f"{out.product}: images changed while being scored again over mirrors")
-    return replace(out, mirrored_types=again.mirrored_types)
+    return replace(out, mirrored_types=np.stack(mirrored))  # type: ignore[arg-type]
+
+
+def _decoded(
+    samples: list[Sample], max_pixels: int, batch_size: int, desc: str, progress: bool, bad: list[BadRow] | None
+) -> Iterator[tuple[list[Sample], list[np.ndarray]]]:
+    """``samples`` decoded in batches, each with the samples it kept (unreadable images are left
+    out and reported in ``bad``); batches left empty are skipped."""
+    with tqdm(total=len(samples), desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, len(samples), batch_size):
+            chunk, images = [], []
+            for s in samples[start : start + batch_size]:
+                try:
+                    images.append(decode(s, max_pixels))
+                    chunk.append(s)
+                except ImageError as exc:
+                    if bad is not None:
+                        bad.append(BadRow(str(s.path), str(exc)))
+            bar.update(min(batch_size, len(samples) - start))
+            if chunk:
+                yield chunk, images

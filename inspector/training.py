@@ -299,8 +299,9 @@ def train_model(
         image_only = choose(True, v.target_frr, v.warn_frr)
         products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
         test = outputs["test"][m.product]
-        if test is not None and decision.mirrored_types and "classifier" in parts:
-            outputs["test"][m.product] = with_mirrored_types(test, parts["classifier"], m, settings.max_image_pixels)
+        classifier = parts.get("classifier")
+        if test is not None and decision.mirrored_types and isinstance(classifier, ClassifierPart):
+            outputs["test"][m.product] = with_mirrored_types(test, classifier, m, settings.max_image_pixels)
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
