@@ -106,11 +106,13 @@ def summary(runs: list[dict]) -> dict:
 
 
 def _typing(decision: dict) -> str:
-    return decision["typing"] + (" over the part's mirrors" if decision.get("mirrored_types") else "")
+    """A card's typing in words (a format-10 card said ``mirrored_types``: over 4 views)."""
+    views = decision.get("type_views", 4 if decision.get("mirrored_types") else 1)
+    return decision["typing"] + {1: "", 4: " over the part's mirrors", 8: " over the part's turns and mirrors"}[views]
 
 
 def _view_alone(m: dict) -> str:
-    """Where seeds typed over mirrors: what the view alone named, on the seeds that did."""
+    """Where seeds typed over turns or mirrors: what the view alone named, on the seeds that did."""
     alone = m.get("defect_type_macro_f1_view_alone")
     return f" (type-F1 from the view alone on those seeds: {fmt(alone)})" if alone else ""
 

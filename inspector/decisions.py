@@ -34,6 +34,8 @@ UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaran
 # P(defect) piles up near 1, distances do not: probabilities are compared as logits
 TRANSFORM = {"classifier": "logit", "defect_head": "logit", "anomaly": "identity", "segmentation": "identity"}
 NEEDS_MANUAL = {"classifier"}  # scores an image-only verdict cannot have
+TYPE_VIEWS = (1, 4, 8)  # the classifier typing from the view alone, with its mirrors, with its turns too
+VIEWS_SAID = {1: "", 4: " over mirrors", 8: " over turns and mirrors"}
 
 
 def fallback_decision() -> Decision:
@@ -120,22 +122,22 @@ def fit_decision(
     scales = _scales(chosen, good) if good else {p: PartScale() for p in chosen}
     pool, pooled = _pooling(scales, choose_on, scores_of, target_frr, confidence, pooling)
     why += pooled
+    typing, views, typed = choose_typing(val)
     if calib is None or (~calib.is_defect).sum() == 0:
         probabilities = [p for p in chosen if p in ("classifier", "defect_head")] or [available[0]]
         chosen, scales = probabilities, {p: PartScale() for p in probabilities}
-        return Decision(parts=scales, thresholds=UNCALIBRATED, calibrated_on="no good parts to calibrate on",
-                        selected_on=why)  # fmt: skip
+        return Decision(parts=scales, thresholds=UNCALIBRATED, typing=typing, type_views=views,
+                        calibrated_on="no good parts to calibrate on", selected_on=why + typed)  # fmt: skip
     good_cal = combine(scores_of(calib), scales, pool)[~calib.is_defect]
     thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr)
     val_score = combine(scores_of(val), scales, pool) if val_both else None
     platt = fit_platt(val_score, val.is_defect) if val_score is not None else None
-    typing, mirrored, typed = choose_typing(val)
     return Decision(
         parts=scales,
         pooling=pool,
         thresholds=thresholds,
         typing=typing,
-        mirrored_types=mirrored,
+        type_views=views,
         platt=platt,
         calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
         selected_on=why + typed,
@@ -226,27 +228,29 @@ def _with_defects(val: SplitOutputs, extra: SplitOutputs | None) -> SplitOutputs
     return concat([replace(o, types={}, class_probs=None, maps=None) for o in both])
 
 
-def choose_typing(val: SplitOutputs | None) -> tuple[str, bool, str]:
+def choose_typing(val: SplitOutputs | None) -> tuple[str, int, str]:
     """The part whose type probabilities name val defects best (macro-F1), anomaly on a tie; or
     "both" (the mean of the two parts' probabilities) where it names them better than either;
-    and whether the classifier's over the part's mirrors does better still (strictly: it costs
-    three more passes for every part not accepted). -> (typing, mirrored, why)."""
+    and over how many of the part's turns and mirrors the classifier's are averaged: more only
+    where that does better still (strictly: each view costs a classifier pass for every part not
+    accepted). -> (typing, views, why)."""
     if val is None or not val.types:
-        return "classifier", False, ""
+        return "classifier", 1, ""
     defect = val.is_defect
-    best = ("anomaly" if "anomaly" in val.types else "classifier", False, -1.0)
+    best = ("anomaly" if "anomaly" in val.types else "classifier", 1, -1.0)
     if not defect.any():
-        return best[0], False, ""
+        return best[0], 1, ""
     truth = val.target[defect] - 1
     candidates = [*val.types, *(["both"] if {"classifier", "anomaly"} <= set(val.types) else [])]
+    collected = 1 if val.turned_types is None else val.turned_types.shape[1]
     tried = []
-    for mirrored in (False, True) if val.mirrored_types is not None else (False,):
-        for part in candidates if not mirrored else [c for c in candidates if c != "anomaly"]:
-            probs = val.types_for(part, mirrored)
+    for views in [v for v in TYPE_VIEWS if v <= collected]:
+        for part in candidates if views == 1 else [c for c in candidates if c != "anomaly"]:
+            probs = val.types_for(part, views)
             f1 = f1_score(truth, probs[defect].argmax(1), average="macro", labels=sorted(set(truth)), zero_division=0)
-            tried.append(f"{part}{' over mirrors' if mirrored else ''} {f1:.3f}")
+            tried.append(f"{part}{VIEWS_SAID[views]} {f1:.3f}")
             if f1 > best[2] + 1e-9 or (abs(f1 - best[2]) <= 1e-9 and part == "anomaly"):
-                best = (part, mirrored, f1)
+                best = (part, views, f1)
     return best[0], best[1], "; defect types named on val (type macro-F1): " + ", ".join(tried)
 
 

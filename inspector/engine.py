@@ -217,8 +217,9 @@ class Engine:
         score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
-        if decision.mirrored_types and manual is not None and prepared is not None:
-            self._type_over_mirrors(product, manual, outputs, prepared, np.flatnonzero(score > th.warn))
+        if decision.type_views > 1 and manual is not None and prepared is not None:
+            rows = np.flatnonzero(score > th.warn)
+            self._type_over_turns(product, manual, outputs, prepared, rows, decision.type_views)
         classifier, anomaly = outputs.get("classifier"), outputs.get("anomaly")
         map_ref = self._map_reference(product)
         verdicts = []
@@ -238,23 +239,25 @@ class Engine:
             verdicts.append(v)
         return verdicts
 
-    def _type_over_mirrors(
+    def _type_over_turns(
         self,
         product: str,
         manual: Manual,
         outputs: dict[str, list[PartOutput]],
         prepared: list[Prepared],
         rows: np.ndarray,
+        views: int,
     ) -> None:
         """The classifier's type probabilities of ``rows`` (the parts not accepted: an accepted
-        part names no type) replaced by their mean over the part's mirrors."""
+        part names no type) replaced by their mean over the first ``views`` of the part's turns
+        and mirrors."""
         part, said = self.parts.get("classifier"), outputs.get("classifier")
         if not isinstance(part, ClassifierPart) or said is None or not len(rows):
             return
-        views = [prepared[i]["classifier"] for i in rows]
-        mirrored = part.types_over_mirrors(views, product, manual, [said[i].type_probs for i in rows])
-        for i, types in zip(rows, mirrored, strict=True):
-            said[i].type_probs = types
+        seen = [prepared[i]["classifier"] for i in rows]
+        turned = part.turned_types(seen, product, manual, [said[i].type_probs for i in rows], views)
+        for i, types in zip(rows, turned, strict=True):
+            said[i].type_probs = None if types is None else types.mean(0)
 
     def _map_reference(self, product: str) -> float | None:
         info = self.card.products.get(product)

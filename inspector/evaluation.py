@@ -65,7 +65,7 @@ def decision_metrics(
         m["defect_type_macro_f1"] = float(
             f1_score(truth, pred, labels=sorted(set(truth.tolist())), average="macro", zero_division=0)
         )
-        if decision.mirrored_types:  # what the view alone named, to see what the mirrors bought
+        if decision.type_views > 1:  # what the view alone named, to see what the turns bought
             alone = out.types_for(decision.typing)[defect].argmax(1)  # type: ignore[index]
             m["defect_type_macro_f1_view_alone"] = float(
                 f1_score(truth, alone, labels=sorted(set(truth.tolist())), average="macro", zero_division=0)

@@ -35,7 +35,7 @@ class SplitOutputs:
     types: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M, T] P(type | defective)
     class_probs: np.ndarray | None = None  # [M, C] the classifier's, for accuracy and ECE
     maps: list[np.ndarray] | None = None  # anomaly maps [h, w] per image
-    mirrored_types: np.ndarray | None = None  # [M, T] the classifier's types over the view and its mirrors
+    turned_types: np.ndarray | None = None  # [M, V, T] the classifier's types on the view and its turns (TURNS)
 
     @property
     def is_defect(self) -> np.ndarray:
@@ -52,26 +52,27 @@ class SplitOutputs:
             {k: v[idx] for k, v in self.types.items()},
             None if self.class_probs is None else self.class_probs[idx],
             None if self.maps is None else [self.maps[i] for i in idx],
-            None if self.mirrored_types is None else self.mirrored_types[idx],
+            None if self.turned_types is None else self.turned_types[idx],
         )
 
-    def types_for(self, typing: str, mirrored: bool = False) -> np.ndarray | None:
+    def types_for(self, typing: str, views: int = 1) -> np.ndarray | None:
         """P(type | defective) [M, T] as a decision with this ``typing`` names them, the classifier's
-        over mirrors where ``mirrored`` (they must have been collected: the station's types, or none)."""
-        if not mirrored:
+        averaged over the first ``views`` of the part's turns and mirrors (they must have been
+        collected: the station's types, or none)."""
+        if views == 1:
             return type_probs(typing, self.types)
-        if self.mirrored_types is None:
-            raise ValueError(f"{self.product}: the decision types over mirrors; collect them (mirrored_types=True)")
-        return type_probs(typing, {**self.types, "classifier": self.mirrored_types})
+        if self.turned_types is None or self.turned_types.shape[1] < views:
+            raise ValueError(f"{self.product}: the decision types over {views} views; collect them (type_views)")
+        return type_probs(typing, {**self.types, "classifier": self.turned_types[:, :views].mean(1)})
 
     def decided_types(self, decision: Decision) -> np.ndarray | None:
-        return self.types_for(decision.typing, decision.mirrored_types)
+        return self.types_for(decision.typing, decision.type_views)
 
 
 def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
     """One product's outputs from several runs over disjoint samples, in the given order, with the
     scores and type probabilities every run has (a head may have been fitted in some runs only)."""
-    first, mirrored = outputs[0], [o.mirrored_types for o in outputs]
+    first, turned = outputs[0], [o.turned_types for o in outputs]
     return SplitOutputs(
         first.product,
         [s for o in outputs for s in o.samples],
@@ -84,7 +85,7 @@ def concat(outputs: list[SplitOutputs]) -> SplitOutputs:
         {k: np.concatenate([o.types[k] for o in outputs]) for k in first.types if all(k in o.types for o in outputs)},
         None if first.class_probs is None else np.concatenate([o.class_probs for o in outputs]),  # type: ignore[misc]
         None if first.maps is None else [m for o in outputs for m in o.maps],  # type: ignore[union-attr]
-        None if any(m is None for m in mirrored) else np.concatenate(mirrored),  # type: ignore[arg-type]
+        None if any(t is None for t in turned) else np.concatenate(turned),  # type: ignore[arg-type]
     )
 
 
@@ -121,24 +122,24 @@ def collect(
     batch_size: int = 16,
     progress: bool = False,
     bad: list[BadRow] | None = None,
-    mirrored_types: bool = False,
+    type_views: int = 1,
 ) -> SplitOutputs:
     """Every part that knows the product, over ``samples`` of one product (unreadable images
-    are left out and reported in ``bad``); ``mirrored_types``: the classifier's type
-    probabilities over each view's mirrors too (three more passes of the classifier)."""
+    are left out and reported in ``bad``); ``type_views``: the classifier's type
+    probabilities on that many of each view's turns and mirrors (a pass of the classifier each)."""
     product = manual.product
     use = {k: p for k, p in parts.items() if p.knows(product)}
     kept: list[Sample] = []
     got: dict[str, list] = {k: [] for k in use}
-    mirrored: list[np.ndarray | None] = []
+    turned: list[np.ndarray | None] = []
     for chunk, images in _decoded(samples, max_pixels, batch_size, f"score {product}", progress, bad):
         kept += chunk
         for name, part in use.items():
             views = [part.view(im, product) for im in images]
             outs = part.run(views, product, manual)
             got[name] += outs
-            if mirrored_types and isinstance(part, ClassifierPart):
-                mirrored += part.types_over_mirrors(views, product, manual, [o.type_probs for o in outs])
+            if type_views > 1 and isinstance(part, ClassifierPart):
+                turned += part.turned_types(views, product, manual, [o.type_probs for o in outs], type_views)
     out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
     for name, outs in got.items():
         for key in outs[0].scores if outs else []:
@@ -149,31 +150,31 @@ def collect(
             out.class_probs = np.stack([o.class_probs for o in outs])
         if outs and outs[0].anomaly_map is not None:
             out.maps = [o.anomaly_map for o in outs]
-    if mirrored and all(t is not None for t in mirrored):
-        out.mirrored_types = np.stack(mirrored)  # type: ignore[arg-type]
+    if turned and all(t is not None for t in turned):
+        out.turned_types = np.stack(turned)  # type: ignore[arg-type]
     return out
 
 
-def with_mirrored_types(
-    out: SplitOutputs, classifier: ClassifierPart, manual: Manual, max_pixels: int, batch_size: int = 16
+def with_turned_types(
+    out: SplitOutputs, classifier: ClassifierPart, manual: Manual, max_pixels: int, views: int, batch_size: int = 16
 ) -> SplitOutputs:
-    """``out`` with the classifier's types over mirrors added: for a split scored before its
-    decision chose them (the same images, so the reported types are the station's). The view's
-    own types are the ones ``out`` holds, so only the three mirrors run."""
+    """``out`` with the classifier's types on ``views`` of each part's turns and mirrors added:
+    for a split scored before its decision chose them (the same images, so the reported types
+    are the station's). The view's own types are the ones ``out`` holds, so only the turns run."""
     own = out.types.get("classifier")
     if own is None:
-        raise ValueError(f"{out.product}: no classifier types to average over mirrors")
-    mirrored: list[np.ndarray | None] = []
+        raise ValueError(f"{out.product}: no classifier types to average over turns")
+    turned: list[np.ndarray | None] = []
     done = 0
-    for chunk, images in _decoded(out.samples, max_pixels, batch_size, f"mirror {out.product}", False, None):
+    for chunk, images in _decoded(out.samples, max_pixels, batch_size, f"turn {out.product}", False, None):
         if [s.path for s in chunk] != [s.path for s in out.samples[done : done + len(chunk)]]:
-            raise ValueError(f"{out.product}: images changed while being scored again over mirrors")
-        views = [classifier.view(im, out.product) for im in images]
-        mirrored += classifier.types_over_mirrors(views, out.product, manual, list(own[done : done + len(chunk)]))
+            raise ValueError(f"{out.product}: images changed while being scored again over turns")
+        seen = [classifier.view(im, out.product) for im in images]
+        turned += classifier.turned_types(seen, out.product, manual, list(own[done : done + len(chunk)]), views)
         done += len(chunk)
-    if done != len(out.samples) or any(t is None for t in mirrored):
-        raise ValueError(f"{out.product}: images changed while being scored again over mirrors")
-    return replace(out, mirrored_types=np.stack(mirrored))  # type: ignore[arg-type]
+    if done != len(out.samples) or any(t is None for t in turned):
+        raise ValueError(f"{out.product}: images changed while being scored again over turns")
+    return replace(out, turned_types=np.stack(turned))  # type: ignore[arg-type]
 
 
 def _decoded(

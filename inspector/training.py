@@ -29,7 +29,7 @@ from inspector.decisions import fallback_decision, fit_decision, product_card
 from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc
 from inspector.feature_memo import remember_patch_features
-from inspector.outputs import SplitOutputs, collect, collect_cross_fit, with_mirrored_types
+from inspector.outputs import SplitOutputs, collect, collect_cross_fit, with_turned_types
 from inspector.parts import Part
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
@@ -260,9 +260,9 @@ def train_model(
                     folds = anomaly.fold_parts(m.product, prep.text, device)
                     out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
                 else:
-                    # val chooses whether types over mirrors name defects better (test gets them if it did)
+                    # val chooses whether types over turns name defects better (test gets them if it did)
                     out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
-                                  mirrored_types=settings.verdict.mirrored_types and split == "val")  # fmt: skip
+                                  type_views=settings.verdict.type_views if split == "val" else 1)  # fmt: skip
                 outputs[split][m.product] = out if len(out.target) else None
         fit_fold = None
         if trained is not None:  # each fold's classifier trains as long as val let the full one
@@ -300,8 +300,9 @@ def train_model(
         products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
         test = outputs["test"][m.product]
         classifier = parts.get("classifier")
-        if test is not None and decision.mirrored_types and isinstance(classifier, ClassifierPart):
-            outputs["test"][m.product] = with_mirrored_types(test, classifier, m, settings.max_image_pixels)
+        views = max(decision.type_views, image_only.type_views)
+        if test is not None and views > 1 and isinstance(classifier, ClassifierPart):
+            outputs["test"][m.product] = with_turned_types(test, classifier, m, settings.max_image_pixels, views)
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
@@ -380,9 +381,9 @@ def evaluate_checkpoint(
         if not samples:
             continue
         info = loaded.card.products.get(product)
-        mirrored = info is not None and (info.decision.mirrored_types or info.image_only.mirrored_types)
+        views = max(info.decision.type_views, info.image_only.type_views) if info is not None else 1
         o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
-                    mirrored_types=mirrored)  # fmt: skip
+                    type_views=views)  # fmt: skip
         decision = info.decision if info else loaded.card.fallback
         image_only = info.image_only if info else loaded.card.fallback
         out[product] = decision_metrics(o, decision)

@@ -23,7 +23,7 @@ from models.types import FusionConfig
 # heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device; 10: a decision
 # may name defect types from the classifier over the part's mirrors
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 10
+CARD_FORMAT = 11
 
 
 class CardError(ValueError):
@@ -152,9 +152,10 @@ class Decision(_Strict):
     pooling: Literal["max", "mean"] = "max"  # how the scaled scores of the parts become one
     # which part names the defect type; "both": the mean of the two parts' type probabilities
     typing: Literal["classifier", "anomaly", "both"] = "classifier"
-    # the classifier's type probabilities averaged over the view and its three mirrors (left-right,
-    # top-bottom, both), where val named its defects better so; run only for parts not accepted
-    mirrored_types: bool = False
+    # how many of the view's right-angle turns and mirrors the classifier's type probabilities are
+    # averaged over, where val named its defects better so: 1 the view alone, 4 the view and its
+    # three mirrors, 8 all its turns and mirrors; run only for parts not accepted
+    type_views: Literal[1, 4, 8] = 1
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
     selected_on: str = ""
@@ -279,9 +280,26 @@ def _upgrade_9(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 10}
 
 
+def _upgrade_10(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 10 -> 11: a decision typed over mirrors averaged the view and its three mirrors."""
+
+    def views(decision: dict[str, Any]) -> dict[str, Any]:
+        rest = {k: v for k, v in decision.items() if k != "mirrored_types"}
+        return {**rest, "type_views": 4 if decision.get("mirrored_types") else 1}
+
+    products = {
+        name: {**p, "decision": views(p["decision"]), "image_only": views(p["image_only"])}
+        if isinstance(p, dict) and {"decision", "image_only"} <= p.keys()
+        else p
+        for name, p in d.get("products", {}).items()
+    }
+    fallback = views(d["fallback"]) if isinstance(d.get("fallback"), dict) else d.get("fallback")
+    return {**d, "products": products, "fallback": fallback, "format": 11}
+
+
 UPGRADES = {
     1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
-    8: _upgrade_8, 9: _upgrade_9,
+    8: _upgrade_8, 9: _upgrade_9, 10: _upgrade_10,
 }  # fmt: skip
 
 

@@ -47,14 +47,16 @@ def test_a_fine_tuning_names_its_size_epochs_and_stages_and_a_bad_one_is_refused
             accuracy.product_size(bad)
 
 
-def test_the_report_names_typing_over_mirrors_per_seed_and_what_the_view_alone_named():
+def test_the_report_names_typing_over_turns_per_seed_and_what_the_view_alone_named():
     plain = {"escape_rate": 0.02, "defect_type_macro_f1": 0.95, "parts": "classifier", "image_only": {}}
-    mirrored = {**plain, "defect_type_macro_f1": 0.97, "defect_type_macro_f1_view_alone": 0.96}
+    turned = {**plain, "defect_type_macro_f1": 0.97, "defect_type_macro_f1_view_alone": 0.96}
     runs = [
-        {"test": {"pcb": m}, "products": {"pcb": {"decision": {"typing": "classifier", "mirrored_types": on}}}}
-        for m, on in ((mirrored, True), (plain, False))
+        {"test": {"pcb": m}, "products": {"pcb": {"decision": {"typing": "classifier", "type_views": views}}}}
+        for m, views in ((turned, 8), (plain, 1))
     ]
     table = accuracy.summary(runs)["pcb"]
-    assert table["typing"] == "classifier over the part's mirrors / classifier"  # val chose per seed
+    assert table["typing"] == "classifier over the part's turns and mirrors / classifier"  # val chose per seed
+    older = {"typing": "both", "mirrored_types": True}  # a format-10 card in an earlier results.json
+    assert accuracy._typing(older) == "both over the part's mirrors"
     assert accuracy._view_alone(table["station"]) == " (type-F1 from the view alone on those seeds: 0.960)"
     assert accuracy._view_alone(accuracy.summary(runs[1:])["pcb"]["station"]) == ""

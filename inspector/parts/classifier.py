@@ -3,6 +3,8 @@ image, or (without a manual) the image-only defect head."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -14,7 +16,18 @@ from models.transforms import normalize, resize, to_float
 from models.types import PartOutput
 
 CLASSIFIER, DEFECT_HEAD = "classifier", "defect_head"  # the names of its two scores
-MIRRORS = ((-1,), (-2,), (-2, -1))  # left-right, top-bottom, both: the dims of a [3, h, w] view to flip
+# the [3, s, s] view's right-angle turns and mirrors (as training augments), the view first and its
+# three mirrors next: a decision that averages types over 4 averages the view and its mirrors
+TURNS: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (
+    lambda v: v,
+    lambda v: v.flip(-1),  # left-right
+    lambda v: v.flip(-2),  # top-bottom
+    lambda v: v.flip((-2, -1)),  # both: a half turn
+    lambda v: v.transpose(-2, -1),  # across the diagonal
+    lambda v: v.transpose(-2, -1).flip(-1),  # a quarter turn
+    lambda v: v.transpose(-2, -1).flip(-2),  # a quarter turn the other way
+    lambda v: v.transpose(-2, -1).flip((-2, -1)),  # across the other diagonal
+)
 
 
 class ClassifierPart:
@@ -75,21 +88,21 @@ class ClassifierPart:
             for i, p in enumerate(probs)
         ]
 
-    def types_over_mirrors(
-        self, views: list[torch.Tensor], product: str, manual: Manual | None, own: list[np.ndarray | None]
+    def turned_types(
+        self, views: list[torch.Tensor], product: str, manual: Manual | None, own: list[np.ndarray | None], n: int
     ) -> list[np.ndarray | None]:
-        """``own`` (its type probabilities on ``views``) averaged with those on the views' three
-        mirrors. A mirrored defect is still the same defect; the classifier's guess at its type
-        wavers with the view, and the mean of four guesses errs less where val says so (pcb:
-        docs/RESULTS.md). Costs three more passes, so the engine asks only for parts it rejects
-        or sends to review."""
-        if manual is None or not views:
-            return own
+        """Per view, [n, T]: ``own`` (its type probabilities on ``views``) and those on its next
+        n - 1 turns and mirrors (``TURNS``). A turned defect is still the same defect; the
+        classifier's guess at its type wavers with the view, and the mean of several guesses errs
+        less where val says so (pcb: docs/RESULTS.md). Costs n - 1 more passes, so the engine asks
+        only for parts it rejects or sends to review. None where a view names no types."""
+        if manual is None or not views or n < 2:
+            return [None if t is None else t[None] for t in own]
         seen: list[list[np.ndarray | None]] = [[t] for t in own]
-        for dims in MIRRORS:
-            for i, o in enumerate(self.run([torch.flip(v, dims) for v in views], product, manual)):
+        for turn in TURNS[1:n]:  # a pass per turn: one batch of all of them ran slower on a 2-core CPU
+            for i, o in enumerate(self.run([turn(v) for v in views], product, manual)):
                 seen[i].append(o.type_probs)
-        return [None if any(t is None for t in ts) else np.mean(ts, axis=0) for ts in seen]
+        return [None if any(t is None for t in ts) else np.stack(ts) for ts in seen]  # type: ignore[arg-type]
 
     def _defect_head(self, pooled: torch.Tensor) -> np.ndarray:
         logit = self.model.image_only_defect_logit(pooled).float() / self.model.defect_temperature

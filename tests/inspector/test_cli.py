@@ -64,23 +64,23 @@ def test_eval_writes_json(trained_model, synthetic_root, home, tmp_path, capsys)
     assert "escape" in printed and "washer: reject >" in printed and "is set by" in printed
 
 
-def test_eval_of_a_decision_typed_over_mirrors_reports_both_typings(trained_model, synthetic_root, home, tmp_path):
-    """The split is scored over mirrors as the station types it, beside what the view alone names."""
+def test_eval_of_a_decision_typed_over_turns_reports_both_typings(trained_model, synthetic_root, home, tmp_path):
+    """The split is scored over turns as the station types it, beside what the view alone names."""
     import shutil
 
     f1 = {}
-    for name, over_mirrors in (("plain", False), ("mirrored", True)):
+    for name, views in (("plain", 1), ("turned", 8)):
         shutil.copytree(trained_model, tmp_path / name)
         card = json.loads((tmp_path / name / "card.json").read_text())
-        card["products"]["washer"]["decision"] |= {"typing": "classifier", "mirrored_types": over_mirrors}
+        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
         (tmp_path / name / "card.json").write_text(json.dumps(card))
         out = tmp_path / f"{name}.json"
         args = ["eval", "--data", synthetic_root, "--home", home, "--model", tmp_path / name, "--json", out, "--quiet"]
         assert main(list(map(str, args))) == 0
         f1[name] = json.loads(out.read_text())["metrics"]["washer"]
     assert "defect_type_macro_f1_view_alone" not in f1["plain"]
-    assert f1["mirrored"]["defect_type_macro_f1_view_alone"] == f1["plain"]["defect_type_macro_f1"]
-    assert f1["mirrored"]["escape_rate"] == f1["plain"]["escape_rate"]  # typing never moves the verdict
+    assert f1["turned"]["defect_type_macro_f1_view_alone"] == f1["plain"]["defect_type_macro_f1"]
+    assert f1["turned"]["escape_rate"] == f1["plain"]["escape_rate"]  # typing never moves the verdict
 
 
 def test_inspect_names_the_defect_in_the_manuals_words(trained_model, synthetic_root, home, capsys):

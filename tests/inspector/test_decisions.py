@@ -132,9 +132,9 @@ def test_a_defect_only_one_score_sees_keeps_the_largest():
     assert d.pooling == "max" and "pooled by their largest" in d.selected_on
 
 
-def _typed(types: dict[str, np.ndarray], truth: np.ndarray, mirrored: np.ndarray | None = None) -> SplitOutputs:
+def _typed(types: dict[str, np.ndarray], truth: np.ndarray, turned: np.ndarray | None = None) -> SplitOutputs:
     samples = [Sample(Path(f"/val/{i}.png"), "tile", f"t{t}", "val") for i, t in enumerate(truth)]
-    return SplitOutputs("tile", samples, truth + 1, {}, types, mirrored_types=mirrored)
+    return SplitOutputs("tile", samples, truth + 1, {}, types, turned_types=turned)
 
 
 def test_two_typers_that_err_on_different_defects_type_together():
@@ -144,25 +144,35 @@ def test_two_typers_that_err_on_different_defects_type_together():
     classifier = np.array([unsure if t == 0 else sure[t] for t in truth])
     anomaly = np.array([unsure if t == 1 else sure[t] for t in truth])
     val = _typed({"classifier": classifier, "anomaly": anomaly}, truth)
-    assert choose_typing(val)[:2] == ("both", False)
+    assert choose_typing(val)[:2] == ("both", 1)
     assert (type_probs("both", val.types).argmax(1) == truth).all()
     alone = _typed({"classifier": classifier, "anomaly": np.array([sure[t] for t in truth])}, truth)
-    assert choose_typing(alone)[:2] == ("anomaly", False)  # the mean must beat the best part, not tie it
+    assert choose_typing(alone)[:2] == ("anomaly", 1)  # the mean must beat the best part, not tie it
 
 
-def test_types_over_mirrors_are_chosen_only_where_they_name_val_defects_strictly_better():
+def test_types_over_more_views_are_chosen_only_where_they_name_val_defects_strictly_better():
+    """Each view costs a classifier pass per part not accepted: more views only where val gains."""
     truth = np.repeat([0, 1, 2], 10)
     sure, unsure = np.eye(3) * 0.8 + 0.1, np.array([0.3, 0.2, 0.5])
     wrong_on_0 = np.array([unsure if t == 0 else sure[t] for t in truth])
-    better = _typed({"classifier": wrong_on_0}, truth, mirrored=np.array([sure[t] for t in truth]))
-    typing, mirrored, why = choose_typing(better)
-    assert (typing, mirrored) == ("classifier", True) and "classifier over mirrors 1.000" in why
-    assert better.types_for("classifier", mirrored=True).argmax(1).tolist() == truth.tolist()
-    same = _typed({"classifier": wrong_on_0}, truth, mirrored=wrong_on_0 * 0.9 + 0.1 / 3)
-    assert choose_typing(same)[:2] == ("classifier", False)  # a tie does not pay three more passes
-    assert choose_typing(_typed({"classifier": wrong_on_0}, truth))[:2] == ("classifier", False)  # none collected
+    right = np.array([sure[t] for t in truth])
+
+    def views(*each: np.ndarray) -> np.ndarray:  # [M, V, T]: the view's types, then its turns' in TURNS order
+        return np.stack(each, axis=1)
+
+    by_mirrors = _typed({"classifier": wrong_on_0}, truth, views(wrong_on_0, *[right] * 7))
+    typing, n, why = choose_typing(by_mirrors)
+    assert (typing, n) == ("classifier", 4) and "classifier over mirrors 1.000" in why  # 8 ties it: not taken
+    assert "classifier over turns and mirrors 1.000" in why
+    assert by_mirrors.types_for("classifier", 4).argmax(1).tolist() == truth.tolist()
+    by_turns = views(*[wrong_on_0] * 4, *[right] * 4)  # the mirrors repeat the view's mistake, the turns not
+    assert choose_typing(_typed({"classifier": wrong_on_0}, truth, by_turns))[:2] == ("classifier", 8)
+    assert choose_typing(_typed({"classifier": wrong_on_0}, truth, by_turns[:, :4]))[:2] == ("classifier", 1)
+    same = views(*[wrong_on_0 * 0.9 + 0.1 / 3] * 8)
+    assert choose_typing(_typed({"classifier": wrong_on_0}, truth, same))[:2] == ("classifier", 1)  # a tie: 1 view
+    assert choose_typing(_typed({"classifier": wrong_on_0}, truth))[:2] == ("classifier", 1)  # none collected
     with pytest.raises(ValueError, match="collect them"):
-        _typed({"classifier": wrong_on_0}, truth).types_for("classifier", mirrored=True)
+        _typed({"classifier": wrong_on_0}, truth, by_turns[:, :4]).types_for("classifier", 8)
 
 
 def test_the_decision_names_the_good_parts_its_reject_threshold_stands_on():

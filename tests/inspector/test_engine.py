@@ -171,36 +171,38 @@ def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_mod
             assert b.class_scores[d] == pytest.approx((c.class_scores[d] + a.class_scores[d]) / 2, abs=2e-6)
 
 
-def test_a_decision_typed_over_mirrors_types_only_the_parts_it_does_not_accept_from_their_mirrors(
+def test_a_decision_typed_over_turns_types_only_the_parts_it_does_not_accept_from_their_turns(
     trained_model, tmp_path, monkeypatch
 ):
-    """Three more classifier passes buy the mean of four guesses at a defect's type; an accepted
+    """Seven more classifier passes buy the mean of eight guesses at a defect's type; an accepted
     part names no type, so it must not pay for them, and its verdict is the same either way."""
     import json
     import shutil
 
     from inspector.parts.classifier import ClassifierPart
 
-    for name, over_mirrors in (("plain", False), ("mirrored", True)):
+    for name, views in (("plain", 1), ("turned", 8)):
         shutil.copytree(trained_model, tmp_path / name)
         card = json.loads((tmp_path / name / "card.json").read_text())
-        card["products"]["washer"]["decision"] |= {"typing": "classifier", "mirrored_types": over_mirrors}
+        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
         (tmp_path / name / "card.json").write_text(json.dumps(card))
-    plain, mirrored = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "mirrored", "cpu")
+    plain, turned = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "turned", "cpu")
     batch = images("spot", 3) + images("scratch", 3) + images("ok", 4)
     before = plain.inspect_arrays("washer", batch)
-    # the classifier's types on each image as it is and in its three mirrors, for the expected mean
-    manual = plain.manual("washer")
-    mirrors = [[np.ascontiguousarray(m) for m in (im, im[:, ::-1], im[::-1], im[::-1, ::-1])] for im in batch]
-    seen = [plain.part_outputs("washer", [plain.prepare(m, "washer") for m in four], manual) for four in mirrors]
-    types = [np.mean([o.type_probs for o in s["classifier"]], 0) for s in seen]
+    # the classifier's types on each view as it is, mirrored and turned, for the expected mean (on the
+    # view: a transposed image resized rounds differently from a resized image transposed)
+    manual, part = plain.manual("washer"), plain.parts["classifier"]
+    views = [plain.prepare(im, "washer")["classifier"] for im in batch]
+    eight = [[m for a in (v, v.transpose(-2, -1)) for m in (a, a.flip(-1), a.flip(-2), a.flip((-2, -1)))]
+             for v in views]  # fmt: skip
+    types = [np.mean([o.type_probs for o in part.run(each, "washer", manual)], 0) for each in eight]
     passes, run = [], ClassifierPart.run
     monkeypatch.setattr(ClassifierPart, "run", lambda self, v, p, m: passes.append(len(v)) or run(self, v, p, m))
-    after = mirrored.inspect_arrays("washer", batch)
+    after = turned.inspect_arrays("washer", batch)
     typed = [i for i, v in enumerate(after) if v.verdict != "accept"]
     assert 0 < len(typed) < len(batch)  # parts of both kinds, or the test tells nothing
-    assert passes == [len(batch)] + [len(typed)] * 3
-    assert any(before[i].class_scores != after[i].class_scores for i in typed)  # the mirrors changed something
+    assert passes == [len(batch)] + [len(typed)] * 7
+    assert any(before[i].class_scores != after[i].class_scores for i in typed)  # the turns changed something
     defects = ("scratch", "spot")
     for i, (a, b) in enumerate(zip(before, after, strict=True)):
         assert a.defect_score == b.defect_score and a.verdict == b.verdict

@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 10 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 11 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -101,11 +101,17 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     assert parse_card({**eight, "classifier": None}).classifier is None
     nine = {**parse_card(eight).model_dump(), "format": 9}
     for product in nine["products"].values():  # a format 9 card typed each part from the view as it is
-        del product["decision"]["mirrored_types"], product["image_only"]["mirrored_types"]
-    del nine["fallback"]["mirrored_types"]
-    assert parse_card(nine).products["washer"].decision.mirrored_types is False
-    with pytest.raises(CardError, match="card format 11 is newer"):
-        parse_card({**seven, "format": 11})
+        del product["decision"]["type_views"], product["image_only"]["type_views"]
+    del nine["fallback"]["type_views"]
+    assert parse_card(nine).products["washer"].decision.type_views == 1
+    ten = {**nine, "format": 10}  # format 10 said whether types were averaged over the view's three mirrors
+    ten["products"] = {
+        name: {**p, "decision": {**p["decision"], "mirrored_types": True}} for name, p in nine["products"].items()
+    }
+    upgraded = parse_card(ten).products["washer"]
+    assert (upgraded.decision.type_views, upgraded.image_only.type_views) == (4, 1)
+    with pytest.raises(CardError, match="card format 12 is newer"):
+        parse_card({**seven, "format": 12})
 
 
 def _write(folder, data) -> object:
