@@ -172,8 +172,10 @@ def with_turned_types(
         seen = [classifier.view(im, out.product) for im in images]
         turned += classifier.turned_types(seen, out.product, manual, list(own[done : done + len(chunk)]), views)
         done += len(chunk)
-    if done != len(out.samples) or any(t is None for t in turned):
+    if done != len(out.samples):
         raise ValueError(f"{out.product}: images changed while being scored again over turns")
+    if any(t is None for t in turned):
+        raise ValueError(f"{out.product}: the classifier named no types for some parts (no manual?)")
     return replace(out, turned_types=np.stack(turned))  # type: ignore[arg-type]
 
 
