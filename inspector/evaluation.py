@@ -81,6 +81,17 @@ def decision_metrics(
     return m
 
 
+def rows_typed(out: SplitOutputs, *decisions: Decision) -> np.ndarray:
+    """The parts whose types a report reads, as a boolean mask: every defect (type F1) and each
+    part one of ``decisions`` does not accept (the station names its type)."""
+    rows = out.is_defect.copy()
+    for d in decisions:
+        parts = {k: s for k, s in d.parts.items() if k in out.scores}
+        if parts and len(out.target):
+            rows |= combine(out.scores, parts, d.pooling) > d.thresholds.warn
+    return rows
+
+
 def pixel_auroc(out: SplitOutputs, shrink: int = 4) -> float | None:
     """AUROC of the anomaly maps against the defect masks over every pixel of the split's images
     (good images count as all-good pixels); None without masks or maps. Maps and masks are

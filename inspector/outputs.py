@@ -35,7 +35,9 @@ class SplitOutputs:
     types: dict[str, np.ndarray] = field(default_factory=dict)  # part -> [M, T] P(type | defective)
     class_probs: np.ndarray | None = None  # [M, C] the classifier's, for accuracy and ECE
     maps: list[np.ndarray] | None = None  # anomaly maps [h, w] per image
-    turned_types: np.ndarray | None = None  # [M, V, T] the classifier's types on the view and its turns (TURNS)
+    # [M, V, T] the classifier's types on the view and its turns (TURNS); a row never turned holds
+    # the view's own V times, which is what the station names for a part it accepts
+    turned_types: np.ndarray | None = None
 
     @property
     def is_defect(self) -> np.ndarray:
@@ -122,24 +124,17 @@ def collect(
     batch_size: int = 16,
     progress: bool = False,
     bad: list[BadRow] | None = None,
-    type_views: int = 1,
 ) -> SplitOutputs:
     """Every part that knows the product, over ``samples`` of one product (unreadable images
-    are left out and reported in ``bad``); ``type_views``: the classifier's type
-    probabilities on that many of each view's turns and mirrors (a pass of the classifier each)."""
+    are left out and reported in ``bad``)."""
     product = manual.product
     use = {k: p for k, p in parts.items() if p.knows(product)}
     kept: list[Sample] = []
     got: dict[str, list] = {k: [] for k in use}
-    turned: list[np.ndarray | None] = []
     for chunk, images in _decoded(samples, max_pixels, batch_size, f"score {product}", progress, bad):
         kept += chunk
         for name, part in use.items():
-            views = [part.view(im, product) for im in images]
-            outs = part.run(views, product, manual)
-            got[name] += outs
-            if type_views > 1 and isinstance(part, ClassifierPart):
-                turned += part.turned_types(views, product, manual, [o.type_probs for o in outs], type_views)
+            got[name] += part.run([part.view(im, product) for im in images], product, manual)
     out = SplitOutputs(product, kept, np.array([manual.classes.index(s.defect_type) for s in kept], dtype=np.int64))
     for name, outs in got.items():
         for key in outs[0].scores if outs else []:
@@ -150,37 +145,56 @@ def collect(
             out.class_probs = np.stack([o.class_probs for o in outs])
         if outs and outs[0].anomaly_map is not None:
             out.maps = [o.anomaly_map for o in outs]
-    if turned and all(t is not None for t in turned):
-        out.turned_types = np.stack(turned)  # type: ignore[arg-type]
     return out
 
 
 def with_turned_types(
-    out: SplitOutputs, classifier: ClassifierPart, manual: Manual, max_pixels: int, views: int, batch_size: int = 16
+    out: SplitOutputs,
+    classifier: ClassifierPart,
+    manual: Manual,
+    max_pixels: int,
+    views: int,
+    rows: np.ndarray,
+    batch_size: int = 16,
 ) -> SplitOutputs:
-    """``out`` with the classifier's types on ``views`` of each part's turns and mirrors added:
-    for a split scored before its decision chose them (the same images, so the reported types
-    are the station's). The view's own types are the ones ``out`` holds, so only the turns run."""
+    """``out`` with the classifier's types on ``views`` of the turns and mirrors of the parts in
+    ``rows`` (a boolean mask) added; rows turned before keep theirs (``views`` must not exceed
+    theirs), the rest hold the view alone. Turning costs ``views`` - 1 passes per part, so only
+    the parts whose types are read are turned: val's defects choose the typing, and the station
+    turns only the parts it does not accept. The view's own types are the ones ``out`` holds."""
     own = out.types.get("classifier")
     if own is None:
         raise ValueError(f"{out.product}: no classifier types to average over turns")
-    turned: list[np.ndarray | None] = []
+    if out.turned_types is None:
+        turned = np.repeat(own[:, None], views, axis=1)
+    elif out.turned_types.shape[1] >= views:
+        turned, views = out.turned_types.copy(), out.turned_types.shape[1]
+    else:
+        raise ValueError(f"{out.product}: turned over {out.turned_types.shape[1]} views before, not {views}")
+    idx = np.flatnonzero(rows)
     done = 0
-    for chunk, images in _decoded(out.samples, max_pixels, batch_size, f"turn {out.product}", False, None):
-        if [s.path for s in chunk] != [s.path for s in out.samples[done : done + len(chunk)]]:
+    for chunk, images in _decoded([out.samples[i] for i in idx], max_pixels, batch_size, f"turn {out.product}"):
+        at = idx[done : done + len(chunk)]
+        if [s.path for s in chunk] != [out.samples[i].path for i in at]:
             raise ValueError(f"{out.product}: images changed while being scored again over turns")
         seen = [classifier.view(im, out.product) for im in images]
-        turned += classifier.turned_types(seen, out.product, manual, list(own[done : done + len(chunk)]), views)
+        for i, t in zip(at, classifier.turned_types(seen, out.product, manual, list(own[at]), views), strict=True):
+            if t is None:
+                raise ValueError(f"{out.product}: the classifier named no types for some parts (no manual?)")
+            turned[i] = t
         done += len(chunk)
-    if done != len(out.samples):
+    if done != len(idx):
         raise ValueError(f"{out.product}: images changed while being scored again over turns")
-    if any(t is None for t in turned):
-        raise ValueError(f"{out.product}: the classifier named no types for some parts (no manual?)")
-    return replace(out, turned_types=np.stack(turned))  # type: ignore[arg-type]
+    return replace(out, turned_types=turned)
 
 
 def _decoded(
-    samples: list[Sample], max_pixels: int, batch_size: int, desc: str, progress: bool, bad: list[BadRow] | None
+    samples: list[Sample],
+    max_pixels: int,
+    batch_size: int,
+    desc: str,
+    progress: bool = False,
+    bad: list[BadRow] | None = None,
 ) -> Iterator[tuple[list[Sample], list[np.ndarray]]]:
     """``samples`` decoded in batches, each with the samples it kept (unreadable images are left
     out and reported in ``bad``); batches left empty are skipped."""

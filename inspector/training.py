@@ -27,7 +27,7 @@ from inspector.checkpoint import keep_recorded_model, load_model, resolve_device
 from inspector.dataset import CALIBRATION, Sample, load_dataset
 from inspector.decisions import fallback_decision, fit_decision, product_card
 from inspector.errors import DataError
-from inspector.evaluation import decision_metrics, pixel_auroc
+from inspector.evaluation import decision_metrics, pixel_auroc, rows_typed
 from inspector.feature_memo import remember_patch_features
 from inspector.outputs import SplitOutputs, collect, collect_cross_fit, with_turned_types
 from inspector.parts import Part
@@ -260,9 +260,7 @@ def train_model(
                     folds = anomaly.fold_parts(m.product, prep.text, device)
                     out = collect_cross_fit(parts, folds, m, samples, settings.max_image_pixels, progress, ds.bad)
                 else:
-                    # val chooses whether types over turns name defects better (test gets them if it did)
-                    out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
-                                  type_views=settings.verdict.type_views if split == "val" else 1)  # fmt: skip
+                    out = collect(parts, m, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
                 outputs[split][m.product] = out if len(out.target) else None
         fit_fold = None
         if trained is not None:  # each fold's classifier trains as long as val let the full one
@@ -274,8 +272,19 @@ def train_model(
         if anomaly is not None:
             anomaly.seg_cells.clear()
     products_card, metrics = {}, {"val": {}, "test": {}}
+    classifier = parts.get("classifier")
+    turns = settings.verdict.type_views if isinstance(classifier, ClassifierPart) else 1
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
+        if val is not None and turns > 1:  # val's defects choose whether types over turns name them better
+            val = outputs["val"][m.product] = with_turned_types(
+                val,
+                classifier,
+                m,
+                settings.max_image_pixels,
+                turns,
+                val.is_defect,  # type: ignore[arg-type]
+            )
         # a classifier that saw none of the product's defects knows nothing to decide with
         learnt = any(x.product == m.product and x.is_defect for x in train_samples)
         allowed = {"classifier", "defect_head", "anomaly"} if learnt else {"anomaly"}  # its defect head neither
@@ -298,11 +307,18 @@ def train_model(
         decision = choose(False, v.target_frr, v.warn_frr)
         image_only = choose(True, v.target_frr, v.warn_frr)
         products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
-        test = outputs["test"][m.product]
-        classifier = parts.get("classifier")
         views = max(decision.type_views, image_only.type_views)
-        if test is not None and views > 1 and isinstance(classifier, ClassifierPart):
-            outputs["test"][m.product] = with_turned_types(test, classifier, m, settings.max_image_pixels, views)
+        for split in ("val", "test") if views > 1 else ():  # the types the reports read, as the station names them
+            if (out := outputs[split][m.product]) is not None:
+                rows = rows_typed(out, decision, image_only) & ~(out.is_defect if split == "val" else False)
+                outputs[split][m.product] = with_turned_types(
+                    out,
+                    classifier,
+                    m,
+                    settings.max_image_pixels,
+                    views,
+                    rows,  # type: ignore[arg-type]
+                )
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
@@ -382,10 +398,13 @@ def evaluate_checkpoint(
             continue
         info = loaded.card.products.get(product)
         views = max(info.decision.type_views, info.image_only.type_views) if info is not None else 1
-        o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad,
-                    type_views=views)  # fmt: skip
+        o = collect(loaded.parts, manual, samples, settings.max_image_pixels, progress=progress, bad=ds.bad)
         decision = info.decision if info else loaded.card.fallback
         image_only = info.image_only if info else loaded.card.fallback
+        classifier = loaded.parts.get("classifier")
+        if views > 1 and isinstance(classifier, ClassifierPart):
+            rows = rows_typed(o, decision, image_only)
+            o = with_turned_types(o, classifier, manual, settings.max_image_pixels, views, rows)
         out[product] = decision_metrics(o, decision)
         out[product]["image_only"] = decision_metrics(o, image_only, image_only=True)
         px = pixel_auroc(o)
