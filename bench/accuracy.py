@@ -43,6 +43,7 @@ from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings, TrainSettings
 from inspector.training import train_model
 from inspector.training_data import prepare
+from models.card import VIEWS_SAID
 
 # Issue #13's targets (test split, default settings, CPU): (product, metric, goal, "max" | "min").
 TARGETS = [
@@ -108,7 +109,7 @@ def summary(runs: list[dict]) -> dict:
 def _typing(decision: dict) -> str:
     """A card's typing in words (a format-10 card said ``mirrored_types``: over 4 views)."""
     views = decision.get("type_views", 4 if decision.get("mirrored_types") else 1)
-    return decision["typing"] + {1: "", 4: " over the part's mirrors", 8: " over the part's turns and mirrors"}[views]
+    return decision["typing"] + VIEWS_SAID[views]
 
 
 def _view_alone(m: dict) -> str:

@@ -17,7 +17,16 @@ from sklearn.metrics import f1_score
 from inspector.manual import Manual
 from inspector.outputs import SplitOutputs, concat
 from models.calibration import Thresholds, calibrate_thresholds, conformal_quantile, reject_without, threshold_setters
-from models.card import AnomalySpec, Decision, PartScale, ProductCard, ThresholdBasis, ThresholdSetter
+from models.card import (
+    TYPE_VIEWS,
+    VIEWS_SAID,
+    AnomalySpec,
+    Decision,
+    PartScale,
+    ProductCard,
+    ThresholdBasis,
+    ThresholdSetter,
+)
 from models.decision import (
     auroc,
     combine,
@@ -34,8 +43,6 @@ UNCALIBRATED = Thresholds(warn=0.3, reject=0.5, target_frr=0.0, n_good=0, guaran
 # P(defect) piles up near 1, distances do not: probabilities are compared as logits
 TRANSFORM = {"classifier": "logit", "defect_head": "logit", "anomaly": "identity", "segmentation": "identity"}
 NEEDS_MANUAL = {"classifier"}  # scores an image-only verdict cannot have
-TYPE_VIEWS = (1, 4, 8)  # the classifier typing from the view alone, with its mirrors, with its turns too
-VIEWS_SAID = {1: "", 4: " over mirrors", 8: " over turns and mirrors"}
 
 
 def fallback_decision() -> Decision:

@@ -66,8 +66,8 @@ class VerdictSettings(BaseModel):
     # the most views val may choose to name defect types over: the classifier's mean over the part
     # and its three mirrors (4; pcb's test type-F1 0.951 -> 0.964, docs/RESULTS.md), or its right-
     # angle turns too (8, as training augments). Each view is one more classifier pass per val
-    # image in training, and per part not accepted on the line; 1: the view alone, never more
-    type_views: Literal[1, 4, 8] = 8
+    # defect in training, and per part not accepted on the line; 1: the view alone, never more
+    type_views: Literal[1, 4, 8] = 8  # models.card.TypeViews: settings stay free of torch imports
     # accepted parts the station puts in the review queue at random (by a hash of the inspection's
     # id): their reviews are the one measurement of the defects it ships (docs/drift.md)
     spot_check_share: float = Field(0.005, ge=0, le=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -137,6 +137,13 @@ class ThresholdBasis(_Strict):
     val_escape_without: float | None = None
 
 
+# over how many of a part's views the classifier's type probabilities are averaged: the view
+# alone, with its three mirrors, or with all its right-angle turns and mirrors (TURNS' order)
+TypeViews = Literal[1, 4, 8]
+TYPE_VIEWS: tuple[int, ...] = get_args(TypeViews)
+VIEWS_SAID = {1: "", 4: " over mirrors", 8: " over turns and mirrors"}
+
+
 class Decision(_Strict):
     """How a product's part scores become one defect score, and where its verdict bands lie.
 
@@ -155,7 +162,7 @@ class Decision(_Strict):
     # how many of the view's right-angle turns and mirrors the classifier's type probabilities are
     # averaged over, where val named its defects better so: 1 the view alone, 4 the view and its
     # three mirrors, 8 all its turns and mirrors; run only for parts not accepted
-    type_views: Literal[1, 4, 8] = 1
+    type_views: TypeViews = 1
     platt: tuple[float, float] | None = None  # P(defect) = sigmoid(a * score + b), fitted on val
     calibrated_on: str = ""
     selected_on: str = ""

@@ -55,8 +55,8 @@ def test_the_report_names_typing_over_turns_per_seed_and_what_the_view_alone_nam
         for m, views in ((turned, 8), (plain, 1))
     ]
     table = accuracy.summary(runs)["pcb"]
-    assert table["typing"] == "classifier over the part's turns and mirrors / classifier"  # val chose per seed
+    assert table["typing"] == "classifier over turns and mirrors / classifier"  # val chose per seed
     older = {"typing": "both", "mirrored_types": True}  # a format-10 card in an earlier results.json
-    assert accuracy._typing(older) == "both over the part's mirrors"
+    assert accuracy._typing(older) == "both over mirrors"
     assert accuracy._view_alone(table["station"]) == " (type-F1 from the view alone on those seeds: 0.960)"
     assert accuracy._view_alone(accuracy.summary(runs[1:])["pcb"]["station"]) == ""
