@@ -273,18 +273,12 @@ def train_model(
             anomaly.seg_cells.clear()
     products_card, metrics = {}, {"val": {}, "test": {}}
     classifier = parts.get("classifier")
-    turns = settings.verdict.type_views if isinstance(classifier, ClassifierPart) else 1
+    turner = classifier if isinstance(classifier, ClassifierPart) and v.type_views > 1 else None
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
-        if val is not None and turns > 1:  # val's defects choose whether types over turns name them better
-            val = outputs["val"][m.product] = with_turned_types(
-                val,
-                classifier,
-                m,
-                settings.max_image_pixels,
-                turns,
-                val.is_defect,  # type: ignore[arg-type]
-            )
+        if val is not None and turner is not None:  # val's defects choose whether types over turns name them better
+            px = settings.max_image_pixels
+            val = outputs["val"][m.product] = with_turned_types(val, turner, m, px, v.type_views, val.is_defect)
         # a classifier that saw none of the product's defects knows nothing to decide with
         learnt = any(x.product == m.product and x.is_defect for x in train_samples)
         allowed = {"classifier", "defect_head", "anomaly"} if learnt else {"anomaly"}  # its defect head neither
@@ -308,17 +302,12 @@ def train_model(
         image_only = choose(True, v.target_frr, v.warn_frr)
         products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
         views = max(decision.type_views, image_only.type_views)
-        for split in ("val", "test") if views > 1 else ():  # the types the reports read, as the station names them
+        for split in ("val", "test") if turner is not None and views > 1 else ():  # the types the reports read
             if (out := outputs[split][m.product]) is not None:
-                rows = rows_typed(out, decision, image_only) & ~(out.is_defect if split == "val" else False)
-                outputs[split][m.product] = with_turned_types(
-                    out,
-                    classifier,
-                    m,
-                    settings.max_image_pixels,
-                    views,
-                    rows,  # type: ignore[arg-type]
-                )
+                rows = rows_typed(out, decision, image_only)
+                if split == "val":
+                    rows &= ~out.is_defect  # turned above, before the decision
+                outputs[split][m.product] = with_turned_types(out, turner, m, settings.max_image_pixels, views, rows)
         for split in ("val", "test"):
             if outputs[split][m.product] is not None:
                 metrics[split][m.product] = product_report(outputs[split][m.product], decision, image_only, val, cal, v)
