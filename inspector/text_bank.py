@@ -39,7 +39,7 @@ class TextBank:
         self,
         name: str | None,
         make_encoder: Callable[[], TextEncoder] | None,
-        dim: int,
+        dim: int,  # the width of the id vectors; a manual's embeddings have their encoder's
         cache_dir: Path | None,
         source: str = "manual",
     ) -> None:
@@ -74,7 +74,7 @@ class TextBank:
         """-> bank [P, Cmax, dim], mask [P, Cmax] for products in ``manuals`` order."""
         embs = [self.embed(m) for m in manuals]
         width = max(e.shape[0] for e in embs)
-        bank = torch.zeros(len(embs), width, self.dim)
+        bank = torch.zeros(len(embs), width, embs[0].shape[1])  # the encoder's width, known once it has embedded
         mask = torch.zeros(len(embs), width, dtype=torch.bool)
         for p, e in enumerate(embs):
             bank[p, : e.shape[0]], mask[p, : e.shape[0]] = e, True

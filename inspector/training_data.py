@@ -142,15 +142,10 @@ def prepare(
     calibration = ds.hold_out_calibration(settings.verdict.target_frr, settings.verdict.calibration_share)
     device = resolve_device(settings.model.device)
     encoder = create_image_encoder(settings.model.backbone, input_size=settings.model.input_size)
-    text_encoder = create_text_encoder(settings.model.text_encoder) if settings.model.text_source == "manual" else None
-    dim = text_encoder.dim if text_encoder else 384
-    text = TextBank(
-        settings.model.text_encoder,
-        (lambda: text_encoder) if text_encoder is not None else None,
-        dim,
-        settings.cache_dir,
-        settings.model.text_source,
-    )
+    name = settings.model.text_encoder
+    # made on first need: a training whose manuals are all embedded in the cache never loads it
+    make = (lambda: create_text_encoder(name)) if settings.model.text_source == "manual" else None
+    text = TextBank(name, make, 384, settings.cache_dir, settings.model.text_source)
     manuals = [ds.manuals[p] for p in ds.products()]
     bank_t, mask_t = text.padded(manuals)
     cache = FeatureCache(encoder, None if finetune else settings.cache_dir, device, settings.max_image_pixels)
