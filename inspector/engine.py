@@ -21,7 +21,7 @@ from inspector.checkpoint import load_model, model_name, resolve_device
 from inspector.errors import ManualError, UnknownProductError
 from inspector.images import DRAFT_SIZE, load_image
 from inspector.manual import Manual, parse_manual
-from inspector.parts.classifier import ClassifierPart
+from inspector.parts import TypesOverTurns
 from inspector.reference import load_reference
 from models.card import Decision, ModelCard
 from models.decision import combine, probability, type_probs
@@ -89,6 +89,7 @@ class Engine:
         self.stats_size = classifier.input_size if classifier else 224
         self.manuals: dict[str, Manual | object] = {}
         self.manual_texts: dict[str, str] = {}  # product -> sha256 of the text last given, parsed or refused
+        self.pass_seconds: dict[str, float] = {}  # part -> its last pass: what typing over turns will cost
         for pid, info in self.card.products.items():
             if info.manual:
                 self.manuals[pid] = parse_manual(info.manual, f"model card ({pid})", pid)
@@ -164,14 +165,19 @@ class Engine:
         self, product: str, prepared: list[Prepared], manual: Manual | None
     ) -> dict[str, list[PartOutput]]:
         """Every part that knows the product, run on the batch -> part name: one output per image."""
-        return {
-            name: part.run([p[name] for p in prepared], product, manual)
-            for name, part in self.parts.items()
-            if all(name in p for p in prepared)
-        }
+        outputs = {}
+        for name, part in self.parts.items():
+            if all(name in p for p in prepared):
+                t0 = time.perf_counter()
+                outputs[name] = part.run([p[name] for p in prepared], product, manual)
+                self.pass_seconds[name] = time.perf_counter() - t0
+        return outputs
 
-    def inspect_prepared(self, product: str, prepared: list[Prepared], sizes: list[tuple[int, int]]) -> list[Verdict]:
-        """Verdicts for a batch from ``prepare``; ``sizes``: each original (w, h)."""
+    def inspect_prepared(
+        self, product: str, prepared: list[Prepared], sizes: list[tuple[int, int]], answer_by: float | None = None
+    ) -> list[Verdict]:
+        """Verdicts for a batch from ``prepare``; ``sizes``: each original (w, h). ``answer_by``: the
+        ``time.perf_counter()`` by which the verdicts are due (a PLC's inspect window), else None."""
         if not self.knows(product):
             known = sorted(set(self.manuals) | set(self.card.products))
             raise UnknownProductError(f"unknown product '{product}'; known: {', '.join(known)}")
@@ -179,7 +185,7 @@ class Engine:
         manual = self.manual(product)
         outputs = self.part_outputs(product, prepared, manual)
         stats = image_statistics(to_float(torch.stack([p[STATS_VIEW] for p in prepared]))).numpy()
-        verdicts = self.decide(product, manual, outputs, prepared)
+        verdicts = self.decide(product, manual, outputs, prepared, answer_by)
         ms = (time.perf_counter() - start) * 1000 / len(prepared)
         pooled = [o.pooled for o in outputs.get("classifier", [])]
         embedding = self.reference.projection(np.stack(pooled)) if self.reference and pooled else None
@@ -196,9 +202,12 @@ class Engine:
         manual: Manual | None,
         outputs: dict[str, list[PartOutput]],
         prepared: list[Prepared] | None = None,
+        answer_by: float | None = None,
     ) -> list[Verdict]:
-        """``prepared``: the views the outputs came from, for a decision that types over mirrors
-        (without them it types from the view alone)."""
+        """``prepared``: the views the outputs came from, for a decision that types over turns
+        (without them it types from the view alone). Turning costs a classifier pass per view:
+        where those passes would end after ``answer_by``, the parts are typed from the view alone
+        and flagged, so that the verdict the line waits for is not made late by its type."""
         if not outputs:
             raise UnknownProductError(f"no part of this model can judge '{product}': onboard it (inspector onboard)")
         decision, flags = self.decision(product, manual)
@@ -217,9 +226,13 @@ class Engine:
         score = combine(raw, parts, decision.pooling)
         th = decision.thresholds
         p_defect = probability(score, decision.platt, th.reject, th.warn)
+        untyped, turns = np.array([], dtype=int), decision.type_views - 1
         if decision.type_views > 1 and manual is not None and prepared is not None:
             rows = np.flatnonzero(score > th.warn)
-            self._type_over_turns(product, manual, outputs, prepared, rows, decision.type_views)
+            if answer_by is None or time.perf_counter() + turns * self.pass_seconds.get("classifier", 0) <= answer_by:
+                self._type_over_turns(product, manual, outputs, prepared, rows, decision.type_views)
+            else:
+                untyped = rows
         classifier, anomaly = outputs.get("classifier"), outputs.get("anomaly")
         map_ref = self._map_reference(product)
         verdicts = []
@@ -236,6 +249,8 @@ class Engine:
                 v.anomaly_score = anomaly[i].scores["anomaly"]
                 if map_ref:
                     v.anomaly_map = anomaly[i].anomaly_map / map_ref
+            if i in untyped:
+                v.flags = [*v.flags, f"typed from the view alone: {turns} more passes would miss the window"]
             verdicts.append(v)
         return verdicts
 
@@ -252,7 +267,7 @@ class Engine:
         part names no type) replaced by their mean over the first ``views`` of the part's turns
         and mirrors."""
         part, said = self.parts.get("classifier"), outputs.get("classifier")
-        if not isinstance(part, ClassifierPart) or said is None or not len(rows):
+        if not isinstance(part, TypesOverTurns) or said is None or not len(rows):
             return
         seen = [prepared[i]["classifier"] for i in rows]
         turned = part.turned_types(seen, product, manual, [said[i].type_probs for i in rows], views)

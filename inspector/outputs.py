@@ -18,8 +18,7 @@ from inspector.anomaly_fit import decode
 from inspector.dataset import BadRow, Sample
 from inspector.errors import ImageError
 from inspector.manual import Manual
-from inspector.parts import Part
-from inspector.parts.classifier import ClassifierPart
+from inspector.parts import Part, TypesOverTurns
 from models.card import Decision
 from models.decision import type_probs
 
@@ -150,7 +149,7 @@ def collect(
 
 def with_turned_types(
     out: SplitOutputs,
-    classifier: ClassifierPart,
+    classifier: TypesOverTurns,
     manual: Manual,
     max_pixels: int,
     views: int,

@@ -30,7 +30,7 @@ from inspector.errors import DataError
 from inspector.evaluation import decision_metrics, pixel_auroc, rows_typed
 from inspector.feature_memo import remember_patch_features
 from inspector.outputs import SplitOutputs, collect, collect_cross_fit, with_turned_types
-from inspector.parts import Part
+from inspector.parts import Part, TypesOverTurns
 from inspector.parts.classifier import ClassifierPart
 from inspector.reference import build_reference, save_reference
 from inspector.segmentation_fit import fit_segmentation
@@ -273,7 +273,7 @@ def train_model(
             anomaly.seg_cells.clear()
     products_card, metrics = {}, {"val": {}, "test": {}}
     classifier = parts.get("classifier")
-    turner = classifier if isinstance(classifier, ClassifierPart) and v.type_views > 1 else None
+    turner = classifier if isinstance(classifier, TypesOverTurns) and v.type_views > 1 else None
     for m in prep.manuals:
         val, cal = outputs["val"][m.product], outputs[CALIBRATION][m.product]
         if val is not None and turner is not None:  # val's defects choose whether types over turns name them better
@@ -391,7 +391,7 @@ def evaluate_checkpoint(
         decision = info.decision if info else loaded.card.fallback
         image_only = info.image_only if info else loaded.card.fallback
         classifier = loaded.parts.get("classifier")
-        if views > 1 and isinstance(classifier, ClassifierPart):
+        if views > 1 and isinstance(classifier, TypesOverTurns):
             rows = rows_typed(o, decision, image_only)
             o = with_turned_types(o, classifier, manual, settings.max_image_pixels, views, rows)
         out[product] = decision_metrics(o, decision)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -24,4 +24,16 @@ class Part(Protocol):
 
     def knows(self, product: str) -> bool:
         """Whether the part was built for ``product`` (a classifier reads any manual; a bank is per product)."""
+        ...
+
+
+@runtime_checkable
+class TypesOverTurns(Part, Protocol):
+    """A part that can name a defect's type again on the part turned and mirrored (the
+    classifier: its guess wavers with the view, and a decision may type from the mean)."""
+
+    def turned_types(
+        self, views: list[torch.Tensor], product: str, manual: Manual | None, own: list[np.ndarray | None], n: int
+    ) -> list[np.ndarray | None]:
+        """Per view, [n, T]: ``own`` and the type probabilities on its next n - 1 turns and mirrors."""
         ...

@@ -178,7 +178,7 @@ class Handshake:
                   station=self.station, camera=self.camera, part_serial=serial or None)  # fmt: skip
         window = self.window_ms(product) / 1000
         try:
-            future = self.worker.submit(job, image)
+            future = self.worker.submit(job, image, answer_by=t0 + window)
         except UnknownProductError as exc:  # the model was swapped since the check
             raise TriggerRefused(UNKNOWN_PRODUCT, str(exc)) from None
         except QueueFullError as exc:

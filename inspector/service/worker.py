@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -62,9 +63,16 @@ class Outcome:
     spot_check: bool = False  # an accepted part picked at random for review: the line may pull it for the audit
 
 
+class _Queued(NamedTuple):
+    job: Job
+    future: Future  # the caller's
+    accepted: float  # time.perf_counter() when it was accepted
+    answer_by: float | None = None  # time.perf_counter() by which the caller needs it (a PLC's window)
+
+
 @dataclass
 class _Batch:
-    jobs: list[tuple[Job, Future, float]]  # job, the caller's future, when it was accepted
+    jobs: list[_Queued]
     engine: Engine  # the model that answers the whole batch, and the recorder that names it
     recorder: Recorder
     decoded: list[Future]  # per job: (bytes | None, the parts' uint8 views | Exception, (w, h))
@@ -108,13 +116,16 @@ class InspectionWorker:
         self._inflight: dict[str, Future] = {}  # job id -> its answer, while it is queued or running
         self._inflight_lock = threading.Lock()
         self.last_failure: tuple[float, str] | None = None  # (unix time, error) of the latest failed batch
+        self.store_seconds = 0.0  # what storing a batch has lately taken: the model's answer comes before it
 
     # -- callers -------------------------------------------------------------------------------
     def known_product(self, product: str) -> bool:
         return self.engine.knows(product)
 
-    def submit(self, job: Job, data: bytes) -> Future:
+    def submit(self, job: Job, data: bytes, answer_by: float | None = None) -> Future:
         """Accept one image. Raises QueueFullError (nothing accepted) or UnknownProductError.
+        ``answer_by``: the ``time.perf_counter()`` by which the caller needs the verdict; the
+        model leaves out work that would make it late and can wait (typing over turns).
 
         A queue slot is taken first and the spool write happens outside any lock, so callers on
         several threads write (and fsync) side by side.
@@ -142,7 +153,7 @@ class InspectionWorker:
         except BaseException:
             self._inflight.pop(job.id, None)
             raise
-        self.queue.put((job, fut, time.perf_counter()))
+        self.queue.put(_Queued(job, fut, time.perf_counter(), answer_by))
         self.metrics.queue_depth.set(self.queue.qsize())
         return fut
 
@@ -174,7 +185,7 @@ class InspectionWorker:
             fut: Future = Future()
             with self._inflight_lock:
                 self._inflight[job.id] = fut  # a client's retry of it waits for this answer
-            self.queue.put((job, fut, time.perf_counter()))
+            self.queue.put(_Queued(job, fut, time.perf_counter()))
             log.info("re-queued spooled job %s from an earlier run", job.id)
 
     def stop(self, drain: bool = True, timeout: float = 60.0) -> None:
@@ -205,7 +216,7 @@ class InspectionWorker:
             return None
         self._slots.release()
         jobs, deadline = [first], time.perf_counter() + self.max_wait
-        decoded = [self.decoder.submit(self._decode, first[0], engine)]
+        decoded = [self.decoder.submit(self._decode, first.job, engine)]
         while len(jobs) < self.max_batch:
             left = deadline - time.perf_counter()
             try:
@@ -214,7 +225,7 @@ class InspectionWorker:
                 break
             self._slots.release()
             jobs.append(item)
-            decoded.append(self.decoder.submit(self._decode, item[0], engine))
+            decoded.append(self.decoder.submit(self._decode, item.job, engine))
         self.metrics.queue_depth.set(self.queue.qsize())
         self.metrics.batch_size.observe(len(jobs))
         return _Batch(jobs, engine, self.recorder, decoded)
@@ -248,13 +259,15 @@ class InspectionWorker:
         decoded = [f.result() for f in batch.decoded]
         results: list[Verdict | Exception] = [d[1] for d in decoded]  # errors stay; images get verdicts
         by_product: dict[str, list[int]] = {}
-        for i, (job, _, _) in enumerate(batch.jobs):
+        for i, q in enumerate(batch.jobs):
             if not isinstance(decoded[i][1], Exception):
-                by_product.setdefault(job.product, []).append(i)
+                by_product.setdefault(q.job.product, []).append(i)
         for product, idx in by_product.items():
+            due = [t for i in idx if (t := batch.jobs[i].answer_by) is not None]
+            answer_by = min(due) - self.store_seconds if due else None  # the store stage comes after
             try:
                 views = [decoded[i][1] for i in idx]
-                verdicts = batch.engine.inspect_prepared(product, views, [decoded[i][2] for i in idx])
+                verdicts = batch.engine.inspect_prepared(product, views, [decoded[i][2] for i in idx], answer_by)
             except InspectorError as exc:
                 verdicts = [exc] * len(idx)
             for i, v in zip(idx, verdicts, strict=True):
@@ -268,7 +281,9 @@ class InspectionWorker:
             try:
                 t0 = time.perf_counter()
                 self._finish(batch)
-                self.metrics.stage.labels("store").observe(time.perf_counter() - t0)
+                took = time.perf_counter() - t0
+                self.metrics.stage.labels("store").observe(took)
+                self.store_seconds = max(took, 0.8 * self.store_seconds + 0.2 * took)  # up at once, down slowly
             except Exception as exc:  # noqa: BLE001 - _fail logs it; one bad batch must not stop the station
                 self._fail(batch, exc)
 
@@ -278,7 +293,7 @@ class InspectionWorker:
         log.exception("batch failed; its jobs stay spooled and are retried at the next start")
         self.metrics.failed_batches.inc()
         self.last_failure = (time.time(), f"{type(exc).__name__}: {exc}"[:500])
-        for job, fut, _ in batch.jobs:
+        for job, fut, *_ in batch.jobs:
             if self.spool.failed(job, self.last_failure[1]) >= self.max_attempts:
                 self.spool.bury(job)
                 self.metrics.dead_jobs.inc()
@@ -289,14 +304,14 @@ class InspectionWorker:
 
     def _finish(self, batch: _Batch) -> None:
         by_product: dict[str, list[int]] = {}
-        for i, (job, _, _) in enumerate(batch.jobs):
-            by_product.setdefault(job.product, []).append(i)
+        for i, q in enumerate(batch.jobs):
+            by_product.setdefault(q.job.product, []).append(i)
         for product, idx in by_product.items():
-            captures = [self.capture(batch.jobs[i][0], batch.decoded[i]) for i in idx]
+            captures = [self.capture(batch.jobs[i].job, batch.decoded[i]) for i in idx]
             results = [batch.results[i] for i in idx]
-            self._store(batch.recorder, product, captures, results, [batch.jobs[i][0].id for i in idx])
+            self._store(batch.recorder, product, captures, results, [batch.jobs[i].job.id for i in idx])
             for i in idx:
-                job, fut, t0 = batch.jobs[i]
+                job, fut, t0, _ = batch.jobs[i]
                 outcome = self._outcome(job, batch.results[i], batch.recorder, (time.perf_counter() - t0) * 1000)
                 self.spool.done(job)
                 self.metrics.observe(outcome)

@@ -214,6 +214,46 @@ def test_a_decision_typed_over_turns_types_only_the_parts_it_does_not_accept_fro
         assert b.defect_type == defects[int(np.argmax(types[i]))]
 
 
+def test_parts_due_before_their_turns_could_end_are_typed_from_the_view_alone_and_flagged(
+    trained_model, tmp_path, monkeypatch
+):
+    """On a line the verdict is due within the PLC's inspect window; a late one is a fail-safe
+    reject without its type, and three in a row fault the station. Seven more classifier
+    passes on a CPU outlast a 100 ms window, so they are made only where they fit."""
+    import json
+    import shutil
+    import time
+
+    from inspector.parts.classifier import ClassifierPart
+
+    for name, views in (("plain", 1), ("turned", 8)):
+        shutil.copytree(trained_model, tmp_path / name)
+        card = json.loads((tmp_path / name / "card.json").read_text())
+        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
+        (tmp_path / name / "card.json").write_text(json.dumps(card))
+    plain, turned = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "turned", "cpu")
+    batch = images("spot", 3) + images("scratch", 3) + images("ok", 4)
+    prepared, sizes = [turned.prepare(im, "washer") for im in batch], [(im.shape[1], im.shape[0]) for im in batch]
+    before = plain.inspect_arrays("washer", batch)
+    passes, run = [], ClassifierPart.run
+    monkeypatch.setattr(ClassifierPart, "run", lambda self, v, p, m: passes.append(len(v)) or run(self, v, p, m))
+
+    due = turned.inspect_prepared("washer", prepared, sizes, answer_by=time.perf_counter())
+    assert passes == [len(batch)]  # no turns: they could not end in time
+    typed = [i for i, v in enumerate(due) if v.verdict != "accept"]
+    assert 0 < len(typed) < len(batch)
+    for i, (a, b) in enumerate(zip(before, due, strict=True)):
+        assert (a.verdict, a.defect_type, a.class_scores) == (b.verdict, b.defect_type, b.class_scores)
+        flagged = [f for f in b.flags if f.startswith("typed from the view alone")]
+        assert flagged == (["typed from the view alone: 7 more passes would miss the window"] if i in typed else [])
+
+    passes.clear()
+    in_time = turned.inspect_prepared("washer", prepared, sizes, answer_by=time.perf_counter() + 600)
+    assert passes == [len(batch)] + [len(typed)] * 7
+    assert not any(f.startswith("typed from the view alone") for v in in_time for f in v.flags)
+    assert [v.class_scores for v in in_time] == [v.class_scores for v in turned.inspect_arrays("washer", batch)]
+
+
 def test_a_classifier_calibrated_in_bfloat16_is_scored_in_bfloat16_on_any_device(engine, trained_model, tmp_path):
     """Its thresholds hold only for the numbers they were set on: a model trained on a GPU (bf16)
     and served on a CPU, or the other way round, keeps the numerics written in its card."""

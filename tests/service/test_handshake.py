@@ -58,6 +58,27 @@ def test_a_part_inside_its_window_gets_its_verdict_and_code(running):
     assert [(x.uuid, x.part_serial, x.late) for x in rows] == [(r.inspection_id, "SN-1", False)]
 
 
+def test_the_window_reaches_the_model_so_that_work_which_can_wait_does_not_make_the_part_late(running, monkeypatch):
+    """The engine leaves out typing over turns where it would end after ``answer_by``
+    (tests/inspector/test_engine.py); the handshake must tell it when the window ends."""
+    engine = running.worker.engine
+    inspect, seen = engine.inspect_prepared, []
+
+    def spy(product, prepared, sizes, answer_by=None):
+        seen.append(answer_by)
+        return inspect(product, prepared, sizes, answer_by)
+
+    monkeypatch.setattr(engine, "inspect_prepared", spy)
+    h = running.handshake
+    h.windows_ms["washer"] = 60_000
+    h.select_product("washer")
+    h.start()
+    before = time.perf_counter()
+    assert not h.trigger(png_bytes("scratch"), acknowledge=True).late
+    after = time.perf_counter()
+    assert len(seen) == 1 and before + 59 < seen[0] <= after + 60  # the window's end, less the store's time
+
+
 def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored_late(running, monkeypatch):
     engine = running.worker.engine
     inspect = engine.inspect_prepared
@@ -119,7 +140,7 @@ def test_http_triggers_go_through_the_same_handshake(service):
 
 
 def test_an_overloaded_station_rejects_failsafe_and_still_stores_the_part(running, monkeypatch):
-    def full(job, data):
+    def full(job, data, answer_by=None):
         raise hs.QueueFullError("inspection queue is full")
 
     monkeypatch.setattr(running.worker, "submit", full)
