@@ -1,3 +1,7 @@
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,8 +91,6 @@ def test_cached_manual_embeddings_spare_loading_the_text_model(engine, trained_m
 
 def test_a_format_1_checkpoint_still_serves(trained_model, tmp_path):
     """A classifier-only model saved before the card was typed: it loads and inspects."""
-    import json
-    import shutil
 
     old = tmp_path / "old"
     shutil.copytree(trained_model, old)
@@ -113,8 +115,6 @@ def test_a_format_1_checkpoint_still_serves(trained_model, tmp_path):
 
 
 def test_a_decision_pooled_by_the_mean_scores_parts_by_their_mean(trained_model, tmp_path):
-    import json
-    import shutil
 
     from models.card import PartScale
     from models.decision import scaled
@@ -136,8 +136,6 @@ def test_a_decision_pooled_by_the_mean_scores_parts_by_their_mean(trained_model,
 def test_a_verdict_missing_one_of_its_deciding_scores_is_flagged_uncalibrated(trained_model, tmp_path):
     """The threshold was set on every deciding score; one missing (here a segmentation head this
     model has not got) must not pass silently as a calibrated verdict."""
-    import json
-    import shutil
 
     partial = tmp_path / "partial"
     shutil.copytree(trained_model, partial)
@@ -154,8 +152,6 @@ def test_a_verdict_missing_one_of_its_deciding_scores_is_flagged_uncalibrated(tr
 
 
 def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_model, tmp_path):
-    import json
-    import shutil
 
     by = {}
     for typing in ("classifier", "anomaly", "both"):
@@ -171,22 +167,25 @@ def test_a_decision_typed_by_both_parts_names_the_type_of_their_mean(trained_mod
             assert b.class_scores[d] == pytest.approx((c.class_scores[d] + a.class_scores[d]) / 2, abs=2e-6)
 
 
+def typed_engines(model: Path, tmp_path: Path) -> tuple[Engine, Engine]:
+    """The model twice: naming defect types from the view alone, and over all eight turns and mirrors."""
+    for name, views in (("plain", 1), ("turned", 8)):
+        shutil.copytree(model, tmp_path / name)
+        card = json.loads((tmp_path / name / "card.json").read_text())
+        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
+        (tmp_path / name / "card.json").write_text(json.dumps(card))
+    return Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "turned", "cpu")
+
+
 def test_a_decision_typed_over_turns_types_only_the_parts_it_does_not_accept_from_their_turns(
     trained_model, tmp_path, monkeypatch
 ):
     """Seven more classifier passes buy the mean of eight guesses at a defect's type; an accepted
     part names no type, so it must not pay for them, and its verdict is the same either way."""
-    import json
-    import shutil
 
     from inspector.parts.classifier import ClassifierPart
 
-    for name, views in (("plain", 1), ("turned", 8)):
-        shutil.copytree(trained_model, tmp_path / name)
-        card = json.loads((tmp_path / name / "card.json").read_text())
-        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
-        (tmp_path / name / "card.json").write_text(json.dumps(card))
-    plain, turned = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "turned", "cpu")
+    plain, turned = typed_engines(trained_model, tmp_path)
     batch = images("spot", 3) + images("scratch", 3) + images("ok", 4)
     before = plain.inspect_arrays("washer", batch)
     # the classifier's types on each view as it is, mirrored and turned, for the expected mean (on the
@@ -220,18 +219,11 @@ def test_parts_due_before_their_turns_could_end_are_typed_from_the_view_alone_an
     """On a line the verdict is due within the PLC's inspect window; a late one is a fail-safe
     reject without its type, and three in a row fault the station. Seven more classifier
     passes on a CPU outlast a 100 ms window, so they are made only where they fit."""
-    import json
-    import shutil
     import time
 
     from inspector.parts.classifier import ClassifierPart
 
-    for name, views in (("plain", 1), ("turned", 8)):
-        shutil.copytree(trained_model, tmp_path / name)
-        card = json.loads((tmp_path / name / "card.json").read_text())
-        card["products"]["washer"]["decision"] |= {"typing": "classifier", "type_views": views}
-        (tmp_path / name / "card.json").write_text(json.dumps(card))
-    plain, turned = Engine(tmp_path / "plain", "cpu"), Engine(tmp_path / "turned", "cpu")
+    plain, turned = typed_engines(trained_model, tmp_path)
     batch = images("spot", 3) + images("scratch", 3) + images("ok", 4)
     prepared, sizes = [turned.prepare(im, "washer") for im in batch], [(im.shape[1], im.shape[0]) for im in batch]
     before = plain.inspect_arrays("washer", batch)
@@ -257,8 +249,6 @@ def test_parts_due_before_their_turns_could_end_are_typed_from_the_view_alone_an
 def test_a_classifier_calibrated_in_bfloat16_is_scored_in_bfloat16_on_any_device(engine, trained_model, tmp_path):
     """Its thresholds hold only for the numbers they were set on: a model trained on a GPU (bf16)
     and served on a CPU, or the other way round, keeps the numerics written in its card."""
-    import json
-    import shutil
 
     from inspector.parts.classifier import ClassifierPart
 
