@@ -253,13 +253,14 @@ def markdown(r: dict) -> str:
             L += [f"- **{product}**: chose `{v['chosen']}`; {v['selected_on']}; test escape {v['test_escape']}, "
                   f"test AUROC {v['test_auroc']}"]  # fmt: skip
         L.append("")
-    for product, f in finetuned(r).items():
+    for key, f in finetuned(r).items():
         by_type = ", ".join(f"{k} {100 * e:.0f} %" for k, e in f["table"].get("escape_by_type", {}).items())
         most = f", at most {f['epochs']} epochs" if "epochs" in f else ""
-        L += [f"## Fine-tuning on {product} at {f.get('input_size', 128)} px (CPU)", "",
-              f"`{f['command']}` ({f['minutes']:.0f} min per seed on this CPU, seeds "
+        where = f.get("device", "this CPU")
+        L += [f"## Fine-tuning on {f.get('product', key)} at {f.get('input_size', 128)} px ({where})", "",
+              f"`{f['command']}` ({f['minutes']:.1f} min per seed on {where}, seeds "
               f"{f.get('seeds', r['seeds'][:1])}{most}); "
-              "the last two backbone "
+              f"the last {f.get('trainable_stages', 2)} backbone "
               f"stages learn. Station decision: **{f['table'].get('parts')}**; station escape by defect type: "
               f"{by_type or '–'}.", "",
               "| method | escape | FRR (bound) | AUROC | type-F1 |", "|---|---|---|---|---|"]  # fmt: skip
@@ -291,7 +292,8 @@ def markdown(r: dict) -> str:
 
 
 def finetuned(r: dict) -> dict[str, dict]:
-    """Fine-tuning sections by product (results written before 2026-12-02 hold pcb's alone)."""
+    """Fine-tuning sections by product, or by a name of their own with ``product`` and the
+    ``device`` they ran on (a lent GPU) beside it (results written before 2026-12-02 hold pcb's alone)."""
     f = r.get("finetune") or {}
     return {"pcb": f} if "table" in f else f
 
@@ -300,10 +302,11 @@ def assessment(r: dict) -> list[str]:
     """Each target of the issue against the station's measured (mean) test number."""
     tables = {**r.get("main", {}), **r.get("demo", {})}
     targets = list(TARGETS)
-    for product, f in finetuned(r).items():  # not the default settings: its own rows, named so
-        stages = f.get("trainable_stages", 2)  # sections written before 2026-12-05 learnt two
+    for key, f in finetuned(r).items():  # not the default settings: its own rows, named so
+        product, stages = f.get("product", key), f.get("trainable_stages", 2)  # before 2026-12-05: two
         default = stages == TrainSettings().trainable_stages  # named only where not the default
-        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px{'' if default else f', {stages} stages'})"
+        on = f", {f['device']}" if "device" in f else ""
+        name = f"{product} (fine-tuned at {f.get('input_size', 128)} px{'' if default else f', {stages} stages'}{on})"
         tables[name] = f["table"]
         targets += [(name, k, g, h) for p, k, g, h in TARGETS if p == product]
     L = ["## Against the targets", "", "| product | metric | target | measured | met |", "|---|---|---|---|---|"]

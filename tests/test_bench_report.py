@@ -60,3 +60,16 @@ def test_the_report_names_typing_over_turns_per_seed_and_what_the_view_alone_nam
     assert accuracy._typing(older) == "both over mirrors"
     assert accuracy._view_alone(table["station"]) == " (type-F1 from the view alone on those seeds: 0.960)"
     assert accuracy._view_alone(accuracy.summary(runs[1:])["pcb"]["station"]) == ""
+
+
+def test_a_fine_tuning_run_elsewhere_keeps_its_product_targets_and_says_where_it_ran():
+    station = {"escape_rate": [0.037, 0.029, 3], "defect_type_macro_f1": [0.968, 0.001, 3],
+               "false_reject_rate": [0.011, 0.006, 3], "frr_bound": [0.025, 0.0, 3]}  # fmt: skip
+    cpu = {"table": {"station": station}, "input_size": 128, "trainable_stages": 2}
+    gpu = {**cpu, "product": "pcb", "device": "a lent GPU", "input_size": 224, "trainable_stages": 4}
+    lines = accuracy.assessment({"finetune": {"pcb": cpu, "pcb on a GPU": gpu}})
+    assert _row(lines, "pcb (fine-tuned at 128 px)", "escape_rate").endswith("| yes |")
+    named = "pcb (fine-tuned at 224 px, 4 stages, a lent GPU)"
+    assert _row(lines, named, "escape_rate").endswith("| yes |")
+    assert _row(lines, named, "defect_type_macro_f1").endswith("| **no** |")  # pcb's 0.97 target
+    assert _row(lines, named, "FRR within its bound").endswith("| yes |")
