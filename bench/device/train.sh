@@ -26,7 +26,7 @@ for seed in ${SEEDS:-0}; do
     if (( left < last + last / 10 + 30 )); then echo "seed $seed not started: ${left}s left"; continue; fi
     start=$(date +%s)
     # shellcheck disable=SC2086
-    timeout "$left" python3 -m inspector train "${data[@]}" $ARGS --seed "$seed" --home "$home" \
+    timeout "$left" python3 -m inspector train "${data[@]}" ${ARGS:-} --seed "$seed" --home "$home" \
         --out "$home/models/s$seed" --json "$out/train-s$seed.json" > "$out/log-s$seed.txt" 2>&1
     rc=$? last=$(( $(date +%s) - start ))
     echo "{\"seed\": $seed, \"rc\": $rc, \"seconds\": $last}" | tee -a "$out/times.jsonl"
