@@ -280,10 +280,11 @@ class InspectionWorker:
         while (batch := self._to_store.get()) is not _END:
             try:
                 t0 = time.perf_counter()
-                self._finish(batch)
+                waited = self._finish(batch)
                 took = time.perf_counter() - t0
                 self.metrics.stage.labels("store").observe(took)
-                self.store_seconds = max(took, 0.8 * self.store_seconds + 0.2 * took)  # up at once, down slowly
+                if not waited:  # a database outage says nothing of what the next batch will take
+                    self.store_seconds = max(took, 0.8 * self.store_seconds + 0.2 * took)  # up at once, down slowly
             except Exception as exc:  # noqa: BLE001 - _fail logs it; one bad batch must not stop the station
                 self._fail(batch, exc)
 
@@ -302,14 +303,16 @@ class InspectionWorker:
             if not fut.done():
                 fut.set_exception(exc)
 
-    def _finish(self, batch: _Batch) -> None:
+    def _finish(self, batch: _Batch) -> bool:
+        """Store and answer the batch -> whether storing it had to wait for the database."""
+        waited = False
         by_product: dict[str, list[int]] = {}
         for i, q in enumerate(batch.jobs):
             by_product.setdefault(q.job.product, []).append(i)
         for product, idx in by_product.items():
             captures = [self.capture(batch.jobs[i].job, batch.decoded[i]) for i in idx]
             results = [batch.results[i] for i in idx]
-            self._store(batch.recorder, product, captures, results, [batch.jobs[i].job.id for i in idx])
+            waited |= self._store(batch.recorder, product, captures, results, [batch.jobs[i].job.id for i in idx])
             for i in idx:
                 job, fut, t0, _ = batch.jobs[i]
                 outcome = self._outcome(job, batch.results[i], batch.recorder, (time.perf_counter() - t0) * 1000)
@@ -323,19 +326,22 @@ class InspectionWorker:
                         listener(job, outcome)
                     except Exception:
                         log.exception("result listener failed for %s", job.id)
+        return waited
 
     @staticmethod
     def capture(job: Job, data: bytes | None) -> Capture:
         return Capture(job.source or job.id, data, job.captured_at, job.line, job.station, job.camera, job.part_serial)
 
-    def _store(self, recorder: Recorder, product: str, captures: list[Capture], results: list, ids: list[str]) -> None:
-        """Store one product's verdicts; while the database is down keep retrying (the jobs stay spooled)."""
-        delay = self.db_retry_s
+    def _store(self, recorder: Recorder, product: str, captures: list[Capture], results: list, ids: list[str]) -> bool:
+        """Store one product's verdicts; while the database is down keep retrying (the jobs stay
+        spooled). -> whether it had to retry."""
+        delay, retried = self.db_retry_s, False
         while True:
             try:
                 recorder.record(product, captures, results, ids)
-                return
+                return retried
             except SQLAlchemyError as exc:
+                retried = True
                 self.metrics.db_errors.inc()
                 log.warning("database write failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 if self._stop.is_set():  # shutting down: the jobs stay spooled for the next start

@@ -52,6 +52,8 @@ def test_database_outage_delays_but_loses_nothing(tmp_path, trained_model):
             _allow_connections(admin, name, True)  # and comes back
             assert all(f.result(60).verdict != "error" for f in during)
             assert service.worker.metrics.db_errors._value.get() > 0
+            # what the next PLC window is told storing takes: not the outage's seconds
+            assert service.worker.store_seconds < 1.0
         finally:
             service.worker.stop()
             admin.dispose()
