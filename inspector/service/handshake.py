@@ -82,6 +82,8 @@ class Handshake:
 
     # -- control ---------------------------------------------------------------------------------
     def start(self) -> None:
+        for warning in self.window_warnings():
+            log.warning(warning)
         with self._lock:
             if self.s.state == "stopped":
                 self.s.state = "ready"
@@ -113,6 +115,21 @@ class Handshake:
 
     def window_ms(self, product: str) -> float:
         return self.windows_ms.get(product, self.default_window_ms)
+
+    def window_warnings(self) -> list[str]:
+        """Products whose model alone takes over half their inspect window here (``part_ms``,
+        timed at warm-up): with decoding, storing and the handshake around it, and a busy CPU, a
+        part then misses the window, a fail-safe timeout, and three in a row fault the station
+        (the demo model on a 2-core CPU: 60 ms alone, 5 of 6 parts late at 100 ms; docs/service.md).
+        Said when a PLC starts the station, not found by its first Fault."""
+        out = []
+        for product, ms in sorted(self.worker.engine.part_ms.items()):
+            if ms > (window := self.window_ms(product)) / 2:
+                out.append(f"{product}: the model alone takes {ms:.0f} ms of its {window:g} ms inspect window on "
+                           f"this machine; with decoding, storing and the handshake a part may come late, a "
+                           f"fail-safe reject, and {self.fault_after} in a row a Fault: widen "
+                           f"service.handshake.windows_ms or serve on a GPU")  # fmt: skip
+        return out
 
     def defect_types(self, product: str) -> list[str]:
         return self.worker.engine.defect_types(product)
