@@ -198,22 +198,30 @@ def test_an_mqtt_trigger_inspects_the_cameras_frame_through_the_handshake(servic
     assert service.handshake.snapshot().counters.results == 1
 
 
-def test_a_window_the_model_cannot_meet_here_is_said_when_the_plc_starts_the_station(service, caplog):
-    """Found at the door, not on the line: a window the model nearly fills on this machine would
-    make triggers fail-safe timeouts and fault the station after three."""
-    h = service.handshake
-    assert service.worker.engine.part_ms["washer"] > 0  # timed at warm-up, once warm
-    h.windows_ms["washer"] = 600_000
-    with caplog.at_level("WARNING", logger="inspector.service.handshake"):
-        h.start()
-    assert not [r for r in caplog.records if "inspect window" in r.getMessage()]
-
-    h.stop()
+def test_a_window_the_model_cannot_meet_here_is_said_at_the_products_first_trigger(running, caplog):
+    """Found at the door, not on the line: a window the model nearly fills on this machine makes
+    triggers fail-safe timeouts and faults the station after three. Said once per product and
+    model, when a PLC first triggers it (a station no PLC drives says nothing)."""
+    h = running.handshake
+    assert running.worker.engine.part_ms["washer"] > 0  # timed at warm-up, once warm
     h.windows_ms["washer"] = 0.001
+    h.select_product("washer")
     with caplog.at_level("WARNING", logger="inspector.service.handshake"):
         h.start()
+        assert not [r for r in caplog.records if "inspect window" in r.getMessage()]
+        for i in range(2):
+            h.trigger(png_bytes("ok", seed=i), acknowledge=True)
+            h.reset()  # the late parts' Fault, should the second one be late too
     said = [r.getMessage() for r in caplog.records if "inspect window" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("washer: the model alone takes ")
     assert "ms of its 0.001 ms inspect window" in said[0] and "3 in a row a Fault" in said[0]
-    assert h.snapshot().ready  # said, not refused: the window is the line's to set
-    h.close()
+
+
+def test_a_window_the_model_meets_here_says_nothing(running, caplog):
+    h = running.handshake
+    h.windows_ms["washer"] = 600_000
+    h.select_product("washer")
+    h.start()
+    with caplog.at_level("WARNING", logger="inspector.service.handshake"):
+        assert not h.trigger(png_bytes("ok"), acknowledge=True).late
+    assert not [r for r in caplog.records if "inspect window" in r.getMessage()]
