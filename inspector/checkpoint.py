@@ -13,7 +13,7 @@ from inspector.parts import Part
 from inspector.parts.anomaly import AnomalyPart
 from inspector.parts.classifier import ClassifierPart
 from inspector.text_bank import TextBank
-from models import create_image_encoder, create_text_encoder
+from models import create_image_encoder
 from models.anomaly import MemoryBanks, RegionTypeHead, SegmentationHead, create_patch_extractor
 from models.card import ModelCard
 from models.export import load_anomaly, load_classifier, read_card
@@ -70,9 +70,7 @@ class LoadedModel:
 
 
 def text_bank(card: ModelCard, cache_dir: Path | None, dim: int = 384) -> TextBank:
-    name = card.text_encoder
-    make = (lambda: create_text_encoder(name)) if card.text_source == "manual" else None
-    return TextBank(name, make, dim, cache_dir, card.text_source)
+    return TextBank.on_first_need(card.text_encoder, card.text_source, cache_dir, dim)
 
 
 def load_model(model_dir: Path, device: torch.device, cache_dir: Path | None) -> LoadedModel:

