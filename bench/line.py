@@ -43,7 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_station(home: Path, model: Path, product: str, window_ms: float) -> tuple[subprocess.Popen, str, str, int]:
+def start_station(
+    home: Path, model: Path, product: str, window_ms: float, threads: int | None = None
+) -> tuple[subprocess.Popen, str, str, int]:
     """A station with a fresh store and one PLC user -> (process, OPC UA endpoint, password, HTTP port)."""
     from inspector.services import create_user
     from inspector.settings import Settings
@@ -61,6 +63,8 @@ def start_station(home: Path, model: Path, product: str, window_ms: float) -> tu
     endpoint, http = f"opc.tcp://127.0.0.1:{free_port()}/inspector", free_port()
     cmd = [sys.executable, "-m", "inspector", "serve", "--home", str(home), "--model", str(model), "--port", str(http),
            "--opcua", endpoint, "--product", product, "--inspect-window-ms", str(window_ms)]  # fmt: skip
+    if threads:
+        cmd += ["--model-threads", str(threads)]
     log = open(home / "station.log", "wb")  # the station writes it while it runs
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
@@ -79,10 +83,17 @@ def start_station(home: Path, model: Path, product: str, window_ms: float) -> tu
 
 
 def run(
-    model: Path, images: Path, product: str, window_ms: float, rate: float, seconds: float, cycle_ms: float
+    model: Path,
+    images: Path,
+    product: str,
+    window_ms: float,
+    rate: float,
+    seconds: float,
+    cycle_ms: float,
+    threads: int | None = None,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="line-bench-") as tmp:
-        proc, endpoint, password, http = start_station(Path(tmp), model, product, window_ms)
+        proc, endpoint, password, http = start_station(Path(tmp), model, product, window_ms, threads)
         try:
             r = simulate_line(endpoint, images, rate, int(rate * seconds) + 1, seconds, "plc-bench", password, product,
                               cycle_ms=cycle_ms)  # fmt: skip
@@ -118,6 +129,7 @@ def main() -> None:
     ap.add_argument("--sweep", type=float, nargs="*", default=[1, 2, 4, 8, 16])
     ap.add_argument("--sweep-seconds", type=float, default=30.0)
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "line_bench.json")
+    ap.add_argument("--model-threads", type=int, help="the station's model threads (default: its own choice)")
     args = ap.parse_args()
     if not (args.model / "card.json").is_file():
         sys.exit(f"no model at {args.model}: run `inspector demo` first (or pass --model)")
@@ -127,9 +139,17 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "model": str(args.model),
         "product": args.product,
+        "model_threads": args.model_threads or "the station's default",
     }
     out["target"] = run(
-        args.model, args.images, args.product, args.window_ms, args.rate, 60 * args.minutes, args.cycle_ms
+        args.model,
+        args.images,
+        args.product,
+        args.window_ms,
+        args.rate,
+        60 * args.minutes,
+        args.cycle_ms,
+        args.model_threads,
     )
     t = out["target"]
     out["target"]["goal_met"] = bool(
@@ -137,7 +157,9 @@ def main() -> None:
     )
     sweep = []
     for rate in args.sweep:
-        r = run(args.model, args.images, args.product, 60_000, rate, args.sweep_seconds, args.cycle_ms)
+        r = run(
+            args.model, args.images, args.product, 60_000, rate, args.sweep_seconds, args.cycle_ms, args.model_threads
+        )
         sweep.append(r)
         if r["rate_achieved"] < 0.95 * rate or r["lost"]:
             break

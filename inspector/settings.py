@@ -223,6 +223,8 @@ class ServiceSettings(BaseModel):
     max_wait_ms: float = Field(10, ge=0)
     queue_size: int = Field(256, ge=1)
     decode_threads: int | None = Field(None, ge=1)  # None: one per core, at most 8
+    # None: every core but one where a PLC drives the station over OPC UA, else every core
+    model_threads: int | None = Field(None, ge=1)
     max_body_mb: float = Field(50, gt=0)
     # answered without a key even once keys exist (probes and scrapers); every other path needs one
     open_paths: list[str] = ["/v1/health", "/v1/ready", "/metrics"]

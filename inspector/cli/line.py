@@ -60,6 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--max-wait-ms", type=float, help="wait this long to fill a batch (default 10)")
     sv.add_argument("--queue-size", type=int, help="queued images before HTTP answers 503 (default 256)")
     sv.add_argument("--decode-threads", type=int, help="image decode threads (default: cores, at most 8)")
+    sv.add_argument(
+        "--model-threads",
+        type=int,
+        help="threads the model runs on (default: every core, but one where a PLC drives the station over OPC UA)",
+    )
     sv.add_argument("--mqtt-host", help="publish every verdict to this MQTT broker (e.g. 127.0.0.1)")
     sv.add_argument("--mqtt-port", type=int, help="MQTT broker port (default 1883)")
     sv.add_argument(
@@ -159,6 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "max_wait_ms",
         "queue_size",
         "decode_threads",
+        "model_threads",
         "mqtt_host",
         "mqtt_port",
     ):
