@@ -2,7 +2,7 @@
 nearest-neighbour anomaly maps, defect segmentation learnt from masks where a product has
 them (a defect score from image labels where it has none), and defect typing from the anomalous region."""
 
-from models.anomaly.bank import MemoryBanks, gaussian_blur, nearest_distance
+from models.anomaly.bank import MemoryBanks, NearestSearch, bf16_is_fast, gaussian_blur, nearest_distance
 from models.anomaly.coreset import greedy_coreset
 from models.anomaly.extractor import PATCH_EXTRACTORS, PatchExtractor, create_patch_extractor
 from models.anomaly.region_types import RegionTypeHead, mirrors, region_pool
@@ -12,9 +12,11 @@ from models.anomaly.views import view_shape
 __all__ = [
     "PATCH_EXTRACTORS",
     "MemoryBanks",
+    "NearestSearch",
     "PatchExtractor",
     "RegionTypeHead",
     "SegmentationHead",
+    "bf16_is_fast",
     "create_patch_extractor",
     "gaussian_blur",
     "greedy_coreset",

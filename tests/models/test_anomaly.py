@@ -12,6 +12,8 @@ from inspector.images import load_image
 from inspector.parts.anomaly import AnomalyPart, view_of
 from models.anomaly import (
     MemoryBanks,
+    NearestSearch,
+    bf16_is_fast,
     create_patch_extractor,
     gaussian_blur,
     greedy_coreset,
@@ -44,7 +46,8 @@ def scratch(image: np.ndarray, row: int, col: int) -> np.ndarray:
     return out
 
 
-def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells):
+@pytest.mark.parametrize("low_precision", [False, True])  # exact float32, and bf16 as on AMX CPUs
+def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells, low_precision):
     torch.manual_seed(0)
     extractor = create_patch_extractor("efficientnet_lite0")
     view = AnomalyView(resize="fit", size=128)
@@ -56,7 +59,7 @@ def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells):
 
     train, test = cells[:16], cells[16:]
     pool = feats(train).permute(0, 2, 3, 1).reshape(-1, extractor.dim)
-    banks = MemoryBanks(extractor.dim)
+    banks = MemoryBanks(extractor.dim, low_precision=low_precision)
     banks.add("cell", pool[greedy_coreset(pool, len(pool) // 4)])
     clean = banks(feats(test), "cell")  # [8, 16, 16]
     spots = [(40 + 7 * i, 30 + 6 * i) for i in range(len(test))]
@@ -143,6 +146,26 @@ def test_nearest_distance_is_the_brute_force_minimum_whatever_the_block(chunk_el
     assert got.shape == (103,)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     assert nearest_distance(queries[:0], bank).shape == (0,)
+
+
+@pytest.mark.parametrize("chunk_elems", [1, 50 * 999, 1 << 22])  # 32 rows at a time, uneven blocks, one block
+def test_the_bf16_search_finds_the_nearest_row_or_one_within_its_rounding(chunk_elems):
+    """Patch-like features (far from zero, in clusters, queries near bank rows): the distance is the
+    exact one for almost every query, and otherwise at most 0.5 % long, never short."""
+    g = torch.Generator().manual_seed(0)
+    centres = 3 + torch.randn(40, 64, generator=g)
+    bank = centres[torch.randint(40, (999,), generator=g)] + 0.3 * torch.randn(999, 64, generator=g)
+    queries = bank[torch.randint(999, (700,), generator=g)] + 0.1 * torch.randn(700, 64, generator=g)
+    exact = torch.cdist(queries.double(), bank.double()).min(1).values.float()
+    got = NearestSearch(bank, low_precision=True, chunk_elems=chunk_elems)(queries)
+    assert got.shape == (700,)
+    assert bool((got >= exact * (1 - 1e-5)).all()) and bool((got <= exact * 1.005).all())
+    assert float(((got - exact).abs() <= 1e-5 * exact).float().mean()) > 0.95
+
+
+def test_banks_search_in_bf16_only_where_the_cpu_runs_it_on_amx():
+    assert MemoryBanks(8).low_precision == bf16_is_fast(torch.device("cpu"))
+    assert not MemoryBanks(8, device="meta").low_precision and not MemoryBanks(8, low_precision=False).low_precision
 
 
 def test_coreset_goes_on_from_a_given_start():
