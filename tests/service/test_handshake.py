@@ -79,6 +79,19 @@ def test_the_window_reaches_the_model_so_that_work_which_can_wait_does_not_make_
     assert len(seen) == 1 and before + 59 < seen[0] <= after + 60  # the window's end, less the store's time
 
 
+def test_a_triggered_part_does_not_wait_to_fill_a_batch(running):
+    """Parts from HTTP or a folder wait up to ``max_wait`` for company in a batch; a PLC holds one
+    part in flight, so waiting for a second only spends its window."""
+    running.worker.max_wait = 5.0
+    h = running.handshake
+    h.windows_ms["washer"] = 60_000
+    h.select_product("washer")
+    h.start()
+    t0 = time.monotonic()
+    r = h.trigger(png_bytes("scratch"), acknowledge=True)
+    assert time.monotonic() - t0 < 4.0 and not r.late
+
+
 def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored_late(running, monkeypatch):
     engine = running.worker.engine
     inspect = engine.inspect_prepared
