@@ -8,6 +8,7 @@ with the rest of the architecture unchanged.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class TextBank:
         self._encoder: TextEncoder | None = None
         self.dir = Path(cache_dir) / "text" / (name if source == "manual" else "ids") if cache_dir else None
         self._memo: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()  # the engine's parts may ask for a manual side by side
 
     @classmethod
     def on_first_need(cls, name: str, source: str, cache_dir: Path | None, dim: int = 384) -> TextBank:
@@ -64,6 +66,13 @@ class TextBank:
         key = manual.sha256
         if key in self._memo:
             return self._memo[key]
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = self._load_or_encode(manual)
+            return self._memo[key]
+
+    def _load_or_encode(self, manual: Manual) -> torch.Tensor:
+        key = manual.sha256
         path = self.dir / f"{key}.pt" if self.dir else None
         if path is not None and path.exists():
             emb = torch.load(path, weights_only=True)
@@ -74,7 +83,6 @@ class TextBank:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(emb, path)
-        self._memo[key] = emb
         return emb
 
     def padded(self, manuals: list[Manual]) -> tuple[torch.Tensor, torch.Tensor]:

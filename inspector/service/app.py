@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from sqlalchemy import text
 from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
+from inspector.runtime import available_cores
 from inspector.service.adapters import LineAdapter, Station, build_adapters
 from inspector.service.camera import NEEDS_BROKER
 from inspector.service.handshake import Handshake
@@ -183,8 +183,7 @@ def model_threads(cfg: ServiceSettings, cores: int | None = None) -> int:
     HTTP two threads move 19.4 images/s against 14.1 (bench/serve.py)."""
     if cfg.model_threads is not None:
         return cfg.model_threads
-    if cores is None:  # the cores this process may run on (a container's share), not the machine's
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = cores or available_cores()
     return max(1, cores - 1) if cfg.opcua is not None else cores
 
 

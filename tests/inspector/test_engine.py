@@ -268,3 +268,40 @@ def test_a_classifier_calibrated_in_bfloat16_is_scored_in_bfloat16_on_any_device
     bf16, fp32 = (np.array([o.scores["classifier"] for o in run]) for run in (by_hand, in_float32))
     # bf16 kernels round differently from run to run (about 1e-3 here), so: nearer bf16 than float32
     assert np.abs(got - bf16).max() < np.abs(got - fp32).max()
+
+
+def test_parts_run_side_by_side_where_their_threads_fit_the_cores_and_say_the_same(trained_model, home, monkeypatch):
+    """A station that gave the model one thread per core it may use (a PLC beside it) runs the
+    classifier and the anomaly part at once, each on a core; its verdicts are the ones made in turn."""
+    import threading
+
+    import torch
+
+    from inspector import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "available_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        side = Engine(trained_model, "cpu", cache_dir=home / "cache")
+        torch.set_num_threads(2)
+        alone = Engine(trained_model, "cpu", cache_dir=home / "cache")
+    finally:
+        torch.set_num_threads(before)
+    assert set(side.parts) == {"classifier", "anomaly"}
+    assert side._side_by_side is not None and alone._side_by_side is None  # 2 parts x 2 threads > 2 cores
+    ran_on: dict[str, str] = {}
+    for name, part in side.parts.items():
+        run = part.run
+
+        def spy(*args, _run=run, _name=name):
+            ran_on[_name] = threading.current_thread().name
+            return _run(*args)
+
+        monkeypatch.setattr(part, "run", spy)
+    ims = images("spot", 3) + images("ok", 3)
+    a, b = side.inspect_arrays("washer", ims), alone.inspect_arrays("washer", ims)
+    assert len(set(ran_on.values())) == 2 and all(n.startswith("part") for n in ran_on.values())
+    assert [(v.verdict, v.defect_type) for v in a] == [(v.verdict, v.defect_type) for v in b]
+    np.testing.assert_allclose([v.defect_score for v in a], [v.defect_score for v in b], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose([v.anomaly_score for v in a], [v.anomaly_score for v in b], rtol=1e-4, atol=1e-5)
