@@ -178,9 +178,9 @@ def model_threads(cfg: ServiceSettings, cores: int | None = None) -> int:
     A PLC's handshake holds one part in flight, so each inspection is a batch of one whose every
     layer is a parallel region that waits for its slowest thread; when the OPC UA server, decoding
     or storing takes one of those cores, the whole layer waits. On the 2-core station (bench/line.py,
-    the demo model) one thread inspects a part in 57 ms on the line against 70 ms for two, and no
-    part of 176 came late at 20 parts/s against 12 of 149. Batched load keeps every core: through
-    HTTP two threads move 19.4 images/s against 14.1 (bench/serve.py)."""
+    the demo model) one thread inspects a part in 56-58 ms on the line against 71-78 ms for two, and
+    no part of 177 came late at 20 parts/s against 9 of 154 (docs/service.md). Batched load keeps
+    every core: through HTTP two threads move 19.4 images/s against 14.1 (bench/serve.py)."""
     if cfg.model_threads is not None:
         return cfg.model_threads
     cores = cores or available_cores()

@@ -39,9 +39,9 @@ class NearestSearch:
     ``low_precision``: the nearest row is chosen in bfloat16 and its distance taken in float32. The
     bf16 product comes back rounded to 8 bits, so where two rows lie within about 0.4 % of each
     other's distance it may pick the farther: then the distance is up to 0.4 % long, never short
-    (on the demo's mono cells, 89 patches of 8,000 against a float64 search; the rest exact). Rows are centred on the
-    bank's mean first so that the rounding is relative to the spread of good patches, not to their
-    offset from zero. Calibration and inspection search alike on one machine; a machine without
+    (on the demo's mono cells, 89 patches of 8,000 against a float64 search; the rest exact). Rows
+    are centred on the bank's mean first so that the rounding is relative to the spread of good
+    patches, not to their offset from zero. Calibration and inspection search alike on one machine; a machine without
     AMX searches exactly, so its scores are at most as high as those the thresholds were set on.
     """
 
