@@ -314,7 +314,7 @@ def fit_anomaly(
         judged = val + extra
         judged_defect = np.array([s.is_defect for s in judged])
         tried: list[_Tried] = []
-        candidates = [parse_candidate(text, sizes) for text in wanted]
+        candidates = [parse_candidate(text, sizes).model_copy(update={"precision": cfg.precision}) for text in wanted]
         views = distinct_views(candidates, sizes, product)
         left = [f"{v.label} left out: nearly the same input" for v in candidates if v not in views]
         if len(views) > 1 and not (judged_defect.any() and (~judged_defect).any()):

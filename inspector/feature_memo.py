@@ -13,6 +13,7 @@ import torch
 
 from inspector.parts.anomaly import AnomalyPart
 from models.anomaly import PatchExtractor
+from models.inference import Precision
 
 
 class FeatureMemo:
@@ -83,12 +84,12 @@ class MemoExtractor(torch.nn.Module):
         self.name, self.dim, self.stride, self.multiple = inner.name, inner.dim, inner.stride, inner.multiple
         self.mean, self.std = inner.mean, inner.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keys = [(self.name, tuple(v.shape), digest(v)) for v in x]
+    def forward(self, x: torch.Tensor, precision: Precision = "float32") -> torch.Tensor:
+        keys = [(self.name, precision, tuple(v.shape), digest(v)) for v in x]
         found = [self.memo.get(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
-            for i, f in zip(todo, self.inner(x[todo]), strict=True):
+            for i, f in zip(todo, self.inner(x[todo], precision), strict=True):
                 found[i] = f.half().cpu()
                 self.memo.put(keys[i], found[i])
         return torch.stack(found).to(x.device).float()  # type: ignore[arg-type]

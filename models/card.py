@@ -23,7 +23,7 @@ from models.types import FusionConfig
 # heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device; 10: a decision
 # may name defect types from the classifier over the part's mirrors; 11: over its turns too (type_views)
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 11
+CARD_FORMAT = 12
 
 
 class CardError(ValueError):
@@ -58,6 +58,8 @@ class AnomalyView(_Strict):
     ``standardise``: each image's grey levels brought to one mean and spread before the bank sees
     them, for parts whose exposure varies from part to part: the bank then stores texture, not
     exposure (opt-in: on the shared data val never preferred it, docs/RESULTS.md).
+    ``precision``: the numerics the backbone extracted its bank's and calibration's features in;
+    the station extracts in them too, on any device, as its thresholds hold only for those.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -65,6 +67,7 @@ class AnomalyView(_Strict):
     size: int = Field(448, ge=32, le=4096)
     scale: float = Field(1.0, gt=0, le=4)
     standardise: bool = False
+    precision: Precision = "float32"
 
     @property
     def label(self) -> str:
@@ -304,9 +307,14 @@ def _upgrade_10(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "products": products, "fallback": fallback, "format": 11}
 
 
+def _upgrade_11(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 11 -> 12: nothing moved; its anomaly views extracted in float32 (the default)."""
+    return {**d, "format": 12}
+
+
 UPGRADES = {
     1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
-    8: _upgrade_8, 9: _upgrade_9, 10: _upgrade_10,
+    8: _upgrade_8, 9: _upgrade_9, 10: _upgrade_10, 11: _upgrade_11,
 }  # fmt: skip
 
 

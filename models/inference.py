@@ -62,10 +62,22 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 Precision = Literal["float32", "bfloat16"]
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware: AMX tiles (Xeon since Sapphire
+    Rapids) or AVX512-BF16 dot products (AMD Zen 4 and later, Cooper Lake). A bank search's
+    product there takes a tenth (AMX) or two thirds (AVX512-BF16) of its float32 time; without
+    either, bf16 is emulated and slower than float32."""
+    if device.type != "cpu":
+        return False
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def precision_for(device: torch.device) -> Precision:
     """The numerics a classifier trained and calibrated on ``device`` runs with: bfloat16 on CUDA
-    (tensor cores; no loss scaling needed), float32 elsewhere (CPU autocast is slower than
-    float32 on small matrix products where the CPU has no bf16 units)."""
+    (tensor cores; no loss scaling needed), float32 elsewhere. Not bf16 on a CPU with bf16 units:
+    next to the anomaly part the classifier is not a part's critical path there (15 against
+    33 ms on one core), and bf16 moved its demo AUROC and escapes (docs/PERFORMANCE.md)."""
     return "bfloat16" if device.type == "cuda" else "float32"
 
 

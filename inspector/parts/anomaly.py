@@ -63,7 +63,7 @@ class AnomalyPart:
 
     def features(self, views: list[torch.Tensor], view: AnomalyView) -> Iterator[tuple[list[int], torch.Tensor]]:
         """(indices, patch features [b, D, h, w]) per group of same-shaped inputs made as ``view``
-        says: fitted views go as one batch, scaled views of other shapes one by one."""
+        says, in its numerics: fitted views go as one batch, scaled views of other shapes one by one."""
         extractor = self.extractors[view.backbone]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, v in enumerate(views):
@@ -72,7 +72,7 @@ class AnomalyPart:
             x = to_float(torch.stack([views[i] for i in idx]).to(self.device))
             if view.standardise:
                 x = standardise(x)
-            yield idx, extractor(normalize(x, extractor.mean, extractor.std))
+            yield idx, extractor(normalize(x, extractor.mean, extractor.std), view.precision)
 
     @torch.inference_mode()
     def run(self, views: list[torch.Tensor], product: str, manual: Manual | None) -> list[PartOutput]:

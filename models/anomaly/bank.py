@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 import torch.nn.functional as F
+
+from models.inference import bf16_is_fast
 
 
 def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk_elems: int = 1 << 20) -> torch.Tensor:
@@ -25,13 +31,6 @@ def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk_elems: int
     return out.clamp_(min=0).sqrt_()
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bfloat16 matrix products run on AMX tiles here (Xeon since Sapphire Rapids): there a
-    bank search's product takes a tenth of its float32 time. Elsewhere bf16 is emulated and slower."""
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return device.type == "cpu" and amx is not None and bool(amx())
-
-
 class NearestSearch:
     """One bank made ready for repeated queries: ``search(queries [N, D])`` -> each one's distance to
     its nearest bank row [N].
@@ -42,11 +41,15 @@ class NearestSearch:
     (on the demo's mono cells, 89 patches of 8,000 against a float64 search; the rest exact). Rows
     are centred on the bank's mean first so that the rounding is relative to the spread of good
     patches, not to their offset from zero. Calibration and inspection search alike on one machine; a machine without
-    AMX searches exactly, so its scores are at most as high as those the thresholds were set on.
+    bf16 units searches exactly, so its scores are at most as high as those the thresholds were set on.
     """
 
-    def __init__(self, bank: torch.Tensor, low_precision: bool, chunk_elems: int = 1 << 22) -> None:
-        self.bank, self.low_precision, self.chunk_elems = bank, low_precision, chunk_elems
+    def __init__(
+        self, bank: torch.Tensor, low_precision: bool, chunk_elems: int = 1 << 22, workers: int | None = None
+    ) -> None:
+        """``workers``: threads the queries are split over; None: the cores one torch thread each
+        fills (``idle_cores``)."""
+        self.bank, self.low_precision, self.chunk_elems, self.workers = bank, low_precision, chunk_elems, workers
         if low_precision:
             self.mean = bank.mean(0)
             self.centred = bank - self.mean
@@ -58,10 +61,21 @@ class NearestSearch:
             self.keys = torch.cat(cols, 1).T.contiguous()  # [D + 4, M]
 
     def __call__(self, queries: torch.Tensor) -> torch.Tensor:
-        if not self.low_precision:
-            return nearest_distance(queries, self.bank)
-        q = queries.float() - self.mean
+        q = queries.float() - self.mean if self.low_precision else queries
         out = torch.empty(len(q), device=q.device)
+        workers = self.workers if self.workers is not None else idle_cores(q.device)
+
+        def search(start: int, stop: int) -> None:
+            if self.low_precision:
+                self._bf16(q[start:stop], out[start:stop])
+            else:
+                out[start:stop] = nearest_distance(q[start:stop], self.bank)
+
+        in_parts(len(q), workers, search)
+        return out if not self.low_precision else out.sqrt_()
+
+    def _bf16(self, q: torch.Tensor, out: torch.Tensor) -> None:
+        """Squared distances of ``q`` [n, D] (centred) to their nearest rows, into ``out`` [n]."""
         n = max(32, self.chunk_elems // max(1, len(self.bank)) // 32 * 32)  # whole AMX tiles of rows
         for start in range(0, len(q), n):
             x = q[start : start + n]
@@ -72,7 +86,40 @@ class NearestSearch:
             # few just below zero (a query all but on a row) still come before every positive one
             nearest = d2.view(torch.int16).min(1).indices
             out[start : start + len(x)] = (x - self.centred[nearest]).square_().sum(1)
-        return out.sqrt_()
+
+
+def idle_cores(device: torch.device) -> int:
+    """How many threads of torch's size fit this process's cores: 2 on a 2-core station whose
+    model runs one thread per part (a PLC's handshake), 1 where torch already uses every core."""
+    if device.type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // torch.get_num_threads())
+
+
+_POOL = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="bank-search")  # threads start on use
+
+
+def in_parts(n: int, workers: int, fn: Callable[[int, int], None]) -> None:
+    """``fn(start, stop)`` over ``workers`` contiguous ranges of n rows, one on the caller's thread
+    and each other on a pool thread (torch's kernels release the GIL). A station that runs its
+    parts side by side on one core each thus lets the bank search, the anomaly part's longest
+    step, take the classifier's core once the classifier is done. Every row is searched alike
+    whatever the split, so the distances are the same numbers."""
+    step = -(-n // max(1, workers))
+    if workers < 2 or n < 64:
+        fn(0, n)
+        return
+    inference = torch.is_inference_mode_enabled()  # thread-local: the pool's threads start outside it
+
+    def run(start: int) -> None:
+        with torch.inference_mode(inference):
+            fn(start, min(n, start + step))
+
+    rest = [_POOL.submit(run, start) for start in range(step, n, step)]
+    fn(0, step)
+    for future in rest:
+        future.result()
 
 
 def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

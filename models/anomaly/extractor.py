@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.encoders.weights import cached_state_dict, dinov2_vits14_state_dict, efficientnet_lite_state_dict
-from models.inference import channels_last, fold_batchnorm
+from models.inference import Precision, autocast, channels_last, fold_batchnorm
 from models.registry import Registry
 
 _TF_MEAN_STD = (0.5, 0.5, 0.5)
@@ -50,11 +50,14 @@ class PatchExtractor(nn.Module):
     def train(self, mode: bool = True) -> PatchExtractor:
         return super().train(False)  # always frozen: batch norm statistics are the pretrained ones
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.vit_blocks:
-            maps = self.body.forward_intermediates(x, indices=list(self.vit_blocks), intermediates_only=True)
-        else:
-            maps = self.body(channels_last(x))  # CNN feature pyramid, finest first
+    def forward(self, x: torch.Tensor, precision: Precision = "float32") -> torch.Tensor:
+        """``precision``: the backbone's numerics (bf16 where a bank was built in it; the pooling
+        after it stays float32)."""
+        with autocast(precision, x.device):
+            if self.vit_blocks:
+                maps = self.body.forward_intermediates(x, indices=list(self.vit_blocks), intermediates_only=True)
+            else:
+                maps = self.body(channels_last(x))  # CNN feature pyramid, finest first
         # zero padding counts in the 3x3 mean (PatchCore's own pooling): the frame of the image is
         # damped, so crop borders do not outshout the part (pcb val AUROC 0.96 with it, 0.77 without)
         maps = [F.avg_pool2d(m.float(), 3, 1, 1) for m in maps]

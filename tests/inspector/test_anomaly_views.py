@@ -112,3 +112,10 @@ def test_without_val_defects_only_the_first_view_is_built(synthetic_root, capsys
     assert spec.view.label == "efficientnet_lite0@fit64"
     assert "efficientnet_lite0@fit128 left out: nothing to judge it on" in spec.selected_on
     assert capsys.readouterr().out.count("bank of") == 1
+
+
+def test_the_card_keeps_the_numerics_a_bank_was_built_in(synthetic_root):
+    ds = load_dataset([synthetic_root])
+    ds.hold_out_calibration(0.01)
+    cfg = AnomalySettings(candidates=["efficientnet_lite0@fit64"], pool_size=400, precision="bfloat16")
+    assert fit_anomaly(cfg, ds, 0.01, torch.device("cpu"), 10**7, False).specs["washer"].view.precision == "bfloat16"

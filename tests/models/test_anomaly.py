@@ -46,16 +46,18 @@ def scratch(image: np.ndarray, row: int, col: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("low_precision", [False, True])  # exact float32, and bf16 as on AMX CPUs
-def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells, low_precision):
+# exact float32; the search in bf16 (CPUs with bf16 units); and the features extracted in bf16 too
+@pytest.mark.parametrize(("low_precision", "precision"), [(False, "float32"), (True, "float32"), (True, "bfloat16")])
+def test_bank_flags_a_pasted_scratch_and_its_map_peaks_on_it(cells, low_precision, precision):
     torch.manual_seed(0)
     extractor = create_patch_extractor("efficientnet_lite0")
-    view = AnomalyView(resize="fit", size=128)
+    part = AnomalyPart({extractor.name: extractor}, {}, {}, {}, None, torch.device("cpu"))
+    view = AnomalyView(resize="fit", size=128, precision=precision)
 
     def feats(images):
-        x = torch.stack([resize(im, view_shape(128, 128, view, extractor.multiple)) for im in images])
         with torch.inference_mode():
-            return extractor(normalize(to_float(x), extractor.mean, extractor.std))
+            (_, f), *_ = part.features([view_of(im, view, extractor) for im in images], view)
+        return f
 
     train, test = cells[:16], cells[16:]
     pool = feats(train).permute(0, 2, 3, 1).reshape(-1, extractor.dim)
@@ -163,7 +165,49 @@ def test_the_bf16_search_finds_the_nearest_row_or_one_within_its_rounding(chunk_
     assert float(((got - exact).abs() <= 1e-5 * exact).float().mean()) > 0.95
 
 
-def test_banks_search_in_bf16_only_where_the_cpu_runs_it_on_amx():
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "fast"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_bf16_is_fast_on_amx_or_avx512_bf16_cpus_only(monkeypatch, amx, avx512_bf16, fast):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert bf16_is_fast(torch.device("cpu")) is fast
+    assert MemoryBanks(8).low_precision is fast
+    assert not bf16_is_fast(torch.device("cuda")) and not bf16_is_fast(torch.device("meta"))
+
+
+@pytest.mark.parametrize("low_precision", [False, True])
+@pytest.mark.parametrize("inference", [False, True])
+def test_a_search_split_over_threads_gives_the_same_distances(low_precision, inference):
+    g = torch.Generator().manual_seed(3)
+    bank, queries = torch.randn(500, 24, generator=g), torch.randn(700, 24, generator=g)
+    with torch.inference_mode(inference):
+        alone = NearestSearch(bank, low_precision, chunk_elems=32 * 500, workers=1)(queries)
+        split = NearestSearch(bank, low_precision, chunk_elems=32 * 500, workers=3)(queries)
+    assert torch.equal(alone, split) and split.shape == (700,)
+
+
+def test_features_are_extracted_in_the_numerics_the_view_names_on_any_cpu(cells):
+    """A bank built in bf16 is searched with bf16 features even on a CPU without bf16 units:
+    its thresholds hold only for the numbers they were calibrated on."""
+    extractor = create_patch_extractor("efficientnet_lite0")
+    part = AnomalyPart({extractor.name: extractor}, {}, {}, {}, None, torch.device("cpu"))
+    x = torch.stack([resize(im, 128) for im in cells[:2]])
+
+    def extracted(precision):
+        view = AnomalyView(resize="fit", size=128, precision=precision)
+        with torch.inference_mode():
+            (_, f), *_ = part.features(list(x), view)
+        return f
+
+    with torch.inference_mode():
+        in_bf16 = extractor(normalize(to_float(x), extractor.mean, extractor.std), "bfloat16")
+        in_fp32 = extractor(normalize(to_float(x), extractor.mean, extractor.std))
+    assert torch.equal(extracted("bfloat16"), in_bf16) and torch.equal(extracted("float32"), in_fp32)
+    assert not torch.equal(in_bf16, in_fp32)
+
+
+def test_banks_search_in_bf16_only_where_the_cpu_has_bf16_units():
     assert MemoryBanks(8).low_precision == bf16_is_fast(torch.device("cpu"))
     assert not MemoryBanks(8, device="meta").low_precision and not MemoryBanks(8, low_precision=False).low_precision
 

@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 11 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 12 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -110,8 +110,11 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     }
     upgraded = parse_card(ten).products["washer"]
     assert (upgraded.decision.type_views, upgraded.image_only.type_views) == (4, 1)
-    with pytest.raises(CardError, match="card format 12 is newer"):
-        parse_card({**seven, "format": 12})
+    eleven = {**parse_card(ten).model_dump(), "format": 11}
+    del eleven["products"]["washer"]["anomaly"]["view"]["precision"]
+    assert parse_card(eleven).products["washer"].anomaly.view.precision == "float32"  # as every bank was built
+    with pytest.raises(CardError, match="card format 13 is newer"):
+        parse_card({**seven, "format": 13})
 
 
 def _write(folder, data) -> object:
