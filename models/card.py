@@ -21,7 +21,8 @@ from models.types import FusionConfig
 # 5: it may take the defect type from both parts; 6: a segmentation head may be taught by labels only
 # 7: a decision names the calibration parts its reject threshold stands on; 8: several classifier
 # heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device; 10: a decision
-# may name defect types from the classifier over the part's mirrors; 11: over its turns too (type_views)
+# may name defect types from the classifier over the part's mirrors; 11: over its turns too (type_views);
+# 12: an anomaly view names its extractor's numerics (bf16 or float32), kept on any device
 # (an older inspector must refuse each, not score the old way)
 CARD_FORMAT = 12
 
