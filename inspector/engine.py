@@ -24,10 +24,10 @@ from inspector.images import DRAFT_SIZE, load_image
 from inspector.manual import Manual, parse_manual
 from inspector.parts import TypesOverTurns
 from inspector.reference import load_reference
-from inspector.runtime import available_cores
 from models.card import Decision, ModelCard
 from models.decision import combine, probability, type_probs
 from models.drift import image_statistics
+from models.inference import available_cores
 from models.transforms import resize, to_float
 from models.types import PartOutput
 

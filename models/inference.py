@@ -12,6 +12,7 @@ are rounded and searched (the patch extractor: see ``models/anomaly/extractor.py
 from __future__ import annotations
 
 import copy
+import os
 from itertools import pairwise
 from typing import Literal
 
@@ -60,6 +61,13 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 Precision = Literal["float32", "bfloat16"]
+
+
+def available_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def bf16_is_fast(device: torch.device) -> bool:

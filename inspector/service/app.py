@@ -14,7 +14,6 @@ from sqlalchemy import text
 from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
-from inspector.runtime import available_cores
 from inspector.service.adapters import LineAdapter, Station, build_adapters
 from inspector.service.camera import NEEDS_BROKER
 from inspector.service.handshake import Handshake
@@ -30,6 +29,7 @@ from inspector.store.migrate import upgrade
 from inspector.store.monitoring import champion
 from inspector.store.repo import mark_late
 from inspector.store.session import make_engine, session_factory
+from models.inference import available_cores
 
 log = logging.getLogger("inspector.service")
 FAILURE_SHOWN_S = 60  # /v1/ready answers 503 this long after a batch failed

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from models.inference import bf16_is_fast
+from models.inference import available_cores, bf16_is_fast
 
 
 def nearest_distance(queries: torch.Tensor, bank: torch.Tensor, chunk_elems: int = 1 << 20) -> torch.Tensor:
@@ -93,8 +93,7 @@ def idle_cores(device: torch.device) -> int:
     model runs one thread per part (a PLC's handshake), 1 where torch already uses every core."""
     if device.type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // torch.get_num_threads())
+    return max(1, available_cores() // torch.get_num_threads())
 
 
 _POOL = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="bank-search")  # threads start on use
