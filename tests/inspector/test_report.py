@@ -95,3 +95,20 @@ def test_training_names_the_good_parts_a_reject_threshold_stands_on():
     card.products["tile"] = card.products["tile"].model_copy(update={"decision": unpromised})
     assert "(the largest score: too few for a promise) is set by" in threshold_basis(card)
     assert "if they are defective" not in threshold_basis(card)
+
+
+def test_the_station_without_its_manual_is_not_credited_with_naming_defect_types():
+    """Without a manual the station names no defect type (the verdict says image-only), so the
+    image-only row of a report must not carry the type-F1 of types read from the manual."""
+    rng = np.random.default_rng(0)
+    test = _split(rng.normal(size=40), np.full(20, 9.0), "test")
+    test.types["classifier"] = np.tile([[1.0, 0.0]], (60, 1))  # every defect named right
+    test.target[40:50] = 1
+    test.target[50:] = 2
+    test.types["classifier"][50:] = [0.0, 1.0]
+    decision = _decision(_split(rng.normal(size=200), np.array([]), "calib"))
+    with_manual = decision_metrics(test, decision)
+    without = decision_metrics(test, decision, image_only=True)
+    assert with_manual["defect_type_macro_f1"] == 1.0
+    assert "defect_type_macro_f1" not in without and "macro_f1" not in without
+    assert without["escape_rate"] == with_manual["escape_rate"]  # its detection is still measured
