@@ -1,4 +1,5 @@
-"""The words printed where a product breaks its false-reject promise: bad luck or changed parts."""
+"""What a report says of a product: where its false-reject promise breaks (bad luck or changed
+parts), what a threshold stands on, and what the station without its manual is credited with."""
 
 from pathlib import Path
 
