@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.encoders.weights import cached_state_dict, dinov2_vits14_state_dict, efficientnet_lite_state_dict
-from models.inference import Precision, autocast, channels_last, fold_batchnorm
+from models.inference import Precision, autocast, channels_last, fold_batchnorm, onednn_convolutions
 from models.registry import Registry
 
 _TF_MEAN_STD = (0.5, 0.5, 0.5)
@@ -78,8 +78,9 @@ def _cnn_body(arch: str, weights: Callable[[], dict[str, torch.Tensor]] | None) 
     a quarter of the extractor's time at 288 px), so they are dropped. Batch norms are folded
     and the weights go channels-last (models/inference.py): another 20-40 % off. The extractor
     never learns, and the station and the banks' training run this same body, so they score
-    the same numbers. Folding moves under 1 % of the float16 features by one step, which sends
-    the banks' greedy coreset down another path, so it was measured as an accuracy change: over
+    the same numbers whatever the batch and the threads (``OneDnnConv2d``). Folding moves under
+    1 % of the float16 features by one step, which sends the banks' greedy coreset down another
+    path, so it was measured as an accuracy change: over
     four seeds on the demo's cells the banks' test AUROC stayed inside the seeds' own spread
     (mono 0.882-0.889 either way, poly 0.746-0.758 folded vs 0.746-0.774; docs/RESULTS.md)."""
     body = timm.create_model(arch, pretrained=False, features_only=True, out_indices=(2, 3))
@@ -88,7 +89,7 @@ def _cnn_body(arch: str, weights: Callable[[], dict[str, torch.Tensor]] | None) 
         body.load_state_dict({k: sd[k] for k in body.state_dict()}, strict=True)
     last = max(int(name.split(".")[1]) for name in body.feature_info.module_name())  # "blocks.4"
     body.blocks = body.blocks[: last + 1]
-    return fold_batchnorm(body.eval()).to(memory_format=torch.channels_last)
+    return onednn_convolutions(fold_batchnorm(body.eval())).to(memory_format=torch.channels_last)
 
 
 def _efficientnet_lite(variant: str, pretrained: bool) -> PatchExtractor:

@@ -60,3 +60,20 @@ def test_the_patch_extractor_runs_no_stage_past_the_patches_it_reads_folded_and_
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     ex = create_patch_extractor("tiny_test")
     assert ex(torch.randn(1, 3, 64, 64)).shape == (1, ex.dim, 8, 8)
+
+
+def test_a_part_inspected_alone_on_one_thread_gets_the_features_its_batch_got_on_every_core():
+    # calibration scores batches on every core, the line one part per thread: torch's 1x1
+    # convolution kernel depends on both, and the bank's thresholds hold for the numbers they saw
+    ex = _with_trained_norms(create_patch_extractor("tiny_test"))
+    x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(2)
+            batch = ex(x)
+            torch.set_num_threads(1)
+            alone = torch.cat([ex(x[i : i + 1]) for i in range(len(x))])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(alone, batch)
