@@ -99,8 +99,9 @@ class AnomalySettings(BaseModel):
     bank_size: int = Field(6000, ge=16)  # coreset patches per product at most (inference cost grows with it)
     # the patch extractor's numerics for the banks built, their calibration and the station alike (the
     # card keeps them per product). "bfloat16" takes a quarter off the anomaly part's time per part on a
-    # CPU with bf16 units (AMX or AVX512-BF16), but on the demo (two seeds) val's escape rose by 1-3
-    # cells in 4 of 4 runs and poly's test escape by 2-3 points, so it is opt-in (docs/PERFORMANCE.md)
+    # CPU with bf16 units (AMX or AVX512-BF16), but on the demo val's escape rose by 1-3 cells in 6 of
+    # 6 product-runs (three trainings, two CPUs) and poly's test escape by 2-6 points, so it is opt-in
+    # (docs/PERFORMANCE.md)
     precision: Literal["float32", "bfloat16"] = "float32"
     coreset_ratio: float = Field(0.1, gt=0, le=1)  # ... and at most this share of the sampled patches
     pool_size: int = Field(60_000, ge=100)  # patches sampled from the good images before the coreset
