@@ -1,5 +1,6 @@
 """Frozen CNNs folded for inference compute what they computed before."""
 
+import pytest
 import timm
 import torch
 from torch import nn
@@ -62,6 +63,7 @@ def test_the_patch_extractor_runs_no_stage_past_the_patches_it_reads_folded_and_
     assert ex(torch.randn(1, 3, 64, 64)).shape == (1, ex.dim, 8, 8)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a torch built without oneDNN")
 def test_a_part_inspected_alone_on_one_thread_gets_the_features_its_batch_got_on_every_core():
     # calibration scores batches on every core, the line one part per thread: torch's 1x1
     # convolution kernel depends on both, and the bank's thresholds hold for the numbers they saw
