@@ -60,9 +60,11 @@ class OneDnnConv2d(nn.Module):
     a batch under 16 on one thread, oneDNN otherwise, and the two round differently. A station
     inspecting one part per thread would then score other numbers than calibration computed on
     batches on every core: 0.3 % of the demo's float16 patch features one step apart, and 275 of
-    402 test cells' defect scores moved (by at most 6e-5; no verdict). oneDNN's result does not
-    depend on the batch or the threads, and it is as fast (Lite0's patch stages at 288 px on one
-    core: 20.7 against 20.6 ms). Elsewhere (CUDA, autocast, no oneDNN) it is torch's own."""
+    402 test cells' defect scores moved (by at most 6e-5; no verdict). For EfficientNet-Lite's
+    convolutions oneDNN's result depends on neither (1 to 8 threads, batch 1 and 16, measured;
+    oneDNN does not promise it for every layer), and it is as fast (Lite0's patch stages at 288 px
+    on one core: 20.7 ms, against 20.6 ms with torch's choice). Elsewhere (CUDA, autocast, no
+    oneDNN) it is torch's own."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()

@@ -67,15 +67,17 @@ def test_the_patch_extractor_runs_no_stage_past_the_patches_it_reads_folded_and_
 def test_a_part_inspected_alone_on_one_thread_gets_the_features_its_batch_got_on_every_core():
     # calibration scores batches on every core, the line one part per thread: torch's 1x1
     # convolution kernel depends on both, and the bank's thresholds hold for the numbers they saw
-    ex = _with_trained_norms(create_patch_extractor("tiny_test"))
+    ex = create_patch_extractor("efficientnet_lite0")  # the station's default, pretrained
     x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     threads = torch.get_num_threads()
     try:
         with torch.inference_mode():
             torch.set_num_threads(2)
-            batch = ex(x)
+            batch, batch_maps = ex(x), ex.body(x)
             torch.set_num_threads(1)
             alone = torch.cat([ex(x[i : i + 1]) for i in range(len(x))])
+            alone_maps = [torch.cat(m) for m in zip(*(ex.body(x[i : i + 1]) for i in range(len(x))), strict=True)]
     finally:
         torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(alone_maps, batch_maps, strict=True))  # before float16 rounding
     assert torch.equal(alone, batch)
