@@ -63,8 +63,8 @@ class OneDnnConv2d(nn.Module):
     402 test cells' defect scores moved (by at most 6e-5; no verdict). For EfficientNet-Lite's
     convolutions oneDNN's result depends on neither (1 to 8 threads, batch 1 and 16, measured;
     oneDNN does not promise it for every layer), and it is as fast (Lite0's patch stages at 288 px
-    on one core: 20.7 ms, against 20.6 ms with torch's choice). Elsewhere (CUDA, autocast, no
-    oneDNN) it is torch's own."""
+    on one core: 20.7 ms, against 20.6 ms with torch's choice). Elsewhere (CUDA, autocast) it is
+    torch's own."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -75,8 +75,7 @@ class OneDnnConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.same:
             x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-        onednn = x.is_cpu and x.dtype == self.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-        if onednn and torch.backends.mkldnn.is_available():
+        if x.is_cpu and x.dtype == self.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
             return torch.ops.aten.mkldnn_convolution(
                 x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
             )
@@ -84,7 +83,10 @@ class OneDnnConv2d(nn.Module):
 
 
 def onednn_convolutions(module: nn.Module) -> nn.Module:
-    """Every zero-padded Conv2d of a frozen ``module`` replaced by ``OneDnnConv2d``, in place."""
+    """Every zero-padded Conv2d of a frozen ``module`` replaced by ``OneDnnConv2d``, in place; as it
+    was on a torch built without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        return module
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d) and child.padding_mode == "zeros" and not isinstance(child.padding, str):
             setattr(module, name, OneDnnConv2d(child))
