@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
 
 # glibc hands every block over its mmap threshold (128 kB, adapting up to 32 MB) straight back
@@ -26,3 +27,18 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def freeze_heap() -> int:
+    """Collect once, then move every object alive now out of the cyclic collector's reach (they
+    are still freed by reference counting when they die). -> objects frozen.
+
+    A loaded station holds about half a million long-lived objects (torch, SQLAlchemy, the
+    model), and every full collection walked them all with every Python thread stopped: 254-333 ms
+    on a 2-core CPU, every 20-40 s on the line, so each one made several parts late, enough to
+    set the line's p99. Frozen, a full collection walks only what came later. For a process that
+    has loaded what it will keep (the station, before it serves); an old model a hot reload
+    replaces is still freed (its modules hold no reference cycles), not leaked."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

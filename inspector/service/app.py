@@ -14,6 +14,7 @@ from sqlalchemy import text
 from inspector.engine import Engine
 from inspector.errors import InspectorError
 from inspector.recorder import Recorder
+from inspector.runtime import freeze_heap
 from inspector.service.adapters import LineAdapter, Station, build_adapters
 from inspector.service.camera import NEEDS_BROKER
 from inspector.service.handshake import Handshake
@@ -200,4 +201,5 @@ def serve(settings: Settings, model_dir: Path | None = None) -> None:
     mqtt = MqttPublisher(cfg.mqtt_host, cfg.mqtt_port, settings.home / "mqtt-buffer") if cfg.mqtt_host else None
     adapters = build_adapters(Station(settings, service.worker, service.handshake, service.db_engine, mqtt))
     app = asgi_app(service, int(cfg.max_body_mb * 2**20), cfg.line, mqtt, cfg.station, tuple(cfg.open_paths), adapters)
+    log.info("%d long-lived objects kept out of the garbage collector's full passes", freeze_heap())
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="info")
