@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inspector.engine import Engine, Signals, Verdict
 from inspector.store import Inspection, ModelVersion
 from inspector.store.base import utcnow
-from inspector.store.files import ImageStore
+from inspector.store.files import ImageStore, StoredImage
 from inspector.store.repo import (
     InspectionRecord,
     add_manual_version,
@@ -45,6 +45,7 @@ class Capture:
     station: str = ""
     camera: str = ""
     part_serial: str | None = None
+    stored: StoredImage | None = None  # ``data`` already in the image store (written while the model ran)
 
 
 def map_png(anomaly_map: np.ndarray | None) -> bytes | None:
@@ -148,7 +149,8 @@ class Recorder:
         """
         ids = ids or [str(uuidlib.uuid4()) for _ in captures]
         rows, signals = [], {}
-        stored_images = self.images.put_many([cap.data or None for cap in captures])
+        written = self.images.put_many([None if cap.stored else cap.data or None for cap in captures])
+        stored_images = [cap.stored or image for cap, image in zip(captures, written, strict=True)]
         for uid, cap, res, image in zip(ids, captures, results, stored_images, strict=True):
             row = {
                 "uuid": uid,

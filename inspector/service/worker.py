@@ -33,6 +33,7 @@ from inspector.images import DRAFT_SIZE, load_image
 from inspector.recorder import Capture, Recorder, spot_checked, stored_outcome
 from inspector.service.metrics import ServiceMetrics
 from inspector.service.spool import Job, Spool
+from inspector.store.files import ImageStore, StoredImage
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class _Batch:
     jobs: list[_Queued]
     engine: Engine  # the model that answers the whole batch, and the recorder that names it
     recorder: Recorder
-    decoded: list[Future]  # per job: (bytes | None, the parts' uint8 views | Exception, (w, h))
+    decoded: list[Future]  # per job: ((bytes, its file being written) | None, the parts' views | Exception, (w, h))
     results: list[Verdict | Exception] = field(default_factory=list)
 
 
@@ -219,7 +220,7 @@ class InspectionWorker:
         # PLC's handshake holds one part in flight, so none is coming, and the wait is a tenth of its window.
         due = first.answer_by is not None
         jobs, deadline = [first], time.perf_counter() + (0 if due else self.max_wait)
-        decoded = [self.decoder.submit(self._decode, first.job, engine)]
+        decoded = [self.decoder.submit(self._decode, first.job, engine, self.recorder.images)]
         while len(jobs) < self.max_batch:
             left = deadline - time.perf_counter()
             try:
@@ -228,22 +229,23 @@ class InspectionWorker:
                 break
             self._slots.release()
             jobs.append(item)
-            decoded.append(self.decoder.submit(self._decode, item.job, engine))
+            decoded.append(self.decoder.submit(self._decode, item.job, engine, self.recorder.images))
             if item.answer_by is not None:
                 deadline = 0.0
         self.metrics.queue_depth.set(self.queue.qsize())
         self.metrics.batch_size.observe(len(jobs))
         return _Batch(jobs, engine, self.recorder, decoded)
 
-    def _decode(self, job: Job, engine: Engine):
+    def _decode(self, job: Job, engine: Engine, images: ImageStore):
         t0 = time.perf_counter()
-        data = None
+        data = stored = None
         try:
             data = self.spool.data(job)
+            stored = images.put_later(data)  # written while the model runs: its row waits for it, not the line
             image = load_image(data, name=job.source or job.id, max_pixels=engine.max_pixels, draft_size=DRAFT_SIZE)
-            return data, engine.prepare(image, job.product), (image.shape[1], image.shape[0])
+            return (data, stored), engine.prepare(image, job.product), (image.shape[1], image.shape[0])
         except Exception as exc:  # noqa: BLE001 - becomes this job's error verdict
-            return data, exc, None
+            return (data, stored), exc, None
         finally:
             self.metrics.stage.labels("decode").observe(time.perf_counter() - t0)
 
@@ -277,7 +279,7 @@ class InspectionWorker:
                 verdicts = [exc] * len(idx)
             for i, v in zip(idx, verdicts, strict=True):
                 results[i] = v
-        batch.decoded = [d[0] for d in decoded]  # keep the bytes for the store, drop the pixels
+        batch.decoded = [d[0] for d in decoded]  # keep the bytes and their file for the store, drop the pixels
         return results
 
     # -- stage 3: store, then answer -----------------------------------------------------------
@@ -315,7 +317,7 @@ class InspectionWorker:
         for i, q in enumerate(batch.jobs):
             by_product.setdefault(q.job.product, []).append(i)
         for product, idx in by_product.items():
-            captures = [self.capture(batch.jobs[i].job, batch.decoded[i]) for i in idx]
+            captures = [self.capture(batch.jobs[i].job, *batch.decoded[i]) for i in idx]
             results = [batch.results[i] for i in idx]
             waited |= self._store(batch.recorder, product, captures, results, [batch.jobs[i].job.id for i in idx])
             for i in idx:
@@ -334,8 +336,10 @@ class InspectionWorker:
         return waited
 
     @staticmethod
-    def capture(job: Job, data: bytes | None) -> Capture:
-        return Capture(job.source or job.id, data, job.captured_at, job.line, job.station, job.camera, job.part_serial)
+    def capture(job: Job, data: bytes | None, stored: Future[StoredImage] | None = None) -> Capture:
+        """``stored``: the image's file, being written (a failed write fails the batch: the jobs stay spooled)."""
+        return Capture(job.source or job.id, data, job.captured_at, job.line, job.station, job.camera, job.part_serial,
+                       stored.result() if stored else None)  # fmt: skip
 
     def _store(self, recorder: Recorder, product: str, captures: list[Capture], results: list, ids: list[str]) -> bool:
         """Store one product's verdicts; while the database is down keep retrying (the jobs stay

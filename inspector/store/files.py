@@ -10,8 +10,9 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ class ImageStore:
         self.root, self.thumb_size = Path(root).resolve(), thumb_size
         self._writers = writers
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # decode threads and the store thread start it
 
     def path(self, sha256: str, suffix: str = ".img") -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}{suffix}"
@@ -66,9 +68,20 @@ class ImageStore:
         concurrent ones share a journal commit, so a batch costs about one fsync, not one each."""
         if sum(b is not None for b in blobs) < 2:
             return [self.put(b) if b else None for b in blobs]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="image-store")
-        return list(self._pool.map(lambda b: self.put(b) if b else None, blobs))
+        return list(self._writer_pool().map(lambda b: self.put(b) if b else None, blobs))
+
+    def put_later(self, data: bytes) -> Future[StoredImage]:
+        """``put`` on the store's writer threads: the line writes a part's image while the model
+        judges it, not after (a demo cell's write and fsync: 0.5 ms of the 1.8 ms its storing
+        took alone, about 1 ms on the line beside the model). A file whose row never comes is removed by
+        ``reconcile``."""
+        return self._writer_pool().submit(self.put, data)
+
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="image-store")
+            return self._pool
 
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()

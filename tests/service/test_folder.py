@@ -8,16 +8,8 @@ from sqlalchemy import select
 from inspector.service.folder import FolderInput
 from inspector.store import Inspection
 from inspector.store.session import session_factory
+from tests.helpers.waiting import wait_for
 from tests.service.conftest import png_bytes
-
-
-def wait_for(cond, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_folder_inspects_moves_and_rejects(service, tmp_path):

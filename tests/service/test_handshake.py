@@ -15,19 +15,13 @@ from inspector.service import line_state as ls
 from inspector.service.app import asgi_app
 from inspector.store import Inspection
 from inspector.store.session import session_factory
+from tests.helpers.waiting import wait_for
 from tests.service.conftest import png_bytes
 
 
 def stored(service) -> list[Inspection]:
     with session_factory(service.db_engine)() as s:
         return list(s.scalars(select(Inspection).order_by(Inspection.id)))
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -116,7 +110,7 @@ def test_a_late_model_gives_failsafe_rejects_then_fault_and_the_parts_are_stored
     with pytest.raises(ls.TriggerRefused) as fault:
         h.trigger(png_bytes("ok"))
     assert fault.value.code == ls.FAULT
-    wait_for(lambda: h.snapshot().counters.late_stored == 3)
+    assert wait_for(lambda: h.snapshot().counters.late_stored == 3)
     rows = stored(running)
     assert sorted(x.uuid for x in rows) == sorted(r.inspection_id for r in results)  # one row per part
     assert all(x.late for x in rows) and all(x.verdict != "error" for x in rows)
@@ -198,13 +192,13 @@ def test_an_mqtt_trigger_inspects_the_cameras_frame_through_the_handshake(servic
     service.handshake.s.product = "washer"
     mqtt_out = MqttPublisher("127.0.0.1", 1883, tmp_path / "buf")
     with TestClient(asgi_app(service, mqtt=mqtt_out, adapters=[TriggeredCamera(camera, mqtt_out, service.handshake)])):
-        wait_for(mqtt_out.client.is_connected, 10)
+        assert wait_for(mqtt_out.client.is_connected, 10)
         time.sleep(0.3)
         sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         sender.connect("127.0.0.1", 1883)
         sender.loop_start()
         sender.publish(f"inspector/{camera.line}/S1/trigger", "MQ-1", qos=1).wait_for_publish(5)
-        wait_for(lambda: len(stored(service)) == 1)
+        assert wait_for(lambda: len(stored(service)) == 1)
         sender.loop_stop()
     rows = stored(service)
     assert [(x.part_serial, x.camera) for x in rows] == [("MQ-1", "cam-test")]

@@ -148,3 +148,26 @@ def test_the_answer_says_which_accepted_parts_are_spot_checks_as_stored(service_
         assert a["spot_check"] == (a["verdict"] == "accept") == stored[a["inspection_id"]]
     assert replayed.json()["spot_check"] == answers[0]["spot_check"]  # a retry is answered as stored
     service.db_engine.dispose()
+
+
+def test_a_parts_image_file_is_written_while_the_model_judges_it(client, service, monkeypatch):
+    """The file is not on the line's path: it is written beside the model, and its row points at it."""
+    import hashlib
+
+    from tests.helpers.waiting import wait_for
+
+    data = png_bytes("spot", 7)
+    path = service.worker.recorder.images.path(hashlib.sha256(data).hexdigest())
+    engine = service.worker.engine
+    inspect, on_disk = engine.inspect_prepared, []
+
+    def judging(*args, **kwargs):
+        on_disk.append(wait_for(path.exists, 10))
+        return inspect(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "inspect_prepared", judging)
+    r = client.post("/v1/inspect?product=washer", content=data, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    assert on_disk == [True]
+    assert [(x.uuid, x.image_uri) for x in rows(service)] == [(r.json()["inspection_id"], path.as_uri())]
+    assert path.read_bytes() == data

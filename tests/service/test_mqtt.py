@@ -13,6 +13,7 @@ import pytest
 from inspector.service.mqtt import MqttPublisher
 from inspector.service.spool import Job
 from inspector.service.worker import Outcome
+from tests.helpers.waiting import wait_for
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -33,13 +34,6 @@ def subscriber(port: int, topic: str):
     assert ready.wait(10)
     time.sleep(0.2)
     return c, got
-
-
-def wait_for(cond, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not cond():
-        time.sleep(0.05)
-    return cond()
 
 
 def outcome(i):
