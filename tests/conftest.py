@@ -10,6 +10,9 @@ from tests.helpers.synthetic import make_product
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+# commands run in this process (``main(["train", ...])``) must not lower its own CPU priority,
+# nor that of every process it starts later; tests/inspector/test_priority.py checks the default
+os.environ.setdefault("INSPECTOR_TRAIN__NICE", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inspector.cli.common import EPILOG, add_store, open_sessions, store_settings
 from inspector.errors import InspectorError
+from inspector.runtime import yield_cpu_to_the_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,6 +113,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from inspector.retrain import due_trigger, run_retrain
 
     settings = store_settings(args)
+    yield_cpu_to_the_line(settings.train.nice)
     if args.data:
         settings.retrain.data = args.data
     sessions = open_sessions(settings)
@@ -135,6 +137,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    yield_cpu_to_the_line(settings.train.nice)  # its retraining must not take the line's cores
     sched = build_scheduler(settings, blocking=True)
     print("scheduler running (Ctrl-C stops it)")
     sched.start()

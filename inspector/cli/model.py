@@ -17,6 +17,7 @@ from inspector.cli.common import (
     open_sessions,
     store_settings,
 )
+from inspector.runtime import yield_cpu_to_the_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -152,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from inspector.training import train_model
 
     s = command_settings(args)
+    yield_cpu_to_the_line(s.train.nice)
     out = args.out or s.default_model
     card = train_model(s, args.data, out, args.product, args.shots, progress=not args.quiet)
     if card.data["bad_count"]:
@@ -195,6 +197,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     from models.export import read_card
 
     settings = store_settings(args)
+    yield_cpu_to_the_line(settings.train.nice)
     base = args.model
     if base is None:
         with open_sessions(settings)() as s:
