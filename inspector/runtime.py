@@ -40,8 +40,9 @@ def freeze_heap() -> int:
     model), and every full collection walked them all with every Python thread stopped: 254-333 ms
     on a 2-core CPU, every 20-40 s on the line, so each one made several parts late, enough to
     set the line's p99. Frozen, a full collection walks only what came later. For a process that
-    has loaded what it will keep (the station, before it serves); an old model a hot reload
-    replaces is still freed (its modules hold no reference cycles), not leaked."""
+    has loaded what it will keep (the station, before it serves); an old model that a hot reload
+    replaces is still freed by reference counting (of a dropped engine, 94 small objects sat in
+    cycles and stay; no tensor)."""
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()

@@ -72,9 +72,8 @@ class ImageStore:
 
     def put_later(self, data: bytes) -> Future[StoredImage]:
         """``put`` on the store's writer threads: the line writes a part's image while the model
-        judges it, not after (a demo cell's write and fsync: 0.5 ms of the 1.8 ms its storing
-        took alone, about 1 ms on the line beside the model). A file whose row never comes is removed by
-        ``reconcile``."""
+        judges it, not after (a demo cell's write and fsync: 0.5 ms of the 1.8 ms its storing took
+        alone, about 1 ms on the line). A file whose row never comes is removed by ``reconcile``."""
         return self._writer_pool().submit(self.put, data)
 
     def _writer_pool(self) -> ThreadPoolExecutor:
