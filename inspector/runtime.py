@@ -38,8 +38,8 @@ def freeze_heap() -> int:
 
     A loaded station holds about half a million long-lived objects (torch, SQLAlchemy, the
     model), and every full collection walked them all with every Python thread stopped: 254-333 ms
-    on a 2-core CPU, every 20-40 s on the line, so each one made several parts late, enough to
-    set the line's p99. Frozen, a full collection walks only what came later. For a process that
+    on a 2-core CPU, every 20-40 s on the line, the line's largest latencies and its fail-safe
+    timeouts (docs/service.md). Frozen, a full collection walks only what came later. For a process that
     has loaded what it will keep (the station, before it serves); an old model that a hot reload
     replaces is still freed by reference counting (of a dropped engine, 94 small objects sat in
     cycles and stay; no tensor)."""
