@@ -1,5 +1,6 @@
 """The HTTP input against a real model and a real SQLite store."""
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
@@ -7,6 +8,7 @@ from sqlalchemy import select
 from inspector.service.spool import Job
 from inspector.service.worker import QueueFullError
 from inspector.store import Inspection
+from tests.helpers.waiting import wait_for
 from tests.service.conftest import png_bytes
 
 HEADERS = {"Content-Type": "image/png"}
@@ -152,10 +154,6 @@ def test_the_answer_says_which_accepted_parts_are_spot_checks_as_stored(service_
 
 def test_a_parts_image_file_is_written_while_the_model_judges_it(client, service, monkeypatch):
     """The file is not on the line's path: it is written beside the model, and its row points at it."""
-    import hashlib
-
-    from tests.helpers.waiting import wait_for
-
     data = png_bytes("spot", 7)
     path = service.worker.recorder.images.path(hashlib.sha256(data).hexdigest())
     engine = service.worker.engine
