@@ -1,0 +1,95 @@
+"""Every part tested once: the folds of bench/folds.py keep a part's images together, test each
+part in exactly one fold, deal every defect type round the folds, and pool what the folds measured."""
+
+import csv
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+
+import folds
+from PIL import Image
+
+from inspector.dataset import load_dataset
+from tests.helpers.synthetic import MANUAL
+
+
+def _product(root: Path) -> Path:
+    """A product of 30 tiles, each in two lightings: 18 good, 8 scratched, 4 spotted."""
+    product = root / "washer"
+    (product / "images").mkdir(parents=True)
+    (product / "manual.md").write_text(MANUAL.format(product="washer"))
+    rows, groups = [], []
+    for t in range(30):
+        cls = "ok" if t < 18 else "scratch" if t < 26 else "spot"
+        for light in ("a", "b"):
+            name = f"images/t{t:02d}{light}.png"
+            Image.new("RGB", (16, 16), (8 * t, 8 * t, 8 * t)).save(product / name)
+            label = "ok" if cls == "ok" else "defect"
+            rows.append({"image": name, "product": "washer", "label": label, "defect_type": cls, "split": "train",
+                         "mask": "", "source": ""})  # fmt: skip
+            groups.append({"image": name, "tile_group": f"tile{t:02d}"})
+    for name, table in (("manifest.csv", rows), ("tile_groups.csv", groups)):
+        with open(product / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    return product
+
+
+def test_every_part_is_tested_once_with_its_lightings_and_every_defect_type_in_every_fold(tmp_path):
+    roots = folds.build_folds(_product(tmp_path), 4, tmp_path / "folds")
+    tested: Counter = Counter()
+    for root in roots:
+        ds = load_dataset([root])
+        assert len(ds.samples) == 60 and not ds.bad  # the linked images load as the product's own
+        splits = defaultdict(set)
+        for s in ds.samples:
+            splits[s.group].add(s.split)
+        assert all(len(v) == 1 for v in splits.values())  # a tile's lightings never straddle splits
+        test = [s for s in ds.samples if s.split == "test"]
+        tested.update(s.group for s in test)
+        assert {s.defect_type for s in test} == {"ok", "scratch", "spot"}
+        assert {s.defect_type for s in ds.samples if s.split == "val"} == {"ok", "scratch", "spot"}
+        assert 7 <= len({s.group for s in test}) <= 8  # 30 tiles over 4 folds
+    assert len(tested) == 30 and set(tested.values()) == {2}  # each tile tested once, both lightings
+
+
+def test_fewer_than_three_folds_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least 3"):
+        folds.build_folds(_product(tmp_path), 2, tmp_path / "folds")
+
+
+def test_the_folds_pool_their_images_not_their_rates():
+    a = {"n": 100, "n_defect": 40, "escape_rate": 0.5, "false_reject_rate": 0.0, "frr_bound": 0.05, "auroc": 0.9,
+         "escape_low": 0.3, "escape_high": 0.7, "defect_parts": 8}  # fmt: skip
+    b = {"n": 100, "n_defect": 10, "escape_rate": 0.0, "false_reject_rate": 0.1, "frr_bound": 0.05, "auroc": 1.0,
+         "escape_low": 0.0, "escape_high": 0.0, "defect_parts": 2}  # fmt: skip
+    p = folds.pooled([a, b])
+    assert p["escape_rate"] == pytest.approx(20 / 50)  # 20 of 50 defect images, not the mean of 50 % and 0 %
+    assert p["false_reject_rate"] == pytest.approx(9 / 150)
+    assert p["frr_broken"] == 1 and p["auroc"] == pytest.approx(0.95) and p["defect_parts"] == 10
+    lo, hi = p["escape_low_high"]
+    assert lo < 0.4 < hi
+
+
+def test_the_report_gives_the_folds_their_own_section_and_target_rows():
+    import accuracy
+
+    fold = {"n": 269, "n_defect": 84, "escape_rate": 0.25, "false_reject_rate": 0.0, "frr_bound": 0.027,
+            "auroc": 0.97, "escape_low": 0.1, "escape_high": 0.4, "defect_parts": 16,
+            "defect_type_macro_f1": 0.6}  # fmt: skip
+    runs = [fold, {**fold, "escape_rate": 0.35, "false_reject_rate": 0.05}]
+    r = {"folds": {"magnetic-tile": {"command": "python bench/accuracy.py --only folds", "seed": 0, "minutes": 30.0,
+                                     "per_fold": runs, "decisions": ["anomaly+classifier", "anomaly"],
+                                     "pooled": folds.pooled(runs)}}}  # fmt: skip
+    text = "\n".join(accuracy.folds_section("magnetic-tile", r["folds"]["magnetic-tile"]))
+    assert "**escape 30.0 %**" in text and "the promise broke on 1 of 2 folds" in text
+    assert "| 1 | anomaly | 35.0 % [10-40 %, 16 parts] | 5.0 % (≤ 2.7 %) | 0.970 | 0.600 |" in text
+    rows = [x for x in accuracy.assessment(r) if x.startswith("| magnetic-tile (every part tested once, 2 folds")]
+    escape = next(x for x in rows if "| escape_rate |" in x)
+    assert escape.endswith("| **no** |") and "30.0 %" in escape
+    assert any("| auroc | ≥ 0.970 | 0.970" in x and x.endswith("| yes |") for x in rows)
