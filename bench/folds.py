@@ -4,8 +4,9 @@ magnetic-tile's test split holds 13 defective tiles, so its escape rate reads as
 tell neither that a target is met nor by how much it is missed. Fold j makes a copy of the
 product folder whose manifest tests fold j, chooses on fold j + 1 and trains on the rest (the
 calibration parts are held out of that train split as usual), so K trainings test every part
-once, each by a model that never saw it. A part's images (a tile's lightings) stay in one fold,
-and each defect type is dealt round the folds in turn so that every fold holds some of each.
+once, each by a model that never saw it. A part's images (a tile's lightings, the crops of one
+board) stay in one fold, and each class is dealt round the folds in turn so that every fold holds
+some of each.
 
 The images are not copied: the fold's ``images`` and ``masks`` are links to the product's own,
 which also lets the classifier's feature cache (keyed by the resolved file) serve every fold.
@@ -18,32 +19,21 @@ import random
 import shutil
 from pathlib import Path
 
+from inspector.dataset import load_dataset
+
 # beside the manifest and read with it (inspector/dataset.py); SOURCE.md and the like are not needed
 KEPT_FILES = ("manual.md", "groups.csv", "tile_groups.csv", "corrections.csv")
 
 
-def _groups(folder: Path) -> dict[str, str]:
-    for name in ("groups.csv", "tile_groups.csv"):
-        if (folder / name).is_file():
-            with open(folder / name, newline="", encoding="utf-8") as f:
-                return {row["image"]: list(row.values())[1] for row in csv.DictReader(f)}
-    return {}
-
-
-def deal(rows: list[dict], groups: dict[str, str], k: int, seed: int = 0) -> dict[str, int]:
-    """Each part (its group, else its image) -> its fold. The parts of each class (a defective
-    part's type, else ok) are shuffled and dealt round the folds, the deal going on from one class
-    to the next, so the folds differ in size by at most one part."""
-    label: dict[str, str] = {}
-    for row in rows:
-        part = row.get("group") or groups.get(row["image"]) or row["image"]
-        if row["defect_type"] != "ok" or part not in label:
-            label[part] = row["defect_type"]
+def deal(parts: dict[str, str], k: int, seed: int = 0) -> dict[str, int]:
+    """Each part (-> its class: a defective part's type, else ok) -> its fold. The parts of each
+    class are shuffled and dealt round the folds, the deal going on from one class to the next, so
+    the folds differ in size by at most one part."""
     rng, fold, at = random.Random(seed), {}, 0
-    for cls in sorted(set(label.values())):
-        parts = sorted(p for p, c in label.items() if c == cls)
-        rng.shuffle(parts)
-        for p in parts:
+    for cls in sorted(set(parts.values())):
+        members = sorted(p for p, c in parts.items() if c == cls)
+        rng.shuffle(members)
+        for p in members:
             fold[p], at = at % k, at + 1
     return fold
 
@@ -55,8 +45,14 @@ def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0) -> list[Pat
     with open(product_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fields, rows = list(reader.fieldnames or []), list(reader)
-    groups = _groups(product_dir)
-    fold = deal(rows, groups, k, seed)
+    # the loader's own unit of a part (its group, or the larger image its crop was cut from)
+    unit = {s.path.resolve(): s.unit for s in load_dataset([product_dir]).samples}
+    part_of = {row["image"]: unit.get((product_dir / row["image"]).resolve(), row["image"]) for row in rows}
+    parts: dict[str, str] = {}
+    for row in rows:
+        if row["defect_type"] != "ok" or part_of[row["image"]] not in parts:
+            parts[part_of[row["image"]]] = row["defect_type"]
+    fold = deal(parts, k, seed)
     roots = []
     for j in range(k):
         root = out / f"fold{j}"
@@ -74,7 +70,7 @@ def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0) -> list[Pat
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             for row in rows:
-                at = fold[row.get("group") or groups.get(row["image"]) or row["image"]]
+                at = fold[part_of[row["image"]]]
                 w.writerow(row | {"split": "test" if at == j else "val" if at == (j + 1) % k else "train"})
         roots.append(root)
     return roots
