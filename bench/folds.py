@@ -8,8 +8,8 @@ once, each by a model that never saw it. A part's images (a tile's lightings, th
 board) stay in one fold, and each class is dealt round the folds in turn so that every fold holds
 some of each.
 
-The images are not copied: the fold's ``images`` and ``masks`` are links to the product's own,
-which also lets the classifier's feature cache (keyed by the resolved file) serve every fold.
+The images are not copied: the fold's folders (``images``, ``masks``) are links to the product's
+own, which also lets the classifier's feature cache (keyed by the resolved file) serve every fold.
 """
 
 from __future__ import annotations
@@ -63,9 +63,8 @@ def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0) -> list[Pat
         for name in KEPT_FILES:
             if (product_dir / name).is_file():
                 shutil.copy2(product_dir / name, dest / name)
-        for name in ("images", "masks"):
-            if (product_dir / name).is_dir():
-                (dest / name).symlink_to((product_dir / name).resolve(), target_is_directory=True)
+        for sub in (d for d in product_dir.iterdir() if d.is_dir()):  # where the manifest's images and masks lie
+            (dest / sub.name).symlink_to(sub.resolve(), target_is_directory=True)
         with open(dest / "manifest.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
@@ -77,9 +76,10 @@ def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0) -> list[Pat
 
 
 def pooled(folds: list[dict]) -> dict:
-    """Per-fold test metrics of the station -> escape and FRR over every image tested, each with
-    the range of the folds' own; AUROC and type-F1 as the mean over folds (scores are scaled and
-    cut per fold, so they are not pooled into one ranking)."""
+    """Per-fold test metrics of the station -> escape and FRR over every image tested (each fold's
+    own beside them, and an approximate interval for the escape); AUROC, pixel AUROC and type-F1
+    as the mean over folds (scores are scaled and cut per fold, so they are not pooled into one
+    ranking)."""
     n_def = sum(m["n_defect"] for m in folds)
     n_good = sum(m["n"] - m["n_defect"] for m in folds)
     escaped = sum(m["escape_rate"] * m["n_defect"] for m in folds)
