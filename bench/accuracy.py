@@ -9,7 +9,8 @@ Then: the manual ablated (fused vs image-only), the anomaly view chosen among
 candidates (DINOv2 ViT-S/14 and EfficientNet-Lite0 at 448 px among them), fine-tuning
 (--finetune: pcb at its native 128 px by default), every part tested once over K trainings
 (--folds, --fold-products: magnetic-tile by default, whose test split holds 13 defective tiles;
-bench/folds.py), and anomalib's PatchCore (bench/anomalib_peer.py, its own venv) on the same
+bench/folds.py; --folds-without-test leaves the test parts out, to choose settings on train and
+val alone), and anomalib's PatchCore (bench/anomalib_peer.py, its own venv) on the same
 splits with the same pretrained weights.
 
 Train teaches, val chooses (epoch, temperatures, views, deciding parts, scales), the
@@ -490,6 +491,11 @@ def main() -> None:
         help="products (of --data, or the demo's solar-cell-mono / -poly) whose every part is tested once over "
         "--folds trainings (bench/folds.py): those whose test split holds too few parts to tell much",
     )
+    ap.add_argument(
+        "--folds-without-test",
+        action="store_true",
+        help="leave the manifest's test parts out of the folds: to choose between settings on train and val alone",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "RESULTS.md")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results.json")
     args = ap.parse_args()
@@ -609,7 +615,7 @@ def main() -> None:
             source = args.data / product
             if not source.is_dir():  # the demo's products are built where the demo section builds them
                 source = build_demo(demo) / product
-            roots = build_folds(source, args.folds, args.home / "folds" / product)
+            roots = build_folds(source, args.folds, args.home / "folds" / product, without_test=args.folds_without_test)
             runs = []
             for j, root in enumerate(roots):
                 fprep = prepare(base, [root], [product])
@@ -618,7 +624,7 @@ def main() -> None:
                 log(f"  fold {j}: escape {runs[-1]['test'][product]['escape_rate']:.3f}")
             result["folds"][product] = {
                 "command": f"python bench/accuracy.py --only folds --folds {args.folds} --fold-products {product} "
-                f"--seeds {args.seeds[0]}",
+                f"--seeds {args.seeds[0]}" + (" --folds-without-test" if args.folds_without_test else ""),
                 "seed": args.seeds[0],
                 "minutes": (time.time() - t) / 60,
                 "per_fold": [{k: r["test"][product].get(k) for k in FOLD_KEYS} for r in runs],

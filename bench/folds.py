@@ -38,13 +38,17 @@ def deal(parts: dict[str, str], k: int, seed: int = 0) -> dict[str, int]:
     return fold
 
 
-def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0) -> list[Path]:
-    """Write ``out/fold<j>/<product>`` for j < k -> the fold roots (each a data folder)."""
+def build_folds(product_dir: Path, k: int, out: Path, seed: int = 0, without_test: bool = False) -> list[Path]:
+    """Write ``out/fold<j>/<product>`` for j < k -> the fold roots (each a data folder).
+    ``without_test``: the manifest's test parts are left out of every fold, so that the folds can
+    choose between settings on train and val parts alone and the test split stays unread."""
     if k < 3:
         raise ValueError("folds: at least 3 (a test, a val and a train fold)")
     with open(product_dir / "manifest.csv", newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         fields, rows = list(reader.fieldnames or []), list(reader)
+    if without_test:
+        rows = [row for row in rows if row["split"].strip() != "test"]
     # the loader's own unit of a part (its group, or the larger image its crop was cut from)
     unit = {s.path.resolve(): s.unit for s in load_dataset([product_dir]).samples}
     part_of = {row["image"]: unit.get((product_dir / row["image"]).resolve(), row["image"]) for row in rows}

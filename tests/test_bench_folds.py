@@ -93,3 +93,18 @@ def test_the_report_gives_the_folds_their_own_section_and_target_rows():
     escape = next(x for x in rows if "| escape_rate |" in x)
     assert escape.endswith("| **no** |") and "30.0 %" in escape
     assert any("| auroc | ≥ 0.970 | 0.970" in x and x.endswith("| yes |") for x in rows)
+
+
+def test_folds_that_choose_between_settings_leave_the_test_split_unread(tmp_path):
+    product = _product(tmp_path)
+    rows = list(csv.DictReader(open(product / "manifest.csv")))
+    for row in rows[:12]:  # tiles 0-5, both lightings: the manifest's test parts
+        row["split"] = "test"
+    with open(product / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    roots = folds.build_folds(product, 3, tmp_path / "folds", without_test=True)
+    for root in roots:
+        ds = load_dataset([root])
+        assert len(ds.samples) == 48 and not {s.group for s in ds.samples} & {f"tile{t:02d}" for t in range(6)}
