@@ -608,8 +608,8 @@ def main() -> None:
             save()
     if "folds" not in args.skip:
         result["folds"] = result.get("folds") or {}  # a merged run of other products keeps these
-        memo = FeatureMemo()  # the folds hold the same images: each is extracted once
         for product in args.fold_products:
+            memo = FeatureMemo()  # a product's folds hold the same images: each is extracted once
             log(f"{product}: every part tested once, {args.folds} folds")
             t = time.time()
             source = args.data / product

@@ -97,7 +97,8 @@ def test_the_report_gives_the_folds_their_own_section_and_target_rows():
 
 def test_folds_that_choose_between_settings_leave_the_test_split_unread(tmp_path):
     product = _product(tmp_path)
-    rows = list(csv.DictReader(open(product / "manifest.csv")))
+    with open(product / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     for row in rows[:12]:  # tiles 0-5, both lightings: the manifest's test parts
         row["split"] = "test"
     with open(product / "manifest.csv", "w", newline="") as f:
