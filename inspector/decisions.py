@@ -136,7 +136,8 @@ def fit_decision(
         return Decision(parts=scales, thresholds=UNCALIBRATED, typing=typing, type_views=views,
                         calibrated_on="no good parts to calibrate on", selected_on=why + typed)  # fmt: skip
     good_cal = combine(scores_of(calib), scales, pool)[~calib.is_defect]
-    thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr)
+    units = np.array([s.unit for s, d in zip(calib.samples, calib.is_defect, strict=True) if not d])
+    thresholds = calibrate_thresholds(good_cal, target_frr, warn_frr, units)
     val_score = combine(scores_of(val), scales, pool) if val_both else None
     platt = fit_platt(val_score, val.is_defect) if val_score is not None else None
     return Decision(
@@ -146,10 +147,16 @@ def fit_decision(
         typing=typing,
         type_views=views,
         platt=platt,
-        calibrated_on=f"{thresholds.n_good} good parts of the calibration split",
+        calibrated_on=f"{_good_parts(thresholds)} of the calibration split",
         selected_on=why + typed,
         basis=threshold_basis(calib, good_cal, thresholds, val if val_both else None, val_score),
     )
+
+
+def _good_parts(th: Thresholds) -> str:
+    if th.n_parts is None or th.n_parts == th.n_good:
+        return f"{th.n_good} good parts"
+    return f"{th.n_good} good images of {th.n_parts} parts"
 
 
 def threshold_basis(

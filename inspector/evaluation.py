@@ -4,6 +4,8 @@ the measured FRR beside its target and its conformal bound, then AUROC, defect-t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 from sklearn.metrics import f1_score, roc_auc_score
@@ -45,15 +47,19 @@ def decision_metrics(
         kind = np.array([s.defect_type for s in out.samples])
         m["escape_by_type"] = {t: float((score[kind == t] <= th.reject).mean()) for t in types}
     if (~defect).any():
-        n_good = int((~defect).sum())
-        m["false_reject_rate"] = float((score[~defect] > th.reject).mean())
+        rejected = score[~defect] > th.reject
+        m["false_reject_rate"] = float(rejected.mean())
         m["warn_rate_good"] = float(((score[~defect] > th.warn) & (score[~defect] <= th.reject)).mean())
         m["target_frr"] = th.target_frr
-        m["frr_bound"] = frr_bound(th.n_good, n_good, th.target_frr) if th.guaranteed else None
+        # the laws count what the promise counted (card format 13: physical parts, whose images fail together)
+        counted = _parts_rejected(rejected, units[~defect]) if th.n_parts else (len(rejected), float(rejected.sum()))
+        n_good, parts_rejected = counted
+        m["frr_bound"] = frr_bound(th.parts, n_good, th.target_frr) if th.guaranteed else None
         m["guaranteed"] = th.guaranteed
+        m["frr_law_counts_parts"] = th.n_parts is not None
+        m["calibration_parts"] = th.parts
         if th.guaranteed:
-            rejected = int((score[~defect] > th.reject).sum())
-            m["frr_chance"] = frr_chance(th.n_good, n_good, th.target_frr, rejected)
+            m["frr_chance"] = frr_chance(th.parts, n_good, th.target_frr, math.ceil(parts_rejected - 1e-9))
         m["good_parts"] = len(set(units[~defect].tolist()))
         if calib is not None and set(parts) <= set(calib.scores) and (~calib.is_defect).any():
             calib_parts = np.array([s.unit for s in calib.samples])[~calib.is_defect]
@@ -81,6 +87,12 @@ def decision_metrics(
         m["classifier_accuracy"] = float((pred == out.target).mean())
         m["ece"] = expected_calibration_error(out.class_probs.max(1), pred == out.target)
     return m
+
+
+def _parts_rejected(rejected: np.ndarray, units: np.ndarray) -> tuple[int, float]:
+    """(good parts, the parts' share of rejected images summed): a part's images weigh one part."""
+    _, part, size = np.unique(units, return_inverse=True, return_counts=True)
+    return len(size), float((rejected / size[part]).sum())
 
 
 def rows_typed(out: SplitOutputs, *decisions: Decision) -> np.ndarray:

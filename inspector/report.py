@@ -3,6 +3,7 @@ engineer needs to read them."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -92,10 +93,18 @@ def warnings(metrics: dict[str, dict]) -> list[str]:
                 f"allows by chance ({bound:.1%}): the promise did not hold on these parts{_why(m)}"
             )
         elif frr is not None and m.get("guaranteed") is False:
-            out.append(f"! {product}: too few good parts to calibrate on: no false-reject promise is made")
+            out.append(f"! {product}: too few good parts to calibrate on{_how_few(m)}: no false-reject promise is made")
         if esc is not None and esc > 0.5:
             out.append(f"! {product}: {esc:.0%} of defects pass at the promised false-reject rate")
     return out
+
+
+def _how_few(m: dict) -> str:
+    """How many good parts set the threshold, and how many its promise would need (1/alpha - 1)."""
+    n, target = m.get("calibration_parts"), m.get("target_frr")
+    if not n or not target:
+        return ""
+    return f" ({n} parts; a {target:.0%} promise needs {math.ceil(1 / target - 1 - 1e-9)})"
 
 
 def _why(m: dict) -> str:
@@ -104,7 +113,8 @@ def _why(m: dict) -> str:
     chance, shift = m.get("frr_chance"), m.get("good_shift_p")
     words = []
     if chance is not None:
-        together = m.get("good_parts", 0) < m["n"] - m.get("n_defect", 0)  # several images per part
+        # several images per part, and a law that counted them one by one (cards before format 13)
+        together = m.get("good_parts", 0) < m["n"] - m.get("n_defect", 0) and not m.get("frr_law_counts_parts")
         words.append(
             f"chance gives this many or more {_odds(chance)}"
             + (" if every image were its own part (a part's images fail together, so more often)" if together else "")

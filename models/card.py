@@ -22,9 +22,10 @@ from models.types import FusionConfig
 # 7: a decision names the calibration parts its reject threshold stands on; 8: several classifier
 # heads; 9: the classifier's numerics (bf16 or float32), which it keeps on any device; 10: a decision
 # may name defect types from the classifier over the part's mirrors; 11: over its turns too (type_views);
-# 12: an anomaly view names its extractor's numerics (bf16 or float32), kept on any device
+# 12: an anomaly view names its extractor's numerics (bf16 or float32), kept on any device;
+# 13: thresholds name the physical parts their good images show (the promise counts parts)
 # (an older inspector must refuse each, not score the old way)
-CARD_FORMAT = 12
+CARD_FORMAT = 13
 
 
 class CardError(ValueError):
@@ -313,9 +314,14 @@ def _upgrade_11(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "format": 12}
 
 
+def _upgrade_12(d: dict[str, Any]) -> dict[str, Any]:
+    """Format 12 -> 13: nothing moved; its promises counted images (``n_parts`` unknown)."""
+    return {**d, "format": 13}
+
+
 UPGRADES = {
     1: _upgrade_1, 2: _upgrade_2, 3: _upgrade_3, 4: _upgrade_4, 5: _upgrade_5, 6: _upgrade_6, 7: _upgrade_7,
-    8: _upgrade_8, 9: _upgrade_9, 10: _upgrade_10, 11: _upgrade_11,
+    8: _upgrade_8, 9: _upgrade_9, 10: _upgrade_10, 11: _upgrade_11, 12: _upgrade_12,
 }  # fmt: skip
 
 

@@ -63,7 +63,7 @@ def _read(product: str, card: dict[str, Any]) -> PromiseBasis | None:
         reject=float(th["reject"]),
         target_frr=float(th["target_frr"]),
         guaranteed=bool(th["guaranteed"]),
-        calibration_parts=int(th["n_good"]),
+        calibration_parts=int(th.get("n_parts") or th["n_good"]),  # images before card format 13
         set_by=tuple(Setter(str(s["image"]), str(s["part"]), float(s["score"])) for s in basis["set_by"]),
         reject_without=basis.get("reject_without"),
         val_escape=basis.get("val_escape"),

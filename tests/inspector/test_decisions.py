@@ -176,23 +176,33 @@ def test_types_over_more_views_are_chosen_only_where_they_name_val_defects_stric
 
 
 def test_the_decision_names_the_good_parts_its_reject_threshold_stands_on():
-    # 200 good calibration images of 40 tiles (5 lightings each); one tile carries a mark and scores
-    # high in every lighting, so the 1 % threshold (the 2nd largest of 200) lands on it and every
-    # defect scoring below the marked tile passes
-    good = np.r_[np.linspace(0.0, 1.0, 195), [3.0, 3.1, 3.2, 3.3, 3.4]]
-    tiles = [f"tile{i // 5:02d}" for i in range(195)] + ["tile_marked"] * 5
-    calib = _split({"anomaly": good}, 200, tiles)
+    # 500 good calibration images of 100 tiles (5 lightings each); one tile carries a mark and
+    # scores high in every lighting. The promise counts tiles, and with 100 of them the 1 %
+    # threshold is the largest score: the marked tile sets it, and every defect below it passes
+    good = np.r_[np.linspace(0.0, 1.0, 495), [3.0, 3.1, 3.2, 3.3, 3.4]]
+    tiles = [f"tile{i // 5:02d}" for i in range(495)] + ["tile_marked"] * 5
+    calib = _split({"anomaly": good}, 500, tiles)
     val_scores = np.r_[np.linspace(0.0, 1.0, 100), np.linspace(1.5, 2.9, 10), np.full(10, 5.0)]
     val = _split({"anomaly": val_scores}, 100, [f"g{i}" for i in range(100)] + [f"d{i}" for i in range(20)])
     decision = fit_decision(val, calib, False, 0.01, 0.05)
     scaled = combine(calib.scores, decision.parts, decision.pooling)  # the decision's scale
-    basis = decision.basis
-    assert [p.image for p in basis.set_by] == ["/val/199.png", "/val/198.png"]  # highest first, the ones at or above
-    assert {p.part for p in basis.set_by} == {"tile_marked"} and basis.set_by[0].score == scaled[199]
-    assert decision.thresholds.reject == scaled[198]
-    # if a review finds the marked tile defective, the threshold comes from the other 195 images
-    assert basis.reject_without == conformal_quantile(scaled[:195], 0.01)[0] < scaled[195]
+    basis, th = decision.basis, decision.thresholds
+    assert (th.guaranteed, th.n_good, th.n_parts) == (True, 500, 100)
+    assert decision.calibrated_on == "500 good images of 100 parts of the calibration split"
+    assert [p.image for p in basis.set_by] == ["/val/499.png"] and basis.set_by[0].part == "tile_marked"
+    assert th.reject == scaled[499] and basis.set_by[0].score == scaled[499]
+    # if a review finds the marked tile defective, the threshold comes from the other 99 tiles
+    assert basis.reject_without == conformal_quantile(scaled[:495], 0.01, np.array(tiles[:495]))[0] == scaled[494]
     assert basis.val_escape == 0.5 and basis.val_escape_without == 0.0  # val's 10 middling defects would be caught
+
+
+def test_a_promise_is_not_made_on_too_few_tiles_however_many_their_images():
+    good = np.linspace(0.0, 1.0, 300)  # 300 images would promise 1 %; 50 tiles of 6 lightings cannot
+    calib = _split({"anomaly": good}, 300, [f"tile{i // 6:02d}" for i in range(300)])
+    decision = fit_decision(None, calib, False, 0.01, 0.05)
+    th = decision.thresholds
+    assert not th.guaranteed and th.n_parts == 50
+    assert th.reject == combine(calib.scores, decision.parts, decision.pooling).max()
 
 
 def test_without_a_promise_the_basis_names_the_largest_score_and_no_lower_threshold():

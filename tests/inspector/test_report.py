@@ -9,7 +9,7 @@ from inspector.dataset import Sample
 from inspector.evaluation import decision_metrics
 from inspector.outputs import SplitOutputs
 from inspector.report import metrics_table, threshold_basis, warnings
-from models.calibration import Thresholds
+from models.calibration import Thresholds, frr_bound, frr_chance
 from models.card import Decision, ModelCard, PartScale, ProductCard, ThresholdBasis, ThresholdSetter
 
 
@@ -73,6 +73,32 @@ def test_a_broken_promise_on_tiles_says_their_images_fail_together():
     assert m["good_parts"] == 15 and m["defect_parts"] == 2
     (line,) = [w for w in warnings({"tile": m}) if "promise did not hold" in w]
     assert "if every image were its own part" in line and "a few odd parts did it" in line
+
+
+def test_a_promise_made_on_tiles_is_judged_in_tiles():
+    rng = np.random.default_rng(0)
+    calib = _split(np.repeat(rng.normal(size=120), 6), np.array([]), "calib", per_part=6)
+    good = np.sort(calib.scores["anomaly"])
+    counted = Thresholds(float(good[-10]), float(good[-2]), 0.01, len(good), True, n_parts=120)
+    decision = Decision(parts={"anomaly": PartScale()}, thresholds=counted, calibrated_on="test")
+    test_good = np.repeat(rng.normal(size=30), 6)
+    test_good[:6] = 8.0  # one tile of 30, all six lightings rejected: 1 in 5 by chance, not a broken promise
+    m = decision_metrics(_split(test_good, np.full(12, 9.0), "test", per_part=6), decision, calib=calib)
+    assert m["false_reject_rate"] == 6 / 180 and m["frr_law_counts_parts"]
+    assert m["frr_bound"] == frr_bound(120, 30, 0.01) and m["frr_chance"] == frr_chance(120, 30, 0.01, 1)
+    assert frr_bound(720, 180, 0.01) < 6 / 180  # counted in images, it would have read as one
+    assert not [w for w in warnings({"tile": m}) if "promise did not hold" in w]
+    test_good[6:12] = 8.0  # a second tile: 1 in 26
+    m = decision_metrics(_split(test_good, np.full(12, 9.0), "test", per_part=6), decision, calib=calib)
+    assert m["frr_chance"] == frr_chance(120, 30, 0.01, 2) < 0.05
+    (line,) = [w for w in warnings({"tile": m}) if "promise did not hold" in w]
+    assert "if every image were its own part" not in line
+    few = Thresholds(float(good[-10]), float(good[-1]), 0.01, 204, False, n_parts=34)
+    m = decision_metrics(_split(test_good, np.full(12, 9.0), "test", per_part=6), decision.model_copy(
+        update={"thresholds": few}))  # fmt: skip
+    assert m["frr_bound"] is None and "frr_chance" not in m
+    (line,) = [w for w in warnings({"tile": m}) if "promise" in w]
+    assert "too few good parts to calibrate on (34 parts; a 1% promise needs 99)" in line
 
 
 def test_training_names_the_good_parts_a_reject_threshold_stands_on():

@@ -29,6 +29,47 @@ def test_conformal_threshold_holds_the_false_reject_target_on_fresh_good_parts()
     assert np.mean(rates) > 0.008  # and not wastefully conservative
 
 
+def _tiles(rng, n_tiles: int, lightings: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Good tiles' scores: each tile its own look, its lightings close to it (as magnetic-tile's)."""
+    look = np.repeat(rng.normal(size=n_tiles), lightings)
+    return look + 0.2 * rng.normal(size=n_tiles * lightings), np.repeat(np.arange(n_tiles), lightings)
+
+
+def test_a_promise_counts_physical_parts_not_images():
+    scores, tiles = _tiles(np.random.default_rng(0), 36)
+    assert conformal_quantile(scores, 0.01)[1]  # 216 images would promise 1 % ...
+    th = calibrate_thresholds(scores, 0.01, 0.05, parts=tiles)
+    assert not th.guaranteed and th.reject == scores.max()  # ... 36 tiles cannot: 99 are needed
+    assert (th.n_good, th.n_parts, th.parts) == (216, 36, 36)
+    scores, tiles = _tiles(np.random.default_rng(0), 99)
+    assert calibrate_thresholds(scores, 0.01, 0.05, parts=tiles).guaranteed is True
+
+
+def test_a_threshold_over_a_parts_images_keeps_its_promise_on_new_parts():
+    rng = np.random.default_rng(1)
+    by_image, by_part = [], []
+    for _ in range(400):
+        scores, tiles = _tiles(rng, 40)
+        fresh = rng.normal(size=300)
+        fresh = fresh + 0.2 * rng.normal(size=300)  # one image of each of 300 new tiles
+        by_image.append((fresh > conformal_quantile(scores, 0.05)[0]).mean())
+        t, guaranteed = conformal_quantile(scores, 0.05, tiles)
+        assert guaranteed
+        by_part.append((fresh > t).mean())
+    assert np.mean(by_image) > 0.054  # counting 240 images breaks a 5 % promise made on 40 tiles
+    assert np.mean(by_part) <= 0.05
+
+
+def test_each_image_its_own_part_gives_the_usual_conformal_threshold():
+    rng = np.random.default_rng(2)
+    for n in (5, 98, 99, 200, 437):
+        s = np.round(rng.normal(size=n), 1)  # ties too
+        for alpha in (0.01, 0.05, 0.1):
+            assert conformal_quantile(s, alpha, np.arange(n)) == conformal_quantile(s, alpha)
+            weighted = conformal_quantile(np.r_[s, s], alpha, np.r_[np.arange(n), np.arange(n)])
+            assert weighted == conformal_quantile(s, alpha)  # two identical images of a part: one part
+
+
 def test_frr_chance_is_how_often_fresh_good_parts_reject_that_many():
     # 200 calibration parts and 86 test parts, as the demo's mono cells: simulate the whole draw
     rng = np.random.default_rng(1)

@@ -60,7 +60,7 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     view = {"backbone": "efficientnet_lite0", "resize": "scale", "size": 698, "scale": 1.0}
     two["format"], two["products"]["washer"]["anomaly"] = 2, {"view": view, "bank_patches": 9, "bank_images": 5}
     card = parse_card(two)
-    assert card.format == CARD_FORMAT == 12 and card.products["washer"].anomaly.view.standardise is False
+    assert card.format == CARD_FORMAT == 13 and card.products["washer"].anomaly.view.standardise is False
     three = {**two, "format": 3}
     three["products"]["washer"]["anomaly"]["view"]["standardise"] = True
     assert parse_card(three).products["washer"].anomaly.view.label == "efficientnet_lite0@scale1max698+std"
@@ -113,8 +113,13 @@ def test_older_cards_load_as_they_scored_and_a_newer_format_is_refused(tmp_path)
     eleven = {**parse_card(ten).model_dump(), "format": 11}
     del eleven["products"]["washer"]["anomaly"]["view"]["precision"]
     assert parse_card(eleven).products["washer"].anomaly.view.precision == "float32"  # as every bank was built
-    with pytest.raises(CardError, match="card format 13 is newer"):
-        parse_card({**seven, "format": 13})
+    twelve = {**parse_card(eleven).model_dump(), "format": 12}
+    for d in (twelve["products"]["washer"]["decision"], twelve["products"]["washer"]["image_only"], twelve["fallback"]):
+        del d["thresholds"]["n_parts"]
+    promise = parse_card(twelve).products["washer"].decision.thresholds
+    assert promise.n_parts is None and promise.parts == promise.n_good  # format 12 counted images
+    with pytest.raises(CardError, match="card format 14 is newer"):
+        parse_card({**seven, "format": 14})
 
 
 def _write(folder, data) -> object:
