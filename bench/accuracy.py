@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -69,7 +70,7 @@ MAX_MS_PER_IMAGE = 150
 KEYS = ["escape_rate", "false_reject_rate", "frr_bound", "auroc", "pixel_auroc", "defect_type_macro_f1"]
 METHODS = ("classifier", "anomaly", "segmentation", "combined")
 FOLD_KEYS = (*KEYS, "parts", "n", "n_defect", "defect_parts", "escape_low", "escape_high", "escape_by_type",
-             "frr_chance", "good_shift_p")  # fmt: skip
+             "frr_chance", "good_shift_p", "calibration_parts", "target_frr")  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -138,7 +139,7 @@ def _basis(b: dict) -> str:
 def _agg(rows: list[dict]) -> dict:
     out = {}
     for k in [*KEYS, "escape_low", "escape_high", "defect_parts", "target_frr", "n", "n_defect",
-              "defect_type_macro_f1_view_alone"]:  # fmt: skip
+              "defect_type_macro_f1_view_alone", "calibration_parts"]:  # fmt: skip
         vals = [r[k] for r in rows if r.get(k) is not None]
         if vals:
             out[k] = [float(np.mean(vals)), float(np.std(vals)), len(vals)]
@@ -316,14 +317,16 @@ def folds_section(product: str, f: dict) -> list[str]:
          "manifest's val split, whose parts are in these folds too.", "",
          f"Over all {p['defect_images']} defect images ({p['defect_parts']} defective parts) and "
          f"{p['good_images']} good images: **escape {100 * p['escape_rate']:.1f} %**{around} at a measured "
-         f"FRR of {100 * p['false_reject_rate']:.1f} % (the promise broke on {p['frr_broken']} of "
-         f"{p['folds']} folds), AUROC {p.get('auroc', float('nan')):.3f} (mean over folds)"
+         f"FRR of {100 * p['false_reject_rate']:.1f} % ({_folds_promise(folds, p)}), "
+         f"AUROC {p.get('auroc', float('nan')):.3f} (mean over folds)"
          + (f", pixel AUROC {p['pixel_auroc']:.3f}" if p.get("pixel_auroc") is not None else "")
          + (f", type-F1 {p['defect_type_macro_f1']:.3f}" if p.get("defect_type_macro_f1") is not None else "")
          + ".", "",
          "| fold | decided by | escape | FRR (bound) | AUROC | type-F1 |", "|---|---|---|---|---|---|"]  # fmt: skip
     for j, (m, parts) in enumerate(zip(folds, f["decisions"], strict=True)):
         bound = f" (≤ {100 * m['frr_bound']:.1f} %)" if m.get("frr_bound") is not None else ""
+        if not bound and m.get("calibration_parts"):
+            bound = f" (no promise: {m['calibration_parts']} good parts)"
         cells = [str(j), str(parts),
                  f"{100 * m['escape_rate']:.1f} % [{100 * m['escape_low']:.0f}-{100 * m['escape_high']:.0f} %, "
                  f"{m['defect_parts']} parts]", f"{100 * m['false_reject_rate']:.1f} %{bound}",
@@ -331,6 +334,21 @@ def folds_section(product: str, f: dict) -> list[str]:
                  f"{m.get('defect_type_macro_f1', float('nan')):.3f}"]  # fmt: skip
         L.append("| " + " | ".join(cells) + " |")
     return [*L, ""]
+
+
+def _folds_promise(folds: list[dict], p: dict) -> str:
+    """How many folds promised their FRR and broke it; a fold calibrated on fewer physical parts
+    than the promise needs (1/target - 1) makes none."""
+    promised = sum(m.get("frr_bound") is not None for m in folds)
+    if promised == len(folds):
+        return f"the promise broke on {p['frr_broken']} of {p['folds']} folds"
+    counts = sorted(m["calibration_parts"] for m in folds if m.get("calibration_parts"))
+    few = f": {counts[0]}-{counts[-1]} good parts calibrated each" if counts else ""
+    need = math.ceil(1 / folds[0]["target_frr"] - 1 - 1e-9) if folds[0].get("target_frr") else None
+    few += f", {need} needed" if few and need else ""
+    if promised == 0:
+        return f"no fold could make the promise{few}"
+    return f"{promised} of {p['folds']} folds could make the promise, {p['frr_broken']} broke it"
 
 
 def finetuned(r: dict) -> dict[str, dict]:
@@ -378,6 +396,10 @@ def assessment(r: dict) -> list[str]:
             L.append(f"| {product} | FRR within its bound | ≤ {fmt(m['frr_bound'], True)} | "
                      f"{fmt(m['false_reject_rate'], True)}{breaks(r, product)} | "
                      f"{met(product, ok)} |")  # fmt: skip
+        elif m.get("false_reject_rate") and m.get("calibration_parts") and m.get("target_frr"):
+            need = math.ceil(1 / m["target_frr"][0] - 1 - 1e-9)
+            L.append(f"| {product} | FRR within its bound | no promise: {m['calibration_parts'][0]:.0f} good parts "
+                     f"calibrated, {need} needed | {fmt(m['false_reject_rate'], True)} | – |")  # fmt: skip
         ms = r.get("speed", {}).get(product, {}).get("ms_per_image")
         if ms is not None:
             L.append(f"| {product} | CPU ms per image | ≤ {MAX_MS_PER_IMAGE} | {ms} | "

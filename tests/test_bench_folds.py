@@ -95,6 +95,24 @@ def test_the_report_gives_the_folds_their_own_section_and_target_rows():
     assert any("| auroc | ≥ 0.970 | 0.970" in x and x.endswith("| yes |") for x in rows)
 
 
+def test_folds_calibrated_on_too_few_parts_say_they_made_no_promise():
+    import accuracy
+
+    fold = {"n": 269, "n_defect": 84, "escape_rate": 0.25, "false_reject_rate": 0.02, "frr_bound": None,
+            "auroc": 0.97, "escape_low": 0.1, "escape_high": 0.4, "defect_parts": 16, "calibration_parts": 36,
+            "target_frr": 0.01}  # fmt: skip
+    runs = [fold, {**fold, "calibration_parts": 37}]
+    f = {"command": "c", "seed": 0, "minutes": 1.0, "per_fold": runs, "decisions": ["anomaly", "anomaly"],
+         "pooled": folds.pooled(runs)}  # fmt: skip
+    text = "\n".join(accuracy.folds_section("magnetic-tile", f))
+    assert "no fold could make the promise: 36-37 good parts calibrated each, 99 needed" in text
+    assert "| 0 | anomaly | 25.0 % [10-40 %, 16 parts] | 2.0 % (no promise: 36 good parts) |" in text
+    station = {"escape_rate": [0.5, 0.1, 3], "false_reject_rate": [0.0, 0.0, 3], "calibration_parts": [35.0, 0.0, 3],
+               "target_frr": [0.01, 0.0, 3]}  # fmt: skip
+    row = next(x for x in accuracy.assessment({"main": {"magnetic-tile": {"station": station}}}) if "FRR" in x)
+    assert row.endswith("| FRR within its bound | no promise: 35 good parts calibrated, 99 needed | 0.0 % | – |")
+
+
 def test_folds_that_choose_between_settings_leave_the_test_split_unread(tmp_path):
     product = _product(tmp_path)
     with open(product / "manifest.csv", newline="") as f:
