@@ -237,6 +237,8 @@ def markdown(r: dict) -> str:
                 frr = fmt(m.get("false_reject_rate"), True)
                 if m.get("frr_bound"):
                     frr += f" (≤ {fmt(m['frr_bound'], True)})"
+                elif m.get("false_reject_rate") and m.get("calibration_parts"):
+                    frr += f" (no promise: {m['calibration_parts'][0]:.0f} good parts)"
                 name = {"station": "**station (selected)**", "image_only": "station without the manual"}.get(
                     method, method
                 )

@@ -109,7 +109,12 @@ def test_folds_calibrated_on_too_few_parts_say_they_made_no_promise():
     assert "| 0 | anomaly | 25.0 % [10-40 %, 16 parts] | 2.0 % (no promise: 36 good parts) |" in text
     station = {"escape_rate": [0.5, 0.1, 3], "false_reject_rate": [0.0, 0.0, 3], "calibration_parts": [35.0, 0.0, 3],
                "target_frr": [0.01, 0.0, 3]}  # fmt: skip
-    row = next(x for x in accuracy.assessment({"main": {"magnetic-tile": {"station": station}}}) if "FRR" in x)
+    head = {"command": "c", "machine": "m", "date": "d", "wall_minutes": 1, "backbone": "b", "text_encoder": "t",
+            "anomaly": "a", "seeds": [0], "target_frr": 0.01}  # fmt: skip
+    table = {"station": station, "parts": "anomaly", "escape_by_type": {}, "typing": "anomaly"}
+    r = {**head, "main": {"magnetic-tile": table}}
+    assert "| **station (selected)** | 50.0 % ± 10.0 % | 0.0 % (no promise: 35 good parts) |" in accuracy.markdown(r)
+    row = next(x for x in accuracy.assessment(r) if "FRR" in x)
     assert row.endswith("| FRR within its bound | no promise: 35 good parts calibrated, 99 needed | 0.0 % | – |")
 
 
