@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -49,6 +48,7 @@ from inspector.runtime import keep_freed_memory
 from inspector.settings import Settings, TrainSettings
 from inspector.training import train_model
 from inspector.training_data import prepare
+from models.calibration import parts_needed
 from models.card import VIEWS_SAID
 
 # Issue #13's targets (test split, default settings, CPU): (product, metric, goal, "max" | "min").
@@ -346,7 +346,7 @@ def _folds_promise(folds: list[dict], p: dict) -> str:
         return f"the promise broke on {p['frr_broken']} of {p['folds']} folds"
     counts = sorted(m["calibration_parts"] for m in folds if m.get("calibration_parts"))
     few = f": {counts[0]}-{counts[-1]} good parts calibrated each" if counts else ""
-    need = math.ceil(1 / folds[0]["target_frr"] - 1 - 1e-9) if folds[0].get("target_frr") else None
+    need = parts_needed(folds[0]["target_frr"]) if folds[0].get("target_frr") else None
     few += f", {need} needed" if few and need else ""
     if promised == 0:
         return f"no fold could make the promise{few}"
@@ -399,7 +399,7 @@ def assessment(r: dict) -> list[str]:
                      f"{fmt(m['false_reject_rate'], True)}{breaks(r, product)} | "
                      f"{met(product, ok)} |")  # fmt: skip
         elif m.get("false_reject_rate") and m.get("calibration_parts") and m.get("target_frr"):
-            need = math.ceil(1 / m["target_frr"][0] - 1 - 1e-9)
+            need = parts_needed(m["target_frr"][0])
             L.append(f"| {product} | FRR within its bound | no promise: {m['calibration_parts'][0]:.0f} good parts "
                      f"calibrated, {need} needed | {fmt(m['false_reject_rate'], True)} | – |")  # fmt: skip
         ms = r.get("speed", {}).get(product, {}).get("ms_per_image")

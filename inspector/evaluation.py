@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
-from models.calibration import frr_bound, frr_chance, good_shift_p
+from models.calibration import frr_bound, frr_chance, good_shift_p, part_weights, parts_needed
 from models.card import Decision
 from models.decision import combine
 from models.metrics import escape_interval, expected_calibration_error
@@ -52,12 +52,14 @@ def decision_metrics(
         m["warn_rate_good"] = float(((score[~defect] > th.warn) & (score[~defect] <= th.reject)).mean())
         m["target_frr"] = th.target_frr
         # the laws count what the promise counted (card format 13: physical parts, whose images fail together)
-        counted = _parts_rejected(rejected, units[~defect]) if th.n_parts else (len(rejected), float(rejected.sum()))
-        n_good, parts_rejected = counted
+        weight, n_good = part_weights(units[~defect]) if th.n_parts else (np.ones(len(rejected)), len(rejected))
+        parts_rejected = float((weight * rejected).sum())
         m["frr_bound"] = frr_bound(th.parts, n_good, th.target_frr) if th.guaranteed else None
         m["guaranteed"] = th.guaranteed
         m["frr_law_counts_parts"] = th.n_parts is not None
         m["calibration_parts"] = th.parts
+        if th.target_frr > 0:
+            m["parts_needed"] = parts_needed(th.target_frr)
         if th.guaranteed:
             m["frr_chance"] = frr_chance(th.parts, n_good, th.target_frr, math.ceil(parts_rejected - 1e-9))
         m["good_parts"] = len(set(units[~defect].tolist()))
@@ -87,12 +89,6 @@ def decision_metrics(
         m["classifier_accuracy"] = float((pred == out.target).mean())
         m["ece"] = expected_calibration_error(out.class_probs.max(1), pred == out.target)
     return m
-
-
-def _parts_rejected(rejected: np.ndarray, units: np.ndarray) -> tuple[int, float]:
-    """(good parts, the parts' share of rejected images summed): a part's images weigh one part."""
-    _, part, size = np.unique(units, return_inverse=True, return_counts=True)
-    return len(size), float((rejected / size[part]).sum())
 
 
 def rows_typed(out: SplitOutputs, *decisions: Decision) -> np.ndarray:

@@ -3,7 +3,6 @@ engineer needs to read them."""
 
 from __future__ import annotations
 
-import math
 import os
 from typing import TYPE_CHECKING
 
@@ -101,10 +100,10 @@ def warnings(metrics: dict[str, dict]) -> list[str]:
 
 def _how_few(m: dict) -> str:
     """How many good parts set the threshold, and how many its promise would need (1/alpha - 1)."""
-    n, target = m.get("calibration_parts"), m.get("target_frr")
-    if not n or not target:
+    n, need = m.get("calibration_parts"), m.get("parts_needed")
+    if not n or not need:
         return ""
-    return f" ({n} parts; a {target:.0%} promise needs {math.ceil(1 / target - 1 - 1e-9)})"
+    return f" ({n} parts; a {m['target_frr']:.0%} promise needs {need})"
 
 
 def _why(m: dict) -> str:

@@ -89,17 +89,27 @@ def conformal_quantile(good_scores: np.ndarray, alpha: float, parts: np.ndarray 
     s = np.asarray(good_scores, dtype=np.float64)
     if len(s) == 0:
         return 0.5, False
-    if parts is None or len(np.unique(np.asarray(parts))) == len(s):
+    weight, n_parts = part_weights(parts) if parts is not None else (None, len(s))
+    if n_parts == len(s):  # each image its own part: the usual quantile, to the bit
         s = np.sort(s)
-        n = len(s)
-        k = math.ceil((n + 1) * (1 - alpha))
-        return (float(s[k - 1]), True) if k <= n else (float(s[-1]), False)
-    _, part, size = np.unique(np.asarray(parts), return_inverse=True, return_counts=True)
+        k = math.ceil((n_parts + 1) * (1 - alpha))
+        return (float(s[k - 1]), True) if k <= n_parts else (float(s[-1]), False)
     order = np.argsort(s, kind="stable")
-    s, weight = s[order], (1.0 / size[part])[order]
+    s, weight = s[order], weight[order]  # type: ignore[index]
     above = np.append(np.cumsum(weight[::-1])[::-1], 0.0)[np.searchsorted(s, s, side="right")]
-    feasible = above + 1 <= alpha * (len(size) + 1) + 1e-9
+    feasible = above + 1 <= alpha * (n_parts + 1) + 1e-9
     return (float(s[np.argmax(feasible)]), True) if feasible.any() else (float(s[-1]), False)
+
+
+def part_weights(parts: np.ndarray) -> tuple[np.ndarray, int]:
+    """(each image's weight, 1 / its part's images; how many parts): a part's images weigh one part."""
+    _, part, size = np.unique(np.asarray(parts), return_inverse=True, return_counts=True)
+    return 1.0 / size[part], len(size)
+
+
+def parts_needed(alpha: float) -> int:
+    """Good calibration parts a promise of ``alpha`` needs: 1/alpha - 1 (99 at 1 %)."""
+    return math.ceil(1 / alpha - 1 - 1e-9)
 
 
 def calibrate_thresholds(
@@ -109,7 +119,7 @@ def calibrate_thresholds(
     ``conformal_quantile``)."""
     reject, guaranteed = conformal_quantile(good_scores, target_frr, parts)
     warn, _ = conformal_quantile(good_scores, max(warn_frr, target_frr), parts)
-    n_parts = None if parts is None else len(np.unique(np.asarray(parts)))
+    n_parts = None if parts is None else part_weights(parts)[1]
     return Thresholds(min(warn, reject), reject, target_frr, len(good_scores), guaranteed, n_parts)
 
 

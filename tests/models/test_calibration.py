@@ -50,8 +50,7 @@ def test_a_threshold_over_a_parts_images_keeps_its_promise_on_new_parts():
     by_image, by_part = [], []
     for _ in range(400):
         scores, tiles = _tiles(rng, 40)
-        fresh = rng.normal(size=300)
-        fresh = fresh + 0.2 * rng.normal(size=300)  # one image of each of 300 new tiles
+        fresh = rng.normal(size=300) + 0.2 * rng.normal(size=300)  # one image of each of 300 new tiles
         by_image.append((fresh > conformal_quantile(scores, 0.05)[0]).mean())
         t, guaranteed = conformal_quantile(scores, 0.05, tiles)
         assert guaranteed
