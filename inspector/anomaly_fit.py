@@ -13,7 +13,7 @@ import hashlib
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -282,7 +282,7 @@ class _Tried:
 def fit_anomaly(
     cfg: AnomalySettings,
     ds: Dataset,
-    alpha: float,
+    alpha: float | Callable[[str], float],
     device: torch.device,
     max_pixels: int,
     progress: bool = True,
@@ -299,6 +299,7 @@ def fit_anomaly(
     folds: dict[str, list[Fold]] = {}
     doubtful = ds.doubtful_good()
     for product in ds.products():
+        a = alpha(product) if callable(alpha) else alpha  # the promise judges views at its own rate
         calibration = [s for s in ds.split(CALIBRATION) if s.product == product]
         train_good = [s for s in ds.split("train") if s.product == product and not s.is_defect]
         good = [s for s in train_good if s.path not in doubtful] + calibration
@@ -341,14 +342,14 @@ def fit_anomaly(
                 note = f"{view.label} (the only candidate; {twins})"
             if len(views) > 1:
                 rank, note, scores, parts = _judge(
-                    view, ext, bank, pools, rows, judged, held, cfg, alpha, device, max_pixels, memo, seed
+                    view, ext, bank, pools, rows, judged, held, cfg, a, device, max_pixels, memo, seed
                 )
             added = memo.keys()[kept_before:] if memo is not None else []
             tried.append(_Tried(rank, view, bank, pools, rows, spec, note, added, scores, parts))
             print(f"{product}: bank of {len(bank)} patches from {len(good)} good images, {view.label}, {seconds:.0f} s")
         first = tried[0]
         tried.sort(key=lambda t: t.rank)
-        best, verdict = _beyond_chance(tried[0], first, alpha, cfg.view_confidence)
+        best, verdict = _beyond_chance(tried[0], first, a, cfg.view_confidence)
         view, bank, pools, rows, spec = best.view, best.bank, best.pools, best.rows, best.spec
         spec.selected_on = "; ".join([*([verdict] if verdict else []), *(t.note for t in tried)])
         tried = [best, *(t for t in tried if t is not best)]

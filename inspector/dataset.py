@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -94,42 +95,42 @@ class Dataset:
         defective = {(s.product, s.group) for s in self.samples if s.group and s.is_defect}
         return {s.path for s in self.samples if not s.is_defect and (s.product, s.group) in defective}
 
-    def hold_out_calibration(self, alpha: float, share: float = 0.3) -> dict[str, int]:
+    def hold_out_calibration(self, alpha: float | Callable[[str], float], share: float = 0.3) -> dict[str, int]:
         """Move good train parts of each product into the calibration split. -> parts per product.
 
-        Enough for a split-conformal promise at ``alpha`` (2/alpha parts: the threshold is then not
-        the single largest score) but at most half of the product's good train parts, and at
-        least ``share`` of them. A product without defect images in train has no classifier to
-        hold parts out of, so all its good parts calibrate: the memory bank cross-fits them (each
-        is scored by a bank built without it). Whole units move (a physical part, or every good
-        crop of one origin image), chosen by a stable hash, so reruns agree. An origin's defect
-        crops stay in train: a classifier taught that they are defects scores their good
-        neighbours higher if anything, which makes the threshold stricter, not looser.
+        ``alpha``: the promised false-reject rate, or a product's own (``VerdictSettings.target_frr_of``).
+        Enough parts for a split-conformal promise at it (2/alpha: the threshold is then not the
+        single largest score) but at most half of the product's good train parts, and at least
+        ``share`` of them. Counted in physical parts, as the promise counts them: a tile's six
+        lightings are one part (sized in images, magnetic-tile calibrated on 35 of its 113 tiles).
+        A product without defect images in train has no classifier to hold parts out of, so all
+        its good parts calibrate: the memory bank cross-fits them (each is scored by a bank built
+        without it). Whole units move (a physical part, or every good crop of one origin image),
+        chosen by a stable hash, so reruns agree. An origin's defect crops stay in train: a
+        classifier taught that they are defects scores their good neighbours higher if anything,
+        which makes the threshold stricter, not looser.
         """
         moved: dict[str, int] = {}
         doubtful = self.doubtful_good()
         for product in self.products():
             train = [s for s in self.samples if s.product == product and s.split == "train"]
             good = [s for s in train if not s.is_defect and s.path not in doubtful]
-            if len(good) < 2:
+            groups: dict[str, list[Sample]] = {}
+            for s in good:
+                groups.setdefault(s.unit, []).append(s)
+            if len(groups) < 2:
                 continue
             if not any(s.is_defect for s in train):
                 paths = {s.path for s in good}
                 self.samples = [replace(s, split=CALIBRATION) if s.path in paths else s for s in self.samples]
-                moved[product] = len(good)
+                moved[product] = len(groups)
                 continue
-            want = max(math.ceil(share * len(good)), min(math.ceil(2 / alpha), len(good) // 2))
-            groups: dict[str, list[Sample]] = {}
-            for s in good:
-                groups.setdefault(s.unit, []).append(s)
+            a = alpha(product) if callable(alpha) else alpha
+            want = min(max(math.ceil(share * len(groups)), math.ceil(2 / a)), len(groups) // 2)
             order = sorted(groups, key=lambda g: hashlib.sha1(f"calib|{product}|{g}".encode()).hexdigest())
-            chosen: set[Path] = set()
-            for g in order:
-                if len(chosen) >= want or len(chosen) + len(groups[g]) > len(good) // 2 + 1:
-                    continue
-                chosen.update(s.path for s in groups[g])
+            chosen = {s.path for g in order[:want] for s in groups[g]}
             self.samples = [replace(s, split=CALIBRATION) if s.path in chosen else s for s in self.samples]
-            moved[product] = len(chosen)
+            moved[product] = want
         return moved
 
     def products(self) -> list[str]:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from inspector.dataset import hash_split
 from inspector.errors import DataError
+from inspector.report import percent
 from inspector.store.rows import DriftEventRow
 
 MANUALS = Path(__file__).parent / "demo_manuals"
@@ -210,7 +211,7 @@ def on_the_line(events: list[DriftEventRow]) -> list[str]:
         if e.metric == "false_reject_promise":
             out.append(
                 f"  {where}: good parts rejected >= {e.value:.1%} ({d['false_rejects']} of {d['reviewed_rejects']} "
-                f"reviewed rejects were good; promised {d['promised']:.0%}): {e.severity}"
+                f"reviewed rejects were good; promised {percent(d['promised'])}): {e.severity}"
             )
         elif e.metric == "escape_on_line":
             out.append(

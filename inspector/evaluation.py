@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from inspector.decisions import NEEDS_MANUAL
 from inspector.outputs import SplitOutputs
-from models.calibration import frr_bound, frr_chance, good_shift_p, part_weights, parts_needed
+from models.calibration import frr_bound, frr_chance, good_shift_p, part_weights, parts_needed, smallest_promise
 from models.card import Decision
 from models.decision import combine
 from models.metrics import escape_interval, expected_calibration_error
@@ -60,6 +60,8 @@ def decision_metrics(
         m["calibration_parts"] = th.parts
         if th.target_frr > 0:
             m["parts_needed"] = parts_needed(th.target_frr)
+        if th.parts:
+            m["smallest_promise"] = smallest_promise(th.parts)
         if th.guaranteed:
             m["frr_chance"] = frr_chance(th.parts, n_good, th.target_frr, math.ceil(parts_rejected - 1e-9))
         m["good_parts"] = len(set(units[~defect].tolist()))

@@ -61,10 +61,11 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     ds = _dataset(Path(folder))
     product, manual = ds.products()[0], ds.manuals[ds.products()[0]]
     v = settings.verdict
-    ds.hold_out_calibration(v.target_frr, v.calibration_share)
+    alpha = v.target_frr_of(product)
+    ds.hold_out_calibration(alpha, v.calibration_share)
     base = load_model(Path(base_dir), device, settings.cache_dir)
     build = fit_anomaly(
-        settings.anomaly, ds, v.target_frr, device, settings.max_image_pixels, progress, seed=settings.train.seed
+        settings.anomaly, ds, alpha, device, settings.max_image_pixels, progress, seed=settings.train.seed
     )
     if build is None or product not in build.specs:
         raise DataError(f"{product}: too few good images for a bank")
@@ -77,12 +78,12 @@ def onboard(settings: Settings, folder: Path, base_dir: Path, out_dir: Path | No
     folds = build.fold_parts(product, base.text, device)
     calib = collect_cross_fit(parts, folds, manual, ds.split(CALIBRATION), settings.max_image_pixels)
     check = collect(parts, manual, ds.split("val"), settings.max_image_pixels) if ds.split("val") else None
-    decision = fit_decision(None, calib, False, v.target_frr, v.warn_frr, parts=["anomaly"])
+    decision = fit_decision(None, calib, False, alpha, v.warn_frr, parts=["anomaly"])
     # the region type head (or else the classifier) names defects from the new manual's words, zero-shot
     typing = "anomaly" if spec.view.backbone in part.type_heads else "classifier"
     decision = decision.model_copy(update={"typing": typing, "selected_on": "onboarded: the anomaly part alone"})
     card = base.card
-    products = {**card.products, product: product_card(manual, decision, decision, spec, calib, v.target_frr)}
+    products = {**card.products, product: product_card(manual, decision, decision, spec, calib, alpha)}
     report = {"calibration": decision_metrics(calib, decision)}
     caught = 0
     if check is not None and len(check.target):

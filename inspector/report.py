@@ -18,6 +18,11 @@ LEGEND = (
 )
 
 
+def percent(rate: float) -> str:
+    """A promise as people write it: 1%, 2.8%."""
+    return f"{100 * rate:.1f}".removesuffix(".0") + "%"
+
+
 def _fmt(v, pct: bool = False) -> str:
     if v is None:
         return "-"
@@ -88,8 +93,8 @@ def warnings(metrics: dict[str, dict]) -> list[str]:
         frr, bound, esc = m.get("false_reject_rate"), m.get("frr_bound"), m.get("escape_rate")
         if frr is not None and bound is not None and frr > bound:
             out.append(
-                f"! {product}: {frr:.1%} of good parts were rejected, above what the {m['target_frr']:.0%} promise "
-                f"allows by chance ({bound:.1%}): the promise did not hold on these parts{_why(m)}"
+                f"! {product}: {frr:.1%} of good parts were rejected, above what the {percent(m['target_frr'])} "
+                f"promise allows by chance ({bound:.1%}): the promise did not hold on these parts{_why(m)}"
             )
         elif frr is not None and m.get("guaranteed") is False:
             out.append(f"! {product}: too few good parts to calibrate on{_how_few(m)}: no false-reject promise is made")
@@ -100,10 +105,11 @@ def warnings(metrics: dict[str, dict]) -> list[str]:
 
 def _how_few(m: dict) -> str:
     """How many good parts set the threshold, and how many its promise would need (1/alpha - 1)."""
-    n, need = m.get("calibration_parts"), m.get("parts_needed")
+    n, need, least = m.get("calibration_parts"), m.get("parts_needed"), m.get("smallest_promise")
     if not n or not need:
         return ""
-    return f" ({n} parts; a {m['target_frr']:.0%} promise needs {need})"
+    backs = f", they back {percent(least)} or more (verdict.target_frr_by_product)" if least else ""
+    return f" ({n} parts; a {percent(m['target_frr'])} promise needs {need}{backs})"
 
 
 def _why(m: dict) -> str:
@@ -138,7 +144,8 @@ def threshold_basis(card: ModelCard, products: list[str] | None = None) -> str:
         if basis is None or not basis.set_by:
             continue
         parts = ", ".join(f"{_where(p.image)} ({p.score:.2f})" for p in basis.set_by)
-        promise = f"its {th.target_frr:.0%} promise" if th.guaranteed else "the largest score: too few for a promise"
+        too_few = "the largest score: too few for a promise"
+        promise = f"its {percent(th.target_frr)} promise" if th.guaranteed else too_few
         line = f"{product}: reject > {th.reject:.2f} ({promise}) is set by {parts}"
         if basis.reject_without is not None:
             line += f";\n  if they are defective: reject > {basis.reject_without:.2f}"

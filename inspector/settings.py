@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +58,10 @@ class TrainSettings(BaseModel):
 
 class VerdictSettings(BaseModel):
     target_frr: float = Field(0.01, gt=0, lt=1)  # promised false-reject rate on good parts
+    # a product's own promise, e.g. {"magnetic-tile": 0.03}: a promise of alpha needs 1/alpha - 1
+    # good calibration parts, and a product with few (magnetic-tile's 56 tiles back 1.8 % at best)
+    # gets none at the line's 1 %, only its largest calibration score as the threshold
+    target_frr_by_product: dict[str, Annotated[float, Field(gt=0, lt=1)]] = {}
     warn_frr: float = Field(0.05, gt=0, lt=1)  # good parts allowed into the operator-review band
     calibration_share: float = Field(0.3, gt=0, lt=1)  # good train parts held out to set thresholds (at least)
     # every score decides unless a smaller set lets fewer val defects through in this share of
@@ -76,6 +80,10 @@ class VerdictSettings(BaseModel):
     # accepted parts the station puts in the review queue at random (by a hash of the inspection's
     # id): their reviews are the one measurement of the defects it ships (docs/drift.md)
     spot_check_share: float = Field(0.005, ge=0, le=1)
+
+    def target_frr_of(self, product: str) -> float:
+        """The false-reject rate promised on ``product``'s good parts."""
+        return self.target_frr_by_product.get(product, self.target_frr)
 
 
 class AnomalySettings(BaseModel):

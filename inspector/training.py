@@ -181,7 +181,7 @@ def product_report(
     m = decision_metrics(out, decision, calib=calib)
     m["image_only"] = decision_metrics(out, image_only, image_only=True, calib=calib)
     methods = {}
-    fit = partial(fit_decision, val, calib, False, verdict.target_frr, verdict.warn_frr,
+    fit = partial(fit_decision, val, calib, False, verdict.target_frr_of(out.product), verdict.warn_frr,
                   confidence=verdict.selection_confidence, pooling=verdict.pooling)  # fmt: skip
     classifier = {"classifier", "defect_head"} & set(out.scores)
     if classifier:  # the classifier alone: its better score, or both, as val chooses
@@ -232,7 +232,7 @@ def train_model(
         if settings.anomaly.enabled:
             data = ds.with_train(train_samples)
             anomaly = fit_anomaly(
-                settings.anomaly, data, v.target_frr, device, settings.max_image_pixels, progress,
+                settings.anomaly, data, v.target_frr_of, device, settings.max_image_pixels, progress,
                 memo=prep.patch_memo, seed=t.seed,
             )  # fmt: skip
             if anomaly is not None:  # before the type heads: they read the region it finds
@@ -298,9 +298,10 @@ def train_model(
             pooling=v.pooling,
             probation=frozenset({"segmentation"} if taught_by_labels else ()),
         )
-        decision = choose(False, v.target_frr, v.warn_frr)
-        image_only = choose(True, v.target_frr, v.warn_frr)
-        products_card[m.product] = product_card(m, decision, image_only, spec, cal, v.target_frr)
+        alpha = v.target_frr_of(m.product)
+        decision = choose(False, alpha, v.warn_frr)
+        image_only = choose(True, alpha, v.warn_frr)
+        products_card[m.product] = product_card(m, decision, image_only, spec, cal, alpha)
         views = max(decision.type_views, image_only.type_views)
         for split in ("val", "test") if turner is not None and views > 1 else ():  # the types the reports read
             if (out := outputs[split][m.product]) is not None:

@@ -139,7 +139,7 @@ def prepare(
     """Load the data, hold out the calibration parts, and set up encoders and caches."""
     ds = load_dataset(roots, products)
     ds.check_bad_share(settings.train.max_bad_share)
-    calibration = ds.hold_out_calibration(settings.verdict.target_frr, settings.verdict.calibration_share)
+    calibration = ds.hold_out_calibration(settings.verdict.target_frr_of, settings.verdict.calibration_share)
     device = resolve_device(settings.model.device)
     encoder = create_image_encoder(settings.model.backbone, input_size=settings.model.input_size)
     text = TextBank.on_first_need(settings.model.text_encoder, settings.model.text_source, settings.cache_dir)

@@ -112,6 +112,12 @@ def parts_needed(alpha: float) -> int:
     return math.ceil(1 / alpha - 1 - 1e-9)
 
 
+def smallest_promise(n_parts: int) -> float:
+    """The lowest false-reject rate ``n_parts`` good calibration parts can promise, rounded up
+    to a tenth of a percent: 1 / (n_parts + 1) (56 tiles: 1.8 %)."""
+    return math.ceil(1000 / (n_parts + 1) - 1e-9) / 1000
+
+
 def calibrate_thresholds(
     good_scores: np.ndarray, target_frr: float = 0.01, warn_frr: float = 0.05, parts: np.ndarray | None = None
 ) -> Thresholds:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard import data
 from inspector.corrections import correction_for
+from inspector.report import percent
 from inspector.scheduler import scheduled_jobs
 from inspector.services import correct_label, promote, request_retrain, rollback
 from inspector.store.monitoring import drift_events
@@ -103,7 +104,7 @@ def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
     that found them defective would change (relabel them and retrain to get it)."""
     rows = []
     for b in bases:
-        promise = f"{b.target_frr:.0%}" if b.guaranteed else "none: too few"
+        promise = percent(b.target_frr) if b.guaranteed else "none: too few"
         then = "–" if b.val_escape is None or b.val_escape_without is None else _pct(b.val_escape_without)
         rows.append(
             {
@@ -120,7 +121,7 @@ def promise_table(bases: list[PromiseBasis]) -> pd.DataFrame:
 
 def stands_on(b: PromiseBasis, whose: str) -> str:
     """One line: the good parts a model's reject threshold for a product stands on."""
-    promise = f"its {b.target_frr:.0%} promise" if b.guaranteed else "no promise (too few good parts)"
+    promise = f"its {percent(b.target_frr)} promise" if b.guaranteed else "no promise (too few good parts)"
     parts = ", ".join(f"{s.part} ({s.score:.2f})" for s in b.set_by)
     return f"{whose} {b.product} threshold ({promise}, {b.calibration_parts} good parts) is set by {parts}"
 

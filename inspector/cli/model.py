@@ -192,7 +192,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_onboard(args: argparse.Namespace) -> int:
     from inspector.onboard import onboard, register
-    from inspector.report import threshold_basis
+    from inspector.report import percent, threshold_basis
     from inspector.store.monitoring import champion
     from models.export import read_card
 
@@ -211,7 +211,8 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     share = f"all {result.good}" if result.calibration == result.good else f"{result.calibration} of them"
     print(
         f"{result.product}: bank from {result.good} good images, the threshold calibrated on {share}, each "
-        f"scored by a bank built without it ({settings.verdict.target_frr:.0%} false-reject promise {promise}), "
+        f"scored by a bank built without it ({percent(settings.verdict.target_frr_of(result.product))} false-reject "
+        f"promise {promise}), "
         f"{result.seconds:.0f} s"
     )
     if result.defects:

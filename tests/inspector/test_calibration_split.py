@@ -27,16 +27,18 @@ def test_calibration_parts_are_used_for_the_thresholds_only(synthetic_root, home
     monkeypatch.setattr(training, "fit_anomaly", spy_anomaly)
     s = Settings(home=home)  # the session's feature cache
     s.train.epochs, s.train.views = 3, 1
+    s.verdict.target_frr_by_product = {"washer": 0.2}  # its own promise, not the line's 1 %
     card = training.train_model(s, [synthetic_root], None, progress=False)
 
     ds = load_dataset(synthetic_root)
-    ds.hold_out_calibration(s.verdict.target_frr, s.verdict.calibration_share)
+    ds.hold_out_calibration(s.verdict.target_frr_of, s.verdict.calibration_share)
     calib = {x.path for x in ds.split(CALIBRATION)}
     assert calib and all(not x.is_defect for x in ds.split(CALIBRATION))
     for role in ("classifier_train", "classifier_val"):
         assert seen[role] and not calib & seen[role], role
     decision = card.products["washer"].decision
     assert decision.thresholds.n_good == len(calib)  # thresholds from exactly those parts
+    assert decision.thresholds.target_frr == 0.2 and card.metrics["test"]["washer"]["target_frr"] == 0.2
     assert card.data["calibration_parts"] == {"washer": len(calib)}
     # the station's bank saw every good part; each calibration part was scored by a bank without it
     folds = builds[0].folds["washer"]
@@ -174,3 +176,57 @@ def test_fold_banks_hold_no_patch_of_their_held_out_parts_and_match_the_station_
         assert not images & f.held and images <= f.sources
         assert len(f.bank) == len(full_bank) == 100  # 10 % of 1,000 patches; a fold alone would get 90
         assert len(torch.unique(f.bank, dim=0)) == len(f.bank)  # no patch chosen twice
+
+
+def _tiles(tmp_path, products: dict[str, int], lightings: int = 4):
+    """Manifests of ``products`` (name -> good tiles), each tile shot under ``lightings``, plus
+    ten defective tiles in train: the images are tiny, the split reads no pixel."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers.synthetic import MANUAL
+
+    for product, tiles in products.items():
+        folder = tmp_path / product
+        (folder / "images").mkdir(parents=True)
+        lines = ["image,product,label,defect_type,split,mask,source,group"]
+        for t in range(tiles + 10):
+            kind = "ok" if t < tiles else "scratch"
+            for k in range(lightings):
+                name = f"images/{kind}_{t:03d}_{k}.png"
+                Image.fromarray(np.full((8, 8, 3), t % 250, np.uint8)).save(folder / name)
+                lines.append(f"{name},{product},{'ok' if kind == 'ok' else 'defect'},{kind},train,,,tile{t}")
+        (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+        (folder / "manual.md").write_text(MANUAL.format(product=product))
+    return [tmp_path / p for p in products]
+
+
+def test_the_calibration_split_is_sized_in_physical_parts(tmp_path):
+    """A promise of 5 % wants 2/alpha = 40 parts. Sized in images, 30 % of 400 images took 30
+    tiles; a tile's lightings count once, so 40 tiles calibrate (and never more than half)."""
+    ds = load_dataset(_tiles(tmp_path, {"tile": 100}))
+    assert ds.hold_out_calibration(0.05, 0.3) == {"tile": 40}
+    assert len({x.part for x in ds.split(CALIBRATION)}) == 40 and len(ds.split(CALIBRATION)) == 160
+    again = load_dataset(tmp_path / "tile")
+    assert again.hold_out_calibration(0.01, 0.3) == {"tile": 50}  # half of the 100 tiles at most
+
+
+def test_each_product_is_calibrated_for_its_own_promise(tmp_path):
+    """A line promises 1 %, but a product with few good parts can only back a looser promise:
+    its own target sizes its calibration split and is the rate its thresholds promise."""
+    s = Settings(home=tmp_path / "home")
+    s.verdict.target_frr_by_product = {"few": 0.1}
+    assert (s.verdict.target_frr_of("few"), s.verdict.target_frr_of("many")) == (0.1, 0.01)
+    ds = load_dataset(_tiles(tmp_path, {"few": 80, "many": 80}))
+    assert ds.hold_out_calibration(s.verdict.target_frr_of, 0.1) == {"few": 20, "many": 40}
+
+
+def test_a_products_own_promise_is_read_from_the_environment_and_checked(monkeypatch, tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT", '{"magnetic-tile": 0.03}')
+    assert Settings(home=tmp_path).verdict.target_frr_of("magnetic-tile") == 0.03
+    monkeypatch.setenv("INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT", '{"magnetic-tile": 3}')
+    with pytest.raises(ValidationError, match="target_frr_by_product"):
+        Settings(home=tmp_path)

@@ -98,7 +98,7 @@ def test_a_promise_made_on_tiles_is_judged_in_tiles():
         update={"thresholds": few}))  # fmt: skip
     assert m["frr_bound"] is None and "frr_chance" not in m
     (line,) = [w for w in warnings({"tile": m}) if "promise" in w]
-    assert "too few good parts to calibrate on (34 parts; a 1% promise needs 99)" in line
+    assert "too few good parts to calibrate on (34 parts; a 1% promise needs 99, they back 2.9% or more" in line
 
 
 def test_training_names_the_good_parts_a_reject_threshold_stands_on():
