@@ -361,8 +361,9 @@ def fit_anomaly(
         start = time.perf_counter()
         folds[product] = cross_fit(pools, calibration, cfg, rows, memo, seed)
         if folds[product]:
-            print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration parts, "
-                  f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+            units = len({s.unit for s in calibration})
+            print(f"{product}: {len(folds[product])} cross-fit banks for {len(calibration)} calibration images "
+                  f"of {units} parts, {time.perf_counter() - start:.0f} s")  # fmt: skip
     if not specs:
         return None
     used = {s.view.backbone for s in specs.values()}
