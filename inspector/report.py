@@ -19,8 +19,8 @@ LEGEND = (
 
 
 def percent(rate: float) -> str:
-    """A promise as people write it: 1%, 2.8%."""
-    return f"{100 * rate:.1f}".removesuffix(".0") + "%"
+    """A promise as people write it: 1%, 2.8%, 0.05%."""
+    return f"{100 * rate:.3g}%"
 
 
 def _fmt(v, pct: bool = False) -> str:

@@ -84,7 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--heads", type=int, help="frozen mode: heads from different seeds, probabilities averaged (default 1)"
     )
     t.add_argument("--shots", type=int, help="use at most this many train images per (product, class)")
-    t.add_argument("--target-frr", type=float, help="false-reject rate promised on good parts (default 0.01)")
+    t.add_argument(
+        "--target-frr",
+        type=float,
+        help="false-reject rate promised on good parts (default 0.01); a product's own: "
+        "INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT='{\"magnetic-tile\": 0.03}'",
+    )
     t.add_argument("--json", type=Path, metavar="OUT", help="also write the model card (with metrics) here")
     t.set_defaults(handler=cmd_train)
 

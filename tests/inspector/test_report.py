@@ -8,7 +8,7 @@ import numpy as np
 from inspector.dataset import Sample
 from inspector.evaluation import decision_metrics
 from inspector.outputs import SplitOutputs
-from inspector.report import metrics_table, threshold_basis, warnings
+from inspector.report import metrics_table, percent, threshold_basis, warnings
 from models.calibration import Thresholds, frr_bound, frr_chance
 from models.card import Decision, ModelCard, PartScale, ProductCard, ThresholdBasis, ThresholdSetter
 
@@ -139,3 +139,7 @@ def test_the_station_without_its_manual_is_not_credited_with_naming_defect_types
     assert with_manual["defect_type_macro_f1"] == 1.0
     assert "defect_type_macro_f1" not in without and "macro_f1" not in without
     assert without["escape_rate"] == with_manual["escape_rate"]  # its detection is still measured
+
+
+def test_a_promise_reads_as_people_write_it():
+    assert [percent(x) for x in (0.01, 0.028, 0.0005, 0.2)] == ["1%", "2.8%", "0.05%", "20%"]
