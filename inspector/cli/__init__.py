@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
     from sqlalchemy.exc import OperationalError
 
     from models import CardError, WeightsUnavailableError
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         WeightsUnavailableError,
         UnknownNameError,
         ValidationError,
+        SettingsError,  # an environment variable that is not the JSON its setting takes
         OperationalError,
     ) as exc:
         print(f"inspector: error: {exc}".replace("\n", " "), file=sys.stderr)

@@ -132,3 +132,16 @@ def test_broken_config_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys
     finally:
         get_settings.cache_clear()
     assert "epochs" in capsys.readouterr().err
+
+
+def test_a_setting_that_is_not_json_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys):
+    from inspector.settings import get_settings
+
+    monkeypatch.setenv("INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT", "magnetic-tile=0.03")
+    get_settings.cache_clear()
+    try:
+        assert main(["train", "--data", str(synthetic_root), "--home", str(tmp_path)]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith("inspector: error:") and "verdict" in err and "Traceback" not in err
