@@ -122,26 +122,25 @@ def test_missing_model_and_bad_manual(trained_model, synthetic_root, home, tmp_p
     assert "no defect sections" in capsys.readouterr().err
 
 
-def test_broken_config_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys):
+def _train_with_env(monkeypatch, name: str, value: str, root, home) -> int:
+    """``inspector train`` with one environment variable set, settings read afresh."""
     from inspector.settings import get_settings
 
-    monkeypatch.setenv("INSPECTOR_TRAIN__EPOCHS", "many")
+    monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
-        assert main(["train", "--data", str(synthetic_root), "--home", str(tmp_path)]) == 2
+        return main(["train", "--data", str(root), "--home", str(home)])
     finally:
         get_settings.cache_clear()
+
+
+def test_broken_config_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys):
+    assert _train_with_env(monkeypatch, "INSPECTOR_TRAIN__EPOCHS", "many", synthetic_root, tmp_path) == 2
     assert "epochs" in capsys.readouterr().err
 
 
 def test_a_setting_that_is_not_json_is_one_line(monkeypatch, synthetic_root, tmp_path, capsys):
-    from inspector.settings import get_settings
-
-    monkeypatch.setenv("INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT", "magnetic-tile=0.03")
-    get_settings.cache_clear()
-    try:
-        assert main(["train", "--data", str(synthetic_root), "--home", str(tmp_path)]) == 2
-    finally:
-        get_settings.cache_clear()
+    name = "INSPECTOR_VERDICT__TARGET_FRR_BY_PRODUCT"
+    assert _train_with_env(monkeypatch, name, "magnetic-tile=0.03", synthetic_root, tmp_path) == 2
     err = capsys.readouterr().err
     assert err.startswith("inspector: error:") and "verdict" in err and "Traceback" not in err
