@@ -72,6 +72,10 @@ class VerdictSettings(BaseModel):
     # each see a defect a little; "auto" takes the mean only where it lets fewer val defects through
     # in selection_confidence of the redraws (pcb's val: 98 %; docs/RESULTS.md)
     pooling: Literal["auto", "max", "mean"] = "auto"
+    # a product's own, e.g. {"magnetic-tile": "mean"}: val's dozen defect tiles cannot tell the two
+    # apart, a cross-validation over the train and val tiles can (bench/accuracy.py --only folds
+    # --folds-without-test, run once with each; docs/RESULTS.md)
+    pooling_by_product: dict[str, Literal["auto", "max", "mean"]] = {}
     # the most views val may choose to name defect types over: the classifier's mean over the part
     # and its three mirrors (4; pcb's test type-F1 0.951 -> 0.964, docs/RESULTS.md), or its right-
     # angle turns too (8, as training augments). Each view is one more classifier pass per val
@@ -84,6 +88,10 @@ class VerdictSettings(BaseModel):
     def target_frr_of(self, product: str) -> float:
         """The false-reject rate promised on ``product``'s good parts."""
         return self.target_frr_by_product.get(product, self.target_frr)
+
+    def pooling_of(self, product: str) -> str:
+        """How ``product``'s deciding scores become one (``pooling``, or the product's own)."""
+        return self.pooling_by_product.get(product, self.pooling)
 
 
 class AnomalySettings(BaseModel):

@@ -182,7 +182,7 @@ def product_report(
     m["image_only"] = decision_metrics(out, image_only, image_only=True, calib=calib)
     methods = {}
     fit = partial(fit_decision, val, calib, False, verdict.target_frr_of(out.product), verdict.warn_frr,
-                  confidence=verdict.selection_confidence, pooling=verdict.pooling)  # fmt: skip
+                  confidence=verdict.selection_confidence, pooling=verdict.pooling_of(out.product))  # fmt: skip
     classifier = {"classifier", "defect_head"} & set(out.scores)
     if classifier:  # the classifier alone: its better score, or both, as val chooses
         methods["classifier"] = decision_metrics(out, fit(allowed=classifier), calib=calib)
@@ -295,7 +295,7 @@ def train_model(
             allowed=allowed,
             train_defects=extra,
             confidence=v.selection_confidence,
-            pooling=v.pooling,
+            pooling=v.pooling_of(m.product),
             probation=frozenset({"segmentation"} if taught_by_labels else ()),
         )
         alpha = v.target_frr_of(m.product)

@@ -210,3 +210,21 @@ def test_without_a_promise_the_basis_names_the_largest_score_and_no_lower_thresh
     decision = fit_decision(None, calib, False, 0.01, 0.05)
     assert not decision.thresholds.guaranteed
     assert [p.image for p in decision.basis.set_by] == ["/val/19.png"] and decision.basis.reject_without is None
+
+
+def test_a_products_own_pooling_reaches_its_decision(synthetic_root, home, monkeypatch):
+    """Val's handful of defect parts cannot tell max from mean on magnetic-tile; a cross-validation
+    over train and val can, and the engineer names the product's pooling from it."""
+    from inspector import training
+    from inspector.settings import Settings
+
+    monkeypatch.setenv("INSPECTOR_VERDICT__POOLING_BY_PRODUCT", '{"washer": "mean"}')
+    s = Settings(home=home)
+    assert (s.verdict.pooling_of("washer"), s.verdict.pooling_of("tile")) == ("mean", "auto")
+    s.train.epochs, s.train.views = 3, 1
+    decision = training.train_model(s, [synthetic_root], None, progress=False).products["washer"].decision
+    assert len(decision.parts) > 1  # one deciding score has nothing to pool
+    assert decision.pooling == "mean" and "pooled by their mean (fixed)" in decision.selected_on
+    monkeypatch.setenv("INSPECTOR_VERDICT__POOLING_BY_PRODUCT", '{"washer": "median"}')
+    with pytest.raises(ValueError, match="pooling_by_product"):
+        Settings(home=home)
