@@ -14,8 +14,10 @@ read.
 
 Val holds a dozen defective tiles. ``--folds K`` judges over every train and val part instead: the
 product's train and val parts are dealt into K folds of whole parts (bench/folds.py, test left
-out), and each fold is judged by heads trained on the other folds, against the calibration parts
-held out of those (each fold's own threshold); escapes and false rejects are pooled over the folds.
+out), and each fold is judged by heads trained on three of the others (the fold copy's train
+split; its val fold is unused, the head chooses nothing), against the calibration parts held out of
+those (each fold's own threshold); escapes and false rejects are pooled over the folds. The ``val_``
+keys of a fold's line are that fold's.
 
     python bench/segmentation_stage.py --data ../shared/data --product magnetic-tile --seeds 0 --folds 5
 
